@@ -1,0 +1,221 @@
+//! The one merging thread: every `interval` (or on `flush()`), sum every shard into an
+//! immutable [`Snapshot`] and publish it.
+//!
+//! # Synchronization
+//! A tick holds the aggregator mutex from the first shard read to the publish, so ticks from
+//! the background thread and from concurrent `flush()` callers are serialised and published in
+//! sequence order. Taking that mutex is also the happens-before edge `flush()` promises: a
+//! record that happens-before `flush()` happens-before the mutex acquisition, hence before the
+//! shard reads, so coherence guarantees the reads see it (Relaxed cell loads suffice).
+//! Histogram buckets are loaded with Acquire before the slot's sum/min/max (see `shard.rs`).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::{
+    buckets,
+    registry::{Core, Store, View},
+    shard::Loc,
+    snapshot::{CounterValue, HistogramSnapshot, Series, Snapshot, Value},
+    sync::{lock, Arc, Ordering},
+};
+
+/// State carried from one tick to the next (previous totals for deltas, scratch buffers).
+pub(crate) struct Aggregator {
+    seq: u64,
+    last: Instant,
+    totals: Vec<u64>,
+    prev_counters: Vec<u64>,
+    prev_hists: Vec<(u64, u64)>,
+    scratch: Vec<u64>,
+}
+
+impl Aggregator {
+    pub(crate) fn new() -> Self {
+        Aggregator {
+            seq: 0,
+            last: Instant::now(),
+            totals: Vec::new(),
+            prev_counters: Vec::new(),
+            prev_hists: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// One merge + publish. Serialised by the aggregator mutex.
+    pub(crate) fn tick(core: &Core) -> Arc<Snapshot> {
+        let mut agg = lock(&core.aggregator);
+        let start = Instant::now();
+        let view = lock(&core.catalogue).view();
+        let snapshot = Arc::new(agg.merge(core, &view, start));
+        core.published.store(snapshot.clone());
+        snapshot
+    }
+
+    fn merge(&mut self, core: &Core, view: &View, start: Instant) -> Snapshot {
+        let interval = start.duration_since(self.last);
+        let secs = interval.as_secs_f64();
+        self.last = start;
+        self.seq += 1;
+
+        // Counters, shard-major: each shard's chunks are summed as contiguous runs.
+        self.totals.clear();
+        self.totals.resize(view.counters, 0);
+        let mut shards = 0;
+        for shard in core.shards.iter() {
+            shard.add_counters_into(&mut self.totals);
+            shards += 1;
+        }
+        self.prev_counters.resize(view.counters, 0);
+        self.prev_hists.resize(view.histograms, (0, 0));
+
+        let mut series = Vec::with_capacity(view.entries.len());
+        for e in &view.entries {
+            let value = match e.store {
+                Store::Counter { index, .. } => {
+                    let total = self.totals[index];
+                    let delta = total.wrapping_sub(self.prev_counters[index]);
+                    self.prev_counters[index] = total;
+                    Value::Counter(CounterValue { total, delta, rate: rate(delta, secs) })
+                }
+                Store::Gauge(loc) => Value::Gauge(core.gauges.read(loc)),
+                Store::Histogram { index, loc, precision } => {
+                    let mut h = merge_histogram(core, loc, precision, &mut self.scratch);
+                    let (pc, ps) = self.prev_hists[index];
+                    h.delta_count = h.count.saturating_sub(pc);
+                    h.delta_sum = h.sum.saturating_sub(ps);
+                    h.rate = rate(h.delta_count, secs);
+                    self.prev_hists[index] = (h.count, h.sum);
+                    Value::Histogram(h)
+                }
+            };
+            series.push(Series { meta: e.meta.clone(), family: e.family.clone(), value });
+        }
+        Snapshot {
+            seq: self.seq,
+            taken_at: SystemTime::now(),
+            interval,
+            tick_duration: start.elapsed(),
+            shards,
+            series,
+        }
+    }
+}
+
+fn rate(delta: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        delta as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// Sums one histogram over every shard. `scratch` is a reusable dense bucket buffer, left
+/// zeroed.
+pub(crate) fn merge_histogram(core: &Core, loc: Loc, p: u8, scratch: &mut Vec<u64>) -> HistogramSnapshot {
+    let n = buckets::bucket_count(p);
+    if scratch.len() < n {
+        scratch.resize(n, 0);
+    }
+    let group_len = 1usize << p;
+    let mut touched = 0u64;
+    let (mut sum, mut min_inv, mut max) = (0u64, 0u64, 0u64);
+    for shard in core.shards.iter() {
+        let Some(slot) = shard.read_hist(loc) else { continue };
+        let mut any = false;
+        for g in 0..buckets::group_count(p) {
+            let Some(group) = slot.group(g, p) else { continue };
+            any = true;
+            touched |= 1 << g;
+            let dst = &mut scratch[g * group_len..(g + 1) * group_len];
+            for (d, cell) in dst.iter_mut().zip(group) {
+                // Acquire: pairs with the Release bucket store in `HistSlot::record`, so the
+                // sum/min/max loads below cover every value counted here.
+                *d = d.wrapping_add(cell.load(Ordering::Acquire));
+            }
+        }
+        if any {
+            // Relaxed: ordered after the Acquire bucket loads above.
+            sum = sum.saturating_add(slot.sum.load(Ordering::Relaxed));
+            min_inv = min_inv.max(slot.min_inv.load(Ordering::Relaxed));
+            max = max.max(slot.max.load(Ordering::Relaxed));
+        }
+    }
+    let mut out = Vec::new();
+    let mut count = 0u64;
+    while touched != 0 {
+        let g = touched.trailing_zeros() as usize;
+        touched &= touched - 1;
+        for (i, c) in scratch[g * group_len..(g + 1) * group_len].iter_mut().enumerate() {
+            if *c != 0 {
+                out.push(((g * group_len + i) as u32, *c));
+                count = count.wrapping_add(*c);
+                *c = 0;
+            }
+        }
+    }
+    let mut h = HistogramSnapshot::empty(p);
+    if count > 0 {
+        h.count = count;
+        h.sum = sum;
+        h.min = !min_inv;
+        h.max = max;
+        h.buckets = out.into();
+    }
+    h
+}
+
+/// The background ticker: a std thread (never under loom) that ticks every `interval` until
+/// stopped.
+pub(crate) struct Ticker {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    pub(crate) fn start(core: Arc<Core>, interval: Duration) -> Ticker {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("shardmetrics-aggregator".into())
+            .spawn(move || {
+                let (m, cv) = &*flag;
+                let mut next = Instant::now() + interval;
+                loop {
+                    let mut stopped = m.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    while !*stopped {
+                        let now = Instant::now();
+                        if now >= next {
+                            break;
+                        }
+                        stopped = cv.wait_timeout(stopped, next - now).unwrap_or_else(|e| e.into_inner()).0;
+                    }
+                    if *stopped {
+                        return;
+                    }
+                    drop(stopped);
+                    // A panic in one tick must not end the aggregator for good.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Aggregator::tick(&core)));
+                    next += interval;
+                    let now = Instant::now();
+                    if next < now {
+                        // Fell behind (a long tick or a suspended process): skip, don't burst.
+                        next = now + interval;
+                    }
+                }
+            })
+            .expect("failed to spawn the shardmetrics aggregator thread");
+        Ticker { stop, handle: Some(handle) }
+    }
+
+    /// Signals the thread and joins it (unless called from the thread itself).
+    pub(crate) fn stop(mut self) {
+        let (m, cv) = &*self.stop;
+        *m.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        cv.notify_all();
+        if let Some(h) = self.handle.take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The registration error type. Recording never fails: bad values there are rejected and
+//! counted (`shardmetrics_rejected_values_total`), never returned or panicked on.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use crate::Kind;
+
+/// Why a metric could not be registered. Each variant's message says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The metric name does not match `[a-zA-Z_:][a-zA-Z0-9_:]*`. Rename it, e.g. replace
+    /// dots and dashes with underscores.
+    InvalidMetricName { name: String, reason: &'static str },
+    /// A label name does not match `[a-zA-Z_][a-zA-Z0-9_]*`, starts with the reserved `__`,
+    /// or is reserved by the metric kind (`le`, `quantile` on histograms).
+    InvalidLabelName { metric: String, label: String, reason: &'static str },
+    /// The same label name was given twice for one series or family.
+    DuplicateLabel { metric: String, label: String },
+    /// The name is already registered as another kind of metric. Use a different name.
+    KindMismatch { name: String, registered: Kind, requested: Kind },
+    /// The name is already registered with another set of label names. Every series of a
+    /// metric must carry the same label names.
+    LabelNamesMismatch { name: String, registered: Vec<String>, requested: Vec<String> },
+    /// The name is already registered with another unit, precision or bucket layout.
+    ConfigMismatch { name: String, what: &'static str },
+    /// A family look-up gave a different number of label values than the family has names.
+    LabelCount { name: String, expected: usize, got: usize },
+    /// Histogram precision outside `MIN_PRECISION..=MAX_PRECISION`.
+    InvalidPrecision { name: String, precision: u8 },
+    /// Export bucket boundaries must be finite and strictly increasing.
+    InvalidBuckets { name: String },
+    /// The registry ran out of cell storage (over 4 billion counters or 16 million histograms).
+    StorageExhausted { name: String },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidMetricName { name, reason } => write!(
+                f,
+                "invalid metric name {name:?}: {reason}; metric names must match [a-zA-Z_:][a-zA-Z0-9_:]* \
+                 (replace '.', '-' and spaces with '_')"
+            ),
+            Error::InvalidLabelName { metric, label, reason } => write!(
+                f,
+                "invalid label name {label:?} on metric {metric:?}: {reason}; label names must match \
+                 [a-zA-Z_][a-zA-Z0-9_]* and must not start with \"__\""
+            ),
+            Error::DuplicateLabel { metric, label } => {
+                write!(f, "label {label:?} given twice on metric {metric:?}; give each label name once")
+            }
+            Error::KindMismatch { name, registered, requested } => write!(
+                f,
+                "metric {name:?} is already registered as a {registered}, cannot register it as a {requested}; \
+                 pick a different name"
+            ),
+            Error::LabelNamesMismatch { name, registered, requested } => write!(
+                f,
+                "metric {name:?} is already registered with label names {registered:?}, not {requested:?}; \
+                 every series of a metric must have the same label names"
+            ),
+            Error::ConfigMismatch { name, what } => write!(
+                f,
+                "metric {name:?} is already registered with a different {what}; register it with the same \
+                 {what} everywhere or use a different name"
+            ),
+            Error::LabelCount { name, expected, got } => write!(
+                f,
+                "metric {name:?} has {expected} label name(s) but {got} label value(s) were given; \
+                 pass one value per label name, in the family's order"
+            ),
+            Error::InvalidPrecision { name, precision } => write!(
+                f,
+                "histogram {name:?}: precision {precision} is out of range; use {}..={} (default {})",
+                crate::buckets::MIN_PRECISION,
+                crate::buckets::MAX_PRECISION,
+                crate::buckets::DEFAULT_PRECISION
+            ),
+            Error::InvalidBuckets { name } => write!(
+                f,
+                "histogram {name:?}: export bucket boundaries must be finite, non-empty and strictly increasing"
+            ),
+            Error::StorageExhausted { name } => {
+                write!(f, "cannot register {name:?}: the registry's cell storage is exhausted")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Checks a metric name against the Prometheus rule `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub(crate) fn validate_metric_name(name: &str) -> Result<(), Error> {
+    let err = |reason| Err(Error::InvalidMetricName { name: name.to_owned(), reason });
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return err("it is empty"),
+        Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
+        Some(_) => return err("it must start with a letter, '_' or ':'"),
+    }
+    if chars.any(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+        return err("it contains a character other than letters, digits, '_' and ':'");
+    }
+    Ok(())
+}
+
+/// Checks a label name against `[a-zA-Z_][a-zA-Z0-9_]*`, the reserved `__` prefix, and the
+/// names a histogram's exposition uses itself.
+pub(crate) fn validate_label_name(metric: &str, label: &str, kind: Kind) -> Result<(), Error> {
+    let err = |reason| Err(Error::InvalidLabelName { metric: metric.to_owned(), label: label.to_owned(), reason });
+    let mut chars = label.chars();
+    match chars.next() {
+        None => return err("it is empty"),
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        Some(_) => return err("it must start with a letter or '_'"),
+    }
+    if chars.any(|c| !(c.is_ascii_alphanumeric() || c == '_')) {
+        return err("it contains a character other than letters, digits and '_'");
+    }
+    if label.starts_with("__") {
+        return err("names starting with \"__\" are reserved for Prometheus' internal use");
+    }
+    if kind == Kind::Histogram && (label == "le" || label == "quantile") {
+        return err("\"le\" and \"quantile\" are reserved on histograms by the exposition format");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names() {
+        for ok in ["a", "_a", ":a", "http_requests_total", "a:b:c", "A9_"] {
+            assert!(validate_metric_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "9a", "a-b", "a.b", "a b", "é", "a\n", "a{b}"] {
+            let e = validate_metric_name(bad).unwrap_err();
+            assert!(e.to_string().contains("invalid metric name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn label_names() {
+        assert!(validate_label_name("m", "route", Kind::Counter).is_ok());
+        assert!(validate_label_name("m", "le", Kind::Counter).is_ok());
+        for bad in ["", "__x", "a:b", "9", "a-b"] {
+            assert!(validate_label_name("m", bad, Kind::Counter).is_err(), "{bad}");
+        }
+        assert!(validate_label_name("m", "le", Kind::Histogram).is_err());
+        assert!(validate_label_name("m", "quantile", Kind::Histogram).is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! Lock-free, per-thread sharded in-process metrics.
+//!
+//! Recording a counter, gauge or histogram value costs about as much as a plain memory write:
+//! each thread writes only its own [shard](crate::Registry) of cells (a Relaxed load and store,
+//! no lock, no `fetch_add`, no allocation after first touch). One aggregator thread per
+//! [`Registry`] merges the shards every interval into an immutable [`Snapshot`] published
+//! through `arc-swap`; exporters ([`export::prometheus`], [`export::json`]) and queries read
+//! only snapshots.
+//!
+//! | type | what it is |
+//! |---|---|
+//! | [`Registry`] | a set of metrics, its shards and its aggregator thread; [`global()`] is the default one |
+//! | [`Counter`] | monotonic `u64` |
+//! | [`Gauge`] | `f64`, last write wins |
+//! | [`Histogram`] | `u64` values in log-linear buckets; [`Timer`] records elapsed time on drop |
+//! | [`Family`] | labelled series, `family.with(&["/api", "200"])` |
+//! | [`Snapshot`] | what one tick merged: totals, deltas, rates, quantiles |
+//!
+//! ```
+//! use shardmetrics::{Registry, Unit};
+//! use std::time::Duration;
+//!
+//! let registry = Registry::builder().interval(Duration::from_millis(100)).build();
+//! let requests = registry.counter("http_requests_total").help("Requests served")
+//!     .label("route", "/api").build()?;
+//! let latency = registry.histogram("request_duration").unit(Unit::Nanoseconds).build()?;
+//! let by_status = registry.counter("responses_total").family(&["route", "status"])?;
+//!
+//! std::thread::scope(|s| {
+//!     for _ in 0..4 {
+//!         s.spawn(|| for i in 0..1000 {
+//!             requests.inc();
+//!             latency.record(1_000 + i);
+//!             by_status.with(&["/api", "200"]).inc();
+//!         });
+//!     }
+//! });
+//!
+//! let snap = registry.flush();
+//! assert_eq!(snap.counter("http_requests_total", &[("route", "/api")]), Some(4000));
+//! assert_eq!(snap.counter("responses_total", &[("status", "200"), ("route", "/api")]), Some(4000));
+//! let h = snap.histogram("request_duration", &[]).unwrap();
+//! assert_eq!(h.count(), 4000);
+//! assert!(h.quantile(0.99).unwrap() >= 1_950);
+//! println!("{}", shardmetrics::export::prometheus::render(&snap));
+//! # Ok::<(), shardmetrics::Error>(())
+//! ```
+//!
+//! The protocol — who writes each cell, which Release pairs with which Acquire, why nothing
+//! is lost at thread exit — is written down in the `shard` and `aggregator` module docs.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_debug_implementations)]
+
+mod aggregator;
+pub mod buckets;
+mod error;
+pub mod export;
+mod metric;
+mod registry;
+mod shard;
+mod snapshot;
+mod sync;
+mod unit;
+
+pub use error::Error;
+pub use metric::{Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Timer};
+#[cfg(not(shardmetrics_loom))]
+pub use registry::global;
+pub use registry::{
+    Builder, MetricBuilder, Registry, DEFAULT_INTERVAL, DEFAULT_MAX_SERIES, DEFAULT_MAX_SERIES_PER_FAMILY,
+    OVERFLOW_METRIC, REJECTED_METRIC,
+};
+pub use snapshot::{Bucket, CounterValue, FamilyInfo, HistogramSnapshot, Labels, Series, Snapshot, Value};
+pub use unit::{Kind, Unit};

@@ -1,0 +1,109 @@
+//! Counters: monotonic `u64` totals, one single-writer cell per thread.
+
+use std::fmt;
+
+use crate::{
+    metric::{sealed::Sealed, Metric},
+    registry::{Core, Store},
+    shard::{single_writer_add, with_shard, Loc},
+    sync::Arc,
+    Unit,
+};
+
+/// Adds `n` to the calling thread's cell of the counter at `loc`.
+///
+/// # Performance characteristics
+/// Wait-free: a thread-local access, one compare, two dependent loads (chunk pointer, cell)
+/// and a store. No lock, no read-modify-write, no allocation after the thread's first touch of
+/// the chunk.
+#[inline(always)]
+pub(crate) fn add(core: &Core, loc: Loc, n: u64) {
+    with_shard(core.id, &core.shards, |s| single_writer_add(s.counter_cell(loc), n));
+}
+
+/// A monotonic `u64` counter. Cheap to clone (`Arc`), `Send + Sync`.
+#[derive(Clone)]
+#[must_use = "counters do nothing unless you use them"]
+pub struct Counter {
+    core: Arc<Core>,
+    loc: Loc,
+}
+
+impl Counter {
+    /// Adds 1.
+    #[inline]
+    pub fn inc(&self) {
+        add(&self.core, self.loc, 1);
+    }
+
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        add(&self.core, self.loc, n);
+    }
+
+    /// A counter that records into a private registry nobody reads.
+    #[cfg(not(shardmetrics_loom))]
+    pub fn noop() -> Counter {
+        crate::registry::sink().counter("noop").build().expect("valid")
+    }
+}
+
+impl fmt::Debug for Counter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Counter").field("loc", &self.loc).finish_non_exhaustive()
+    }
+}
+
+/// A counter borrowed from a [`crate::Family`]; records without touching a reference count.
+#[derive(Clone, Copy)]
+#[must_use = "counters do nothing unless you use them"]
+pub struct CounterRef<'a> {
+    core: &'a Arc<Core>,
+    loc: Loc,
+}
+
+impl CounterRef<'_> {
+    /// Adds 1.
+    #[inline]
+    pub fn inc(&self) {
+        add(self.core, self.loc, 1);
+    }
+
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        add(self.core, self.loc, n);
+    }
+
+    /// An owned handle to the same series.
+    pub fn to_owned(&self) -> Counter {
+        Counter { core: self.core.clone(), loc: self.loc }
+    }
+}
+
+impl fmt::Debug for CounterRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CounterRef").field("loc", &self.loc).finish_non_exhaustive()
+    }
+}
+
+impl Metric for Counter {}
+
+impl Sealed for Counter {
+    type Ref<'a> = CounterRef<'a>;
+
+    fn from_store(core: Arc<Core>, store: Store, _unit: Unit) -> Self {
+        match store {
+            Store::Counter { loc, .. } => Counter { core, loc },
+            _ => unreachable!("catalogue returned a non-counter store for a counter"),
+        }
+    }
+
+    fn make_ref(core: &Arc<Core>, store: Store, _unit: Unit) -> CounterRef<'_> {
+        match store {
+            Store::Counter { loc, .. } => CounterRef { core, loc },
+            _ => unreachable!("catalogue returned a non-counter store for a counter"),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Histograms: `u64` values in per-thread log-linear buckets, and RAII timers.
+
+use std::{fmt, time::Instant};
+
+use crate::{
+    metric::{sealed::Sealed, Metric},
+    registry::{Core, Store},
+    shard::{with_shard, Loc},
+    sync::Arc,
+    Unit,
+};
+
+/// Records `value` into the calling thread's slot of the histogram at `loc`.
+///
+/// # Performance characteristics
+/// Wait-free: thread-local access, bucket index from one `lzcnt`, loads of the slot chunk and
+/// bucket group, min/max/sum updates and one Release store of the bucket. No lock, no
+/// read-modify-write; a bucket group is allocated the first time this thread hits its power
+/// of two.
+#[inline(always)]
+pub(crate) fn record(core: &Core, loc: Loc, precision: u8, value: u64) {
+    with_shard(core.id, &core.shards, |s| s.hist_slot(loc).record(value, precision));
+}
+
+macro_rules! histogram_methods {
+    () => {
+        /// Records one value.
+        #[inline]
+        pub fn record(&self, value: u64) {
+            record(&self.core, self.loc, self.precision, value);
+        }
+
+        /// Records a duration in the histogram's time unit (nanoseconds if it has none).
+        #[inline]
+        pub fn record_duration(&self, d: std::time::Duration) {
+            let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            self.record(self.unit.from_nanos(nanos));
+        }
+
+        /// Starts a timer that records the elapsed time when dropped: two clock reads and one
+        /// record.
+        #[inline]
+        pub fn start_timer(&self) -> Timer<'_> {
+            Timer { core: &self.core, loc: self.loc, precision: self.precision, unit: self.unit, start: Some(Instant::now()) }
+        }
+
+        /// Runs `f` and records how long it took.
+        #[inline]
+        pub fn time<R>(&self, f: impl FnOnce() -> R) -> R {
+            let _t = self.start_timer();
+            f()
+        }
+
+        /// The unit values are recorded in.
+        pub fn unit(&self) -> Unit {
+            self.unit
+        }
+    };
+}
+
+/// A histogram of `u64` values. Cheap to clone (`Arc`), `Send + Sync`.
+#[derive(Clone)]
+#[must_use = "histograms do nothing unless you use them"]
+pub struct Histogram {
+    core: Arc<Core>,
+    loc: Loc,
+    precision: u8,
+    unit: Unit,
+}
+
+impl Histogram {
+    histogram_methods!();
+
+    /// A histogram that records into a private registry nobody reads.
+    #[cfg(not(shardmetrics_loom))]
+    pub fn noop() -> Histogram {
+        crate::registry::sink().histogram("noop").build().expect("valid")
+    }
+}
+
+impl fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Histogram").field("precision", &self.precision).field("unit", &self.unit).finish_non_exhaustive()
+    }
+}
+
+/// A histogram borrowed from a [`crate::Family`].
+#[derive(Clone, Copy)]
+#[must_use = "histograms do nothing unless you use them"]
+pub struct HistogramRef<'a> {
+    core: &'a Arc<Core>,
+    loc: Loc,
+    precision: u8,
+    unit: Unit,
+}
+
+impl HistogramRef<'_> {
+    histogram_methods!();
+
+    /// An owned handle to the same series.
+    pub fn to_owned(&self) -> Histogram {
+        Histogram { core: self.core.clone(), loc: self.loc, precision: self.precision, unit: self.unit }
+    }
+}
+
+impl fmt::Debug for HistogramRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HistogramRef").field("precision", &self.precision).finish_non_exhaustive()
+    }
+}
+
+/// Records the time since it was started into its histogram when dropped.
+#[must_use = "a timer records when it is dropped; binding it to `_` drops it at once"]
+pub struct Timer<'a> {
+    core: &'a Core,
+    loc: Loc,
+    precision: u8,
+    unit: Unit,
+    start: Option<Instant>,
+}
+
+impl Timer<'_> {
+    /// Records now and returns the elapsed time.
+    pub fn stop(mut self) -> std::time::Duration {
+        let start = self.start.take().expect("timer runs until stopped");
+        let d = start.elapsed();
+        self.record(d);
+        d
+    }
+
+    /// Drops the timer without recording.
+    pub fn discard(mut self) {
+        self.start = None;
+    }
+
+    #[inline]
+    fn record(&self, d: std::time::Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        record(self.core, self.loc, self.precision, self.unit.from_nanos(nanos));
+    }
+}
+
+impl Drop for Timer<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(start) = self.start {
+            self.record(start.elapsed());
+        }
+    }
+}
+
+impl fmt::Debug for Timer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timer").field("start", &self.start).finish_non_exhaustive()
+    }
+}
+
+impl Metric for Histogram {}
+
+impl Sealed for Histogram {
+    type Ref<'a> = HistogramRef<'a>;
+
+    fn from_store(core: Arc<Core>, store: Store, unit: Unit) -> Self {
+        match store {
+            Store::Histogram { loc, precision, .. } => Histogram { core, loc, precision, unit },
+            _ => unreachable!("catalogue returned a non-histogram store for a histogram"),
+        }
+    }
+
+    fn make_ref(core: &Arc<Core>, store: Store, unit: Unit) -> HistogramRef<'_> {
+        match store {
+            Store::Histogram { loc, precision, .. } => HistogramRef { core, loc, precision, unit },
+            _ => unreachable!("catalogue returned a non-histogram store for a histogram"),
+        }
+    }
+}

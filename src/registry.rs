@@ -1,0 +1,661 @@
+//! The series catalogue: `(name, labels) → storage location`, builders, cardinality caps,
+//! and the [`Registry`] handle that owns the aggregator thread.
+
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+
+use crate::{
+    aggregator::{Aggregator, Ticker},
+    buckets,
+    error::{validate_label_name, validate_metric_name, Error},
+    metric::{
+        counter::Counter,
+        family::{Family, FamilyInner},
+        gauge::{Gauge, GaugeStore},
+        histogram::Histogram,
+    },
+    shard::{Loc, ShardList},
+    snapshot::{FamilyInfo, Labels, SeriesMeta, Snapshot},
+    sync::{lock, Arc as SyncArc, Mutex, Published},
+    Kind, Unit,
+};
+
+/// Default aggregator tick.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default cap on series per metric family; further label sets go to the overflow series.
+pub const DEFAULT_MAX_SERIES_PER_FAMILY: usize = 10_000;
+/// Default cap on series per registry.
+pub const DEFAULT_MAX_SERIES: usize = 200_000;
+
+/// Name of the self-metric counting values rejected on the recording path (NaN gauges,
+/// mismatched family look-ups, …).
+pub const REJECTED_METRIC: &str = "shardmetrics_rejected_values_total";
+/// Name of the self-metric counting look-ups redirected to an overflow series by a cap.
+pub const OVERFLOW_METRIC: &str = "shardmetrics_cardinality_overflow_total";
+
+/// Where a series' value lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// `index` is the dense counter-cell number, `loc` its place in every shard.
+    Counter { index: usize, loc: Loc },
+    Gauge(Loc),
+    Histogram { index: usize, loc: Loc, precision: u8 },
+}
+
+/// Everything behind a registry that handles need: shards, gauges, catalogue, published
+/// snapshot, aggregator state. Handles hold an `Arc<Core>`; the aggregator thread's lifetime is
+/// tied to [`Registry`] clones instead.
+pub(crate) struct Core {
+    /// Never-reused id (≥ 1) that keys the thread-local shard binding.
+    pub(crate) id: u64,
+    pub(crate) shards: ShardList,
+    pub(crate) gauges: GaugeStore,
+    pub(crate) catalogue: Mutex<Catalogue>,
+    pub(crate) published: Published<Snapshot>,
+    pub(crate) aggregator: Mutex<Aggregator>,
+    pub(crate) interval: Duration,
+    rejected: Loc,
+    overflow: Loc,
+}
+
+impl Core {
+    /// Counts one rejected value (NaN, bad label count) into the self-metric, on whichever
+    /// thread noticed it — through that thread's shard like any other counter.
+    #[cold]
+    pub(crate) fn reject(&self) {
+        crate::metric::counter::add(self, self.rejected, 1);
+    }
+
+    /// Registers (or finds) a series and counts a cap redirect. The catalogue lock is released
+    /// before the self-metric is recorded.
+    pub(crate) fn resolve(&self, f: impl FnOnce(&mut Catalogue) -> Result<Registered, Error>) -> Result<Store, Error> {
+        let r = f(&mut lock(&self.catalogue))?;
+        if r.overflowed {
+            crate::metric::counter::add(self, self.overflow, 1);
+        }
+        Ok(r.store)
+    }
+}
+
+fn next_registry_id() -> u64 {
+    // Ids start at 1: 0 marks an empty thread-local cache slot. A std atomic on purpose: this
+    // is process-global bookkeeping, not part of any modelled protocol.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Configures and starts a [`Registry`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build()`"]
+pub struct Builder {
+    interval: Duration,
+    background: bool,
+    max_series: usize,
+    max_series_per_family: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            interval: DEFAULT_INTERVAL,
+            background: cfg!(not(shardmetrics_loom)),
+            max_series: DEFAULT_MAX_SERIES,
+            max_series_per_family: DEFAULT_MAX_SERIES_PER_FAMILY,
+        }
+    }
+}
+
+impl Builder {
+    /// Aggregator tick (default 1 s). Values below 1 ms are raised to 1 ms.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// No aggregator thread: snapshots are published only by [`Registry::flush`]. For tests,
+    /// the loom models, and embedding the tick in a loop of your own.
+    pub fn manual(mut self) -> Self {
+        self.background = false;
+        self
+    }
+
+    /// Cap on series in the whole registry (default 200,000). Past it, new label sets of a
+    /// family go to the family's overflow series (`overflow="true"`).
+    pub fn max_series(mut self, n: usize) -> Self {
+        self.max_series = n;
+        self
+    }
+
+    /// Cap on series per metric name (default 10,000); see [`Builder::max_series`].
+    pub fn max_series_per_family(mut self, n: usize) -> Self {
+        self.max_series_per_family = n;
+        self
+    }
+
+    /// Creates the registry and starts its aggregator thread (unless [`Builder::manual`]).
+    pub fn build(self) -> Registry {
+        let mut catalogue = Catalogue::new(self.max_series, self.max_series_per_family);
+        let mut self_counter = |name, help| match catalogue.register(Def::new(name, Kind::Counter).help(help)) {
+            Ok(Registered { store: Store::Counter { loc, .. }, .. }) => loc,
+            _ => unreachable!("self-metrics are valid counters"),
+        };
+        let rejected = self_counter(REJECTED_METRIC, "Values rejected on the recording path (NaN, bad label counts)");
+        let overflow = self_counter(OVERFLOW_METRIC, "Series look-ups redirected to an overflow series by a cardinality cap");
+        let core = SyncArc::new(Core {
+            id: next_registry_id(),
+            shards: ShardList::new(),
+            gauges: GaugeStore::new(),
+            catalogue: Mutex::new(catalogue),
+            published: Published::new(SyncArc::new(Snapshot::empty())),
+            aggregator: Mutex::new(Aggregator::new()),
+            interval: self.interval,
+            rejected,
+            overflow,
+        });
+        let ticker = self.background.then(|| Ticker::start(core.clone(), self.interval));
+        Registry { owner: SyncArc::new(Owner { core, ticker: Mutex::new(ticker) }) }
+    }
+}
+
+/// A set of metrics with its own shards and aggregator thread.
+///
+/// `Clone` is an `Arc` clone. The aggregator thread stops when the last `Registry` clone is
+/// dropped (handles may outlive it and keep recording; [`Registry::flush`] is then the only way
+/// to publish, from a clone you kept — so keep one).
+#[derive(Clone)]
+pub struct Registry {
+    owner: SyncArc<Owner>,
+}
+
+struct Owner {
+    core: SyncArc<Core>,
+    ticker: Mutex<Option<Ticker>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(t) = lock(&self.ticker).take() {
+            t.stop();
+        }
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry").field("id", &self.owner.core.id).finish_non_exhaustive()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::builder().build()
+    }
+}
+
+impl Registry {
+    /// A builder with the defaults: 1 s interval, background aggregator thread.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A registry with the default configuration.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    pub(crate) fn core(&self) -> &SyncArc<Core> {
+        &self.owner.core
+    }
+
+    /// Starts defining a counter (`u64`, monotonic).
+    pub fn counter(&self, name: &str) -> MetricBuilder<'_, Counter> {
+        MetricBuilder::new(self, name, Kind::Counter)
+    }
+
+    /// Starts defining a gauge (`f64`, last write wins).
+    pub fn gauge(&self, name: &str) -> MetricBuilder<'_, Gauge> {
+        MetricBuilder::new(self, name, Kind::Gauge)
+    }
+
+    /// Starts defining a histogram (`u64` values in log-linear buckets).
+    pub fn histogram(&self, name: &str) -> MetricBuilder<'_, Histogram> {
+        MetricBuilder::new(self, name, Kind::Histogram)
+    }
+
+    /// Merges every shard now and publishes the result; returns it.
+    ///
+    /// Everything recorded by operations that happen-before this call is in the returned
+    /// snapshot (and in every later one). Safe to call from many threads at once: the merges
+    /// are serialised and published in order.
+    pub fn flush(&self) -> SyncArc<Snapshot> {
+        Aggregator::tick(&self.owner.core)
+    }
+
+    /// The latest published snapshot. Wait-free.
+    ///
+    /// # Performance characteristics
+    /// One `arc_swap::ArcSwap::load_full`: no lock, never waits for the aggregator.
+    #[inline]
+    pub fn snapshot(&self) -> SyncArc<Snapshot> {
+        self.owner.core.published.load()
+    }
+
+    /// Publishes a final snapshot and stops the aggregator thread. Idempotent; recording and
+    /// [`Registry::flush`] keep working afterwards.
+    pub fn shutdown(&self) -> SyncArc<Snapshot> {
+        if let Some(t) = lock(&self.owner.ticker).take() {
+            t.stop();
+        }
+        self.flush()
+    }
+
+    /// Whether the background aggregator thread is running.
+    pub fn is_ticking(&self) -> bool {
+        lock(&self.owner.ticker).is_some()
+    }
+
+    /// Configured aggregator interval.
+    pub fn interval(&self) -> Duration {
+        self.owner.core.interval
+    }
+
+    /// Number of shards ever created (the peak number of threads that recorded at once,
+    /// since exited threads' shards are re-used).
+    pub fn shard_count(&self) -> usize {
+        self.owner.core.shards.len()
+    }
+
+    /// Bytes allocated for per-thread cells across all shards (counters, histogram slots and
+    /// bucket groups), for memory-bound tests and capacity planning.
+    pub fn shard_memory_bytes(&self) -> usize {
+        let core = &self.owner.core;
+        let precisions = lock(&core.catalogue).hist_precisions.clone();
+        core.shards
+            .iter()
+            .map(|s| {
+                s.allocated_bytes(|loc| {
+                    let index = (0..precisions.len()).find(|&i| Loc::histogram(i) == Some(loc))?;
+                    precisions.get(index).copied()
+                })
+            })
+            .sum()
+    }
+
+    /// Number of registered series (including the self-metrics and overflow series).
+    pub fn series_count(&self) -> usize {
+        lock(&self.owner.core.catalogue).series.len()
+    }
+}
+
+/// The process-wide default registry (1 s interval), created on first use.
+#[cfg(not(shardmetrics_loom))]
+pub fn global() -> &'static Registry {
+    static GLOBAL: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    GLOBAL.get_or_init(Registry::new)
+}
+
+/// A private, manually ticked registry for no-op handles.
+#[cfg(not(shardmetrics_loom))]
+pub(crate) fn sink() -> &'static Registry {
+    static SINK: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    SINK.get_or_init(|| Registry::builder().manual().build())
+}
+
+/// A metric definition collected by a builder.
+#[derive(Debug, Clone)]
+pub(crate) struct Def {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) help: Option<String>,
+    pub(crate) unit: Unit,
+    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) precision: u8,
+    pub(crate) buckets: Option<Vec<f64>>,
+}
+
+impl Def {
+    fn new(name: &str, kind: Kind) -> Def {
+        Def {
+            name: name.to_owned(),
+            kind,
+            help: None,
+            unit: Unit::None,
+            labels: Vec::new(),
+            precision: buckets::DEFAULT_PRECISION,
+            buckets: None,
+        }
+    }
+
+    fn help(mut self, help: &str) -> Def {
+        self.help = Some(help.to_owned());
+        self
+    }
+}
+
+/// Builds a counter, gauge or histogram (see [`Registry::counter`] and friends).
+#[must_use = "a builder registers nothing until `build()` or `family()`"]
+pub struct MetricBuilder<'r, M> {
+    registry: &'r Registry,
+    def: Def,
+    _kind: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M> fmt::Debug for MetricBuilder<'_, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricBuilder").field("def", &self.def).finish_non_exhaustive()
+    }
+}
+
+impl<'r, M: crate::metric::Metric> MetricBuilder<'r, M> {
+    fn new(registry: &'r Registry, name: &str, kind: Kind) -> Self {
+        MetricBuilder { registry, def: Def::new(name, kind), _kind: std::marker::PhantomData }
+    }
+
+    /// Help text (exported as `# HELP`).
+    pub fn help(mut self, help: &str) -> Self {
+        self.def.help = Some(help.to_owned());
+        self
+    }
+
+    /// Unit of the values (time units are exported in seconds).
+    pub fn unit(mut self, unit: Unit) -> Self {
+        self.def.unit = unit;
+        self
+    }
+
+    /// Adds a constant label to this series. Order does not matter.
+    pub fn label(mut self, name: &str, value: &str) -> Self {
+        self.def.labels.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Registers the series (or returns the existing one with the same definition).
+    pub fn build(self) -> Result<M, Error> {
+        let core = self.registry.core();
+        let unit = self.def.unit;
+        let store = core.resolve(|c| c.register(self.def))?;
+        Ok(M::from_store(core.clone(), store, unit))
+    }
+
+    /// Registers a labelled family: one series per distinct tuple of label values, looked up
+    /// with [`Family::with`]. Constant labels given with [`MetricBuilder::label`] are not
+    /// allowed here (give every label name).
+    pub fn family(self, label_names: &[&str]) -> Result<Family<M>, Error> {
+        let core = self.registry.core();
+        let names: Vec<Arc<str>> = label_names.iter().map(|s| Arc::from(*s)).collect();
+        let index = lock(&core.catalogue).register_family(&self.def, &names)?;
+        Ok(Family::new(FamilyInner::new(core.clone(), index, Arc::from(self.def.name.as_str()), names, self.def.unit)))
+    }
+}
+
+impl MetricBuilder<'_, Histogram> {
+    /// Sub-bucket bits (default 5: ≤ 1.56 % relative quantile error, 256 B per populated
+    /// power of two per thread). Range `1..=10`.
+    pub fn precision(mut self, bits: u8) -> Self {
+        self.def.precision = bits;
+        self
+    }
+
+    /// `le` boundaries for the classic-histogram exposition, in the exported base unit
+    /// (seconds for time units). The default suits latencies from 1 µs to 10 s.
+    pub fn buckets(mut self, bounds: &[f64]) -> Self {
+        self.def.buckets = Some(bounds.to_vec());
+        self
+    }
+}
+
+struct FamilyEntry {
+    info: Arc<FamilyInfo>,
+    /// Sorted label names.
+    label_names: Box<[Arc<str>]>,
+    series: usize,
+    overflow: Option<Store>,
+}
+
+pub(crate) struct SeriesEntry {
+    pub(crate) meta: Arc<SeriesMeta>,
+    pub(crate) family: usize,
+    pub(crate) store: Store,
+}
+
+/// One entry of the aggregator's view: everything to merge and label one series.
+#[derive(Clone)]
+pub(crate) struct ViewEntry {
+    pub(crate) meta: Arc<SeriesMeta>,
+    pub(crate) family: Arc<FamilyInfo>,
+    pub(crate) store: Store,
+}
+
+/// The catalogue as the aggregator sees it, rebuilt only when something was registered.
+pub(crate) struct View {
+    /// Sorted by name, then labels.
+    pub(crate) entries: Vec<ViewEntry>,
+    pub(crate) counters: usize,
+    pub(crate) histograms: usize,
+}
+
+type SeriesKey = (Arc<str>, Labels);
+
+/// The registry's catalogue. Behind a mutex: only registration and the aggregator's view
+/// refresh take it, never the recording path.
+pub(crate) struct Catalogue {
+    families: Vec<FamilyEntry>,
+    family_by_name: HashMap<Arc<str>, usize>,
+    pub(crate) series: Vec<SeriesEntry>,
+    by_key: HashMap<SeriesKey, usize>,
+    counters: usize,
+    gauges: usize,
+    pub(crate) hist_precisions: Vec<u8>,
+    max_series: usize,
+    max_per_family: usize,
+    view: Arc<View>,
+    dirty: bool,
+}
+
+/// The outcome of a series look-up in the catalogue.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Registered {
+    pub(crate) store: Store,
+    /// A cap redirected the look-up to the family's overflow series.
+    pub(crate) overflowed: bool,
+}
+
+impl Catalogue {
+    fn new(max_series: usize, max_per_family: usize) -> Self {
+        Catalogue {
+            families: Vec::new(),
+            family_by_name: HashMap::new(),
+            series: Vec::new(),
+            by_key: HashMap::new(),
+            counters: 0,
+            gauges: 0,
+            hist_precisions: Vec::new(),
+            max_series,
+            max_per_family,
+            view: Arc::new(View { entries: Vec::new(), counters: 0, histograms: 0 }),
+            dirty: true,
+        }
+    }
+
+    /// The current view, rebuilt (sorted) if series were added since the last call.
+    pub(crate) fn view(&mut self) -> Arc<View> {
+        if self.dirty {
+            let mut entries: Vec<ViewEntry> = self
+                .series
+                .iter()
+                .map(|s| ViewEntry {
+                    meta: s.meta.clone(),
+                    family: self.families[s.family].info.clone(),
+                    store: s.store,
+                })
+                .collect();
+            entries.sort_by(|a, b| (&a.meta.name, &a.meta.labels).cmp(&(&b.meta.name, &b.meta.labels)));
+            self.view = Arc::new(View { entries, counters: self.counters, histograms: self.hist_precisions.len() });
+            self.dirty = false;
+        }
+        self.view.clone()
+    }
+
+    /// Validates `def`'s name and label names, and finds or creates its family.
+    fn family_for(&mut self, def: &Def, label_names: &[Arc<str>]) -> Result<usize, Error> {
+        validate_metric_name(&def.name)?;
+        for (i, l) in label_names.iter().enumerate() {
+            validate_label_name(&def.name, l, def.kind)?;
+            if label_names[..i].contains(l) {
+                return Err(Error::DuplicateLabel { metric: def.name.clone(), label: l.to_string() });
+            }
+        }
+        if def.kind == Kind::Histogram {
+            if !(buckets::MIN_PRECISION..=buckets::MAX_PRECISION).contains(&def.precision) {
+                return Err(Error::InvalidPrecision { name: def.name.clone(), precision: def.precision });
+            }
+            if let Some(b) = &def.buckets {
+                if b.is_empty() || b.iter().any(|x| !x.is_finite()) || b.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(Error::InvalidBuckets { name: def.name.clone() });
+                }
+            }
+        }
+        let mut sorted: Vec<Arc<str>> = label_names.to_vec();
+        sorted.sort();
+        if let Some(&f) = self.family_by_name.get(def.name.as_str()) {
+            let fam = &mut self.families[f];
+            let info = &fam.info;
+            if info.kind != def.kind {
+                return Err(Error::KindMismatch { name: def.name.clone(), registered: info.kind, requested: def.kind });
+            }
+            if *fam.label_names != *sorted {
+                return Err(Error::LabelNamesMismatch {
+                    name: def.name.clone(),
+                    registered: fam.label_names.iter().map(|s| s.to_string()).collect(),
+                    requested: sorted.iter().map(|s| s.to_string()).collect(),
+                });
+            }
+            if info.unit != def.unit {
+                return Err(Error::ConfigMismatch { name: def.name.clone(), what: "unit" });
+            }
+            if def.kind == Kind::Histogram {
+                if info.precision != def.precision {
+                    return Err(Error::ConfigMismatch { name: def.name.clone(), what: "precision" });
+                }
+                if def.buckets.is_some() && info.buckets.as_deref() != def.buckets.as_deref() {
+                    return Err(Error::ConfigMismatch { name: def.name.clone(), what: "bucket layout" });
+                }
+            }
+            if let Some(h) = &def.help {
+                if fam.info.help.is_empty() && !h.is_empty() {
+                    let mut info = (*fam.info).clone();
+                    info.help = Arc::from(h.as_str());
+                    fam.info = Arc::new(info);
+                    self.dirty = true;
+                }
+            }
+            return Ok(f);
+        }
+        let name: Arc<str> = Arc::from(def.name.as_str());
+        let info = FamilyInfo {
+            name: name.clone(),
+            kind: def.kind,
+            help: Arc::from(def.help.as_deref().unwrap_or("")),
+            unit: def.unit,
+            precision: def.precision,
+            buckets: def.buckets.as_deref().map(Arc::from),
+        };
+        self.families.push(FamilyEntry { info: Arc::new(info), label_names: sorted.into(), series: 0, overflow: None });
+        self.family_by_name.insert(name, self.families.len() - 1);
+        Ok(self.families.len() - 1)
+    }
+
+    /// Registers (or finds) a single series from a builder.
+    pub(crate) fn register(&mut self, def: Def) -> Result<Registered, Error> {
+        let names: Vec<Arc<str>> = def.labels.iter().map(|(k, _)| Arc::from(k.as_str())).collect();
+        let f = self.family_for(&def, &names)?;
+        let labels = def.labels.iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str()))).collect();
+        self.series_in(f, labels)
+    }
+
+    /// Registers (or finds) a family without series.
+    pub(crate) fn register_family(&mut self, def: &Def, label_names: &[Arc<str>]) -> Result<usize, Error> {
+        if !def.labels.is_empty() {
+            let (k, _) = &def.labels[0];
+            return Err(Error::LabelNamesMismatch {
+                name: def.name.clone(),
+                registered: label_names.iter().map(|s| s.to_string()).collect(),
+                requested: vec![k.clone()],
+            });
+        }
+        self.family_for(def, label_names)
+    }
+
+    /// The series of family `f` with these label values (given in `names` order).
+    pub(crate) fn family_series(&mut self, f: usize, names: &[Arc<str>], values: &[&str]) -> Result<Registered, Error> {
+        if names.len() != values.len() {
+            return Err(Error::LabelCount {
+                name: self.families[f].info.name.to_string(),
+                expected: names.len(),
+                got: values.len(),
+            });
+        }
+        let labels = names.iter().zip(values).map(|(k, v)| (k.clone(), Arc::from(*v))).collect();
+        self.series_in(f, labels)
+    }
+
+    /// The overflow series of family `f` (created on first use).
+    pub(crate) fn overflow_series(&mut self, f: usize) -> Store {
+        if let Some(s) = self.families[f].overflow {
+            return s;
+        }
+        let labels = Labels::new(vec![(Arc::from("overflow"), Arc::from("true"))]);
+        let store = self.allocate(f, labels).unwrap_or_else(|_| self.fallback_store(f));
+        self.families[f].overflow = Some(store);
+        store
+    }
+
+    /// When storage is exhausted: the first series of the family (there is always one by
+    /// the time storage can run out).
+    fn fallback_store(&self, f: usize) -> Store {
+        self.series.iter().find(|s| s.family == f).map(|s| s.store).expect("storage exhausted on an empty family")
+    }
+
+    fn series_in(&mut self, f: usize, labels: Vec<(Arc<str>, Arc<str>)>) -> Result<Registered, Error> {
+        let labels = Labels::new(labels);
+        let key = (self.families[f].info.name.clone(), labels);
+        if let Some(&i) = self.by_key.get(&key) {
+            return Ok(Registered { store: self.series[i].store, overflowed: false });
+        }
+        if self.families[f].series >= self.max_per_family || self.series.len() >= self.max_series {
+            return Ok(Registered { store: self.overflow_series(f), overflowed: true });
+        }
+        let store = self.allocate(f, key.1)?;
+        Ok(Registered { store, overflowed: false })
+    }
+
+    fn allocate(&mut self, f: usize, labels: Labels) -> Result<Store, Error> {
+        let info = self.families[f].info.clone();
+        let exhausted = || Error::StorageExhausted { name: info.name.to_string() };
+        let store = match info.kind {
+            Kind::Counter => {
+                let index = self.counters;
+                let loc = Loc::counter(index).ok_or_else(exhausted)?;
+                self.counters += 1;
+                Store::Counter { index, loc }
+            }
+            Kind::Gauge => {
+                let loc = GaugeStore::loc(self.gauges).ok_or_else(exhausted)?;
+                self.gauges += 1;
+                Store::Gauge(loc)
+            }
+            Kind::Histogram => {
+                let index = self.hist_precisions.len();
+                let loc = Loc::histogram(index).ok_or_else(exhausted)?;
+                self.hist_precisions.push(info.precision);
+                Store::Histogram { index, loc, precision: info.precision }
+            }
+        };
+        let meta = Arc::new(SeriesMeta::new(info.name.clone(), labels.clone()));
+        self.by_key.insert((info.name.clone(), labels), self.series.len());
+        self.series.push(SeriesEntry { meta, family: f, store });
+        self.families[f].series += 1;
+        self.dirty = true;
+        Ok(store)
+    }
+}
+

@@ -1,0 +1,488 @@
+//! Per-thread shards: single-writer cells, the thread-local binding, hand-off on thread exit.
+//!
+//! # Protocol
+//!
+//! * **Ownership.** A [`Shard`] is written by at most one thread at a time: the thread that
+//!   *owns* it (`owned == true`). A thread takes ownership with a CAS `false → true`
+//!   (**Acquire**) and gives it back at thread exit with a store of `false` (**Release**).
+//!   The Release/Acquire pair makes every cell value the previous owner wrote visible to the
+//!   next owner before its first `load + store`, so a re-used shard continues exactly where the
+//!   exited thread stopped: nothing lost, nothing doubled.
+//! * **Cells.** Each counter cell and histogram bucket is changed by its owner only, as a
+//!   Relaxed `load` followed by a `store` of the new value. No `fetch_add` is needed because no
+//!   other thread ever writes the cell; Relaxed suffices because the aggregator only needs each
+//!   cell's own modification order (coherence) plus the happens-before edge that `flush()`
+//!   establishes through its mutex.
+//! * **Growth.** Cells live in chunks that are allocated on first touch by the owner and
+//!   published once through [`LazySlice`] (Release CAS / Acquire load). Chunks never move or
+//!   shrink while the shard lives, so the aggregator can read a cell while the owner allocates
+//!   another chunk.
+//! * **Histograms.** The owner updates a slot's `sum`, `min` and `max` *before* it stores the
+//!   bucket increment with **Release**; the aggregator loads buckets with **Acquire** before it
+//!   reads `sum`/`min`/`max`. So whenever a merged bucket count includes a value, the merged
+//!   `min`/`max` cover it (min ≤ every quantile ≤ max), and the count is defined as the sum of
+//!   the buckets read, so count == Σ buckets in every snapshot.
+//! * **List.** Shards form an append-only, lock-free intrusive list; a shard is never freed
+//!   while its registry lives, and thread-locals keep their shard alive by `Arc` past that.
+//! * **Thread exit.** The thread-local [`LocalShards`] releases every shard it owns in its
+//!   destructor. Rust does not promise that destructor runs (the main thread's, for one); the
+//!   shard's values are still read by the aggregator, it is merely never re-used. A record made
+//!   after the thread-local was destroyed (from another thread-local's destructor) takes a shard
+//!   for the duration of that one record ([`with_shard`]'s slow path), so it is neither lost nor
+//!   a panic.
+
+use std::{cell::Cell, cell::RefCell, ptr};
+
+use crate::{
+    buckets,
+    sync::{shard_thread_local, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, LazySlice, Ordering},
+};
+
+/// Cells per cache line group: 16 × 8 B = 128 B, the pair of lines x86-64's spatial prefetcher
+/// fetches together (the reason crossbeam's `CachePadded` is 128 B there).
+#[cfg(not(shardmetrics_loom))]
+pub(crate) const LINE: usize = 16;
+#[cfg(shardmetrics_loom)]
+pub(crate) const LINE: usize = 1;
+
+/// Counter cells in chunk 0; chunk `k` holds `COUNTER_BASE << k`.
+#[cfg(not(shardmetrics_loom))]
+const COUNTER_BASE: usize = 64;
+#[cfg(shardmetrics_loom)]
+const COUNTER_BASE: usize = 1;
+#[cfg(not(shardmetrics_loom))]
+pub(crate) const COUNTER_CHUNKS: usize = 26;
+#[cfg(shardmetrics_loom)]
+pub(crate) const COUNTER_CHUNKS: usize = 3;
+
+/// Histogram slots in chunk 0; chunk `k` holds `HIST_BASE << k`.
+#[cfg(not(shardmetrics_loom))]
+const HIST_BASE: usize = 4;
+#[cfg(shardmetrics_loom)]
+const HIST_BASE: usize = 1;
+#[cfg(not(shardmetrics_loom))]
+pub(crate) const HIST_CHUNKS: usize = 22;
+#[cfg(shardmetrics_loom)]
+pub(crate) const HIST_CHUNKS: usize = 2;
+
+/// Bucket groups per histogram slot: enough for every precision ≥ 1 (65 - p ≤ 64).
+const GROUPS: usize = 64;
+
+/// 128-byte aligned run of cells, so two shards' cells never share a cache line pair.
+#[repr(align(128))]
+pub(crate) struct Line(pub(crate) [AtomicU64; LINE]);
+
+impl Line {
+    fn new() -> Self {
+        Line(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// Where a series' cell sits in every shard: chunk and offset within the chunk.
+/// Computed once at registration; the hot path only indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Loc {
+    pub(crate) chunk: u8,
+    pub(crate) off: u32,
+}
+
+impl Loc {
+    fn of(index: usize, base: usize) -> Loc {
+        // chunk k covers [base·(2^k − 1), base·(2^(k+1) − 1)).
+        let k = (usize::BITS - 1 - (index / base + 1).leading_zeros()) as usize;
+        let off = index - base * ((1 << k) - 1);
+        Loc { chunk: k as u8, off: off as u32 }
+    }
+
+    /// Location of the `index`-th counter cell, or `None` past the last chunk.
+    pub(crate) fn counter(index: usize) -> Option<Loc> {
+        let l = Loc::of(index, COUNTER_BASE);
+        (usize::from(l.chunk) < COUNTER_CHUNKS).then_some(l)
+    }
+
+    /// Location of the `index`-th histogram slot, or `None` past the last chunk.
+    pub(crate) fn histogram(index: usize) -> Option<Loc> {
+        let l = Loc::of(index, HIST_BASE);
+        (usize::from(l.chunk) < HIST_CHUNKS).then_some(l)
+    }
+}
+
+#[inline(always)]
+const fn counter_lines(chunk: usize) -> usize {
+    (COUNTER_BASE << chunk).div_ceil(LINE)
+}
+
+#[inline(always)]
+const fn hist_slots(chunk: usize) -> usize {
+    HIST_BASE << chunk
+}
+
+/// Adds `n` to a cell this thread owns: a Relaxed load and a store, no read-modify-write.
+#[inline(always)]
+pub(crate) fn single_writer_add(cell: &AtomicU64, n: u64) {
+    // Relaxed: the calling thread is the cell's only writer (it owns the shard), so the load
+    // returns the latest value; readers need only coherence (see the module docs).
+    cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// One thread's histogram state for one series.
+pub(crate) struct HistSlot {
+    /// Saturating sum of recorded values.
+    pub(crate) sum: AtomicU64,
+    /// Bitwise NOT of the minimum, so a zeroed slot means "no minimum yet" and both bounds are
+    /// maintained with the same `max` update.
+    pub(crate) min_inv: AtomicU64,
+    pub(crate) max: AtomicU64,
+    /// Precision the groups were allocated with (set before the first group is published).
+    precision: AtomicUsize,
+    /// Bucket group `g` holds buckets `g·2^p .. (g+1)·2^p`, allocated on first use.
+    groups: [LazySlice<AtomicU64>; GROUPS],
+}
+
+impl HistSlot {
+    fn new() -> Self {
+        HistSlot {
+            sum: AtomicU64::new(0),
+            min_inv: AtomicU64::new(0),
+            max: AtomicU64::new(0),
+            precision: AtomicUsize::new(0),
+            groups: std::array::from_fn(|_| LazySlice::new()),
+        }
+    }
+
+    /// Records `value` at precision `p`. Called by the owning thread only.
+    #[inline(always)]
+    pub(crate) fn record(&self, value: u64, p: u8) {
+        let idx = buckets::index(value, p);
+        let (g, within) = (idx >> p, idx & ((1 << p) - 1));
+        let group = match self.groups[g].get(1 << p) {
+            Some(group) => group,
+            None => self.grow(g, p),
+        };
+        // Relaxed on min/max/sum: single writer; their visibility to the aggregator is carried
+        // by the Release store of the bucket below.
+        if !value > self.min_inv.load(Ordering::Relaxed) {
+            self.min_inv.store(!value, Ordering::Relaxed);
+        }
+        if value > self.max.load(Ordering::Relaxed) {
+            self.max.store(value, Ordering::Relaxed);
+        }
+        let s = &self.sum;
+        s.store(s.load(Ordering::Relaxed).saturating_add(value), Ordering::Relaxed);
+        let cell = &group[within];
+        // Release: pairs with the aggregator's Acquire load of this bucket, so a merged count
+        // that includes this value also sees the min/max/sum updates above.
+        cell.store(cell.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&self, g: usize, p: u8) -> &[AtomicU64] {
+        // Relaxed: published by the group's Release CAS, which follows in program order.
+        self.precision.store(usize::from(p), Ordering::Relaxed);
+        self.groups[g].get_or_init(1 << p, || (0..1usize << p).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    /// The bucket group `g` if any value landed in it (aggregator side).
+    pub(crate) fn group(&self, g: usize, p: u8) -> Option<&[AtomicU64]> {
+        self.groups.get(g)?.get(1 << p)
+    }
+
+    /// Bytes allocated for bucket groups (memory accounting).
+    pub(crate) fn allocated_bytes(&self, p: u8) -> usize {
+        (0..GROUPS).filter(|&g| self.group(g, p).is_some()).count() * (8 << p)
+    }
+}
+
+impl Drop for HistSlot {
+    fn drop(&mut self) {
+        let p = self.precision.load(Ordering::Relaxed);
+        for g in &mut self.groups {
+            g.free(1 << p);
+        }
+    }
+}
+
+/// One thread's cells for every series of one registry.
+pub(crate) struct Shard {
+    owned: AtomicBool,
+    /// Next shard in the registry's list (an `Arc::into_raw` pointer owned by the list).
+    next: AtomicPtr<Shard>,
+    counters: [LazySlice<Line>; COUNTER_CHUNKS],
+    hists: [LazySlice<HistSlot>; HIST_CHUNKS],
+}
+
+impl Shard {
+    fn new_owned() -> Shard {
+        Shard {
+            owned: AtomicBool::new(true),
+            next: AtomicPtr::new(ptr::null_mut()),
+            counters: std::array::from_fn(|_| LazySlice::new()),
+            hists: std::array::from_fn(|_| LazySlice::new()),
+        }
+    }
+
+    /// The counter cell at `loc` (owner side; allocates the chunk on first touch).
+    #[inline(always)]
+    pub(crate) fn counter_cell(&self, loc: Loc) -> &AtomicU64 {
+        let c = usize::from(loc.chunk);
+        let lines = match self.counters[c].get(counter_lines(c)) {
+            Some(lines) => lines,
+            None => self.grow_counters(c),
+        };
+        let off = loc.off as usize;
+        &lines[off / LINE].0[off % LINE]
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_counters(&self, c: usize) -> &[Line] {
+        self.counters[c].get_or_init(counter_lines(c), || (0..counter_lines(c)).map(|_| Line::new()).collect())
+    }
+
+    /// The histogram slot at `loc` (owner side; allocates the chunk on first touch).
+    #[inline(always)]
+    pub(crate) fn hist_slot(&self, loc: Loc) -> &HistSlot {
+        let c = usize::from(loc.chunk);
+        let slots = match self.hists[c].get(hist_slots(c)) {
+            Some(slots) => slots,
+            None => self.grow_hists(c),
+        };
+        &slots[loc.off as usize]
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow_hists(&self, c: usize) -> &[HistSlot] {
+        self.hists[c].get_or_init(hist_slots(c), || (0..hist_slots(c)).map(|_| HistSlot::new()).collect())
+    }
+
+    /// Adds every counter cell of this shard to `totals` (indexed by counter number), chunk by
+    /// chunk (aggregator side).
+    pub(crate) fn add_counters_into(&self, totals: &mut [u64]) {
+        let mut base = 0;
+        for c in 0..COUNTER_CHUNKS {
+            let len = COUNTER_BASE << c;
+            if base >= totals.len() {
+                break;
+            }
+            if let Some(lines) = self.counters[c].get(counter_lines(c)) {
+                let end = (base + len).min(totals.len());
+                let dst = &mut totals[base..end];
+                let cells = lines.iter().flat_map(|l| l.0.iter());
+                for (d, cell) in dst.iter_mut().zip(cells) {
+                    // Relaxed: see `read_counter`.
+                    *d = d.wrapping_add(cell.load(Ordering::Relaxed));
+                }
+            }
+            base += len;
+        }
+    }
+
+    /// The histogram slot at `loc` if its chunk exists (aggregator side).
+    pub(crate) fn read_hist(&self, loc: Loc) -> Option<&HistSlot> {
+        let c = usize::from(loc.chunk);
+        self.hists[c].get(hist_slots(c)).map(|s| &s[loc.off as usize])
+    }
+
+    /// Bytes of cell storage this shard has allocated (memory accounting, not the hot path).
+    pub(crate) fn allocated_bytes(&self, precision_of: impl Fn(Loc) -> Option<u8>) -> usize {
+        let mut n = std::mem::size_of::<Shard>();
+        for c in 0..COUNTER_CHUNKS {
+            if self.counters[c].get(counter_lines(c)).is_some() {
+                n += counter_lines(c) * std::mem::size_of::<Line>();
+            }
+        }
+        for c in 0..HIST_CHUNKS {
+            if let Some(slots) = self.hists[c].get(hist_slots(c)) {
+                n += slots.len() * std::mem::size_of::<HistSlot>();
+                for (off, slot) in slots.iter().enumerate() {
+                    if let Some(p) = precision_of(Loc { chunk: c as u8, off: off as u32 }) {
+                        n += slot.allocated_bytes(p);
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// Gives ownership back (thread exit, or the end of a one-off record).
+    fn release(&self) {
+        // Release: pairs with the Acquire CAS in `ShardList::claim`; the next owner sees every
+        // cell value this thread stored.
+        self.owned.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        for c in 0..COUNTER_CHUNKS {
+            self.counters[c].free(counter_lines(c));
+        }
+        for c in 0..HIST_CHUNKS {
+            self.hists[c].free(hist_slots(c));
+        }
+    }
+}
+
+/// A registry's shards: an append-only, lock-free list. Shards are re-used, never removed,
+/// so its length is the peak number of threads that recorded at once.
+pub(crate) struct ShardList {
+    head: AtomicPtr<Shard>,
+    len: AtomicUsize,
+}
+
+impl ShardList {
+    pub(crate) fn new() -> Self {
+        ShardList { head: AtomicPtr::new(ptr::null_mut()), len: AtomicUsize::new(0) }
+    }
+
+    /// Takes ownership of a free shard, or allocates and publishes a new one.
+    pub(crate) fn claim(&self) -> Arc<Shard> {
+        for shard in self.iter() {
+            // Acquire: pairs with `Shard::release` of the previous owner.
+            if !shard.owned.load(Ordering::Relaxed)
+                && shard.owned.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            {
+                // SAFETY: `shard` points at a live list node whose strong count the list owns;
+                // incrementing it hands the caller its own reference.
+                return unsafe { clone_arc(shard) };
+            }
+        }
+        let shard = Arc::new(Shard::new_owned());
+        let raw = Arc::into_raw(shard.clone()) as *mut Shard;
+        let mut head = self.head.load(Ordering::Acquire);
+        loop {
+            // Relaxed: `next` is published by the Release CAS below.
+            shard.next.store(head, Ordering::Relaxed);
+            // Release: publishes the node (and its `next`) to `iter`'s Acquire loads.
+            match self.head.compare_exchange_weak(head, raw, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(h) => head = h,
+            }
+        }
+        self.len.fetch_add(1, Ordering::Relaxed);
+        shard
+    }
+
+    /// Every shard ever created for this registry, owned or free.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Shard> {
+        // Acquire: pairs with the Release CAS in `claim`.
+        let mut p = self.head.load(Ordering::Acquire);
+        std::iter::from_fn(move || {
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: every pointer in the list came from `Arc::into_raw` and the list holds
+            // that strong reference until `Drop` (which needs `&mut self`), so the node is live
+            // for the `&self` borrow the iterator is tied to.
+            let shard = unsafe { &*p };
+            // Acquire: `next` was written before the node was published.
+            p = shard.next.load(Ordering::Acquire);
+            Some(shard)
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ShardList {
+    fn drop(&mut self) {
+        let mut p = self.head.load(Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: `p` came from `Arc::into_raw` in `claim`; the list owns that reference
+            // and gives it up here exactly once (we read `next` before dropping).
+            let shard = unsafe { Arc::from_raw(p as *const Shard) };
+            p = shard.next.load(Ordering::Acquire);
+            drop(shard);
+        }
+    }
+}
+
+/// Makes an owned `Arc` from a reference to an `Arc`-allocated shard.
+///
+/// # Safety
+/// `shard` must point into an allocation made by `Arc::new` whose strong count stays ≥ 1 for
+/// the duration of the call.
+unsafe fn clone_arc(shard: &Shard) -> Arc<Shard> {
+    let p = shard as *const Shard;
+    // SAFETY: per the contract, `p` is the data pointer of a live `Arc<Shard>`.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Arc::from_raw(p)
+    }
+}
+
+/// The calling thread's shards, one per registry it has recorded into.
+struct LocalShards {
+    /// Registry id and shard of the last look-up: the fast path is one compare.
+    last_id: Cell<u64>,
+    last: Cell<*const Shard>,
+    bound: RefCell<Vec<(u64, Arc<Shard>)>>,
+}
+
+impl LocalShards {
+    const fn new() -> Self {
+        LocalShards { last_id: Cell::new(0), last: Cell::new(ptr::null()), bound: RefCell::new(Vec::new()) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bind(&self, id: u64, shards: &ShardList) -> *const Shard {
+        let mut bound = self.bound.borrow_mut();
+        let p = match bound.iter().find(|(i, _)| *i == id) {
+            Some((_, s)) => Arc::as_ptr(s),
+            None => {
+                let s = shards.claim();
+                let p = Arc::as_ptr(&s);
+                bound.push((id, s));
+                p
+            }
+        };
+        self.last_id.set(id);
+        self.last.set(p);
+        p
+    }
+}
+
+impl Drop for LocalShards {
+    fn drop(&mut self) {
+        self.last_id.set(0);
+        for (_, shard) in self.bound.get_mut().drain(..) {
+            shard.release();
+        }
+    }
+}
+
+shard_thread_local! {
+    static LOCAL: LocalShards = LocalShards::new();
+}
+
+/// Runs `f` on the calling thread's shard of the registry `id` (whose shards are `shards`).
+///
+/// Fast path: one thread-local access and one compare. Registry ids start at 1 and are never
+/// re-used, so a stale cache entry can never match a different registry.
+#[inline(always)]
+pub(crate) fn with_shard<R>(id: u64, shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
+    let p = LOCAL.try_with(|l| if l.last_id.get() == id { l.last.get() } else { l.bind(id, shards) });
+    match p {
+        // SAFETY: `p` points at a shard kept alive by the `Arc` in this thread's `bound` list,
+        // which is dropped only by the thread-local's destructor; `try_with` succeeded, so that
+        // destructor has not started, and nothing in `f` can run it.
+        Ok(p) => f(unsafe { &*p }),
+        Err(_) => with_temporary_shard(shards, f),
+    }
+}
+
+/// The thread-local is gone (we are inside another thread-local's destructor at thread
+/// exit): own a shard for just this one record.
+#[cold]
+#[inline(never)]
+fn with_temporary_shard<R>(shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
+    let shard = shards.claim();
+    let r = f(&shard);
+    shard.release();
+    r
+}

@@ -1,0 +1,416 @@
+//! Immutable snapshots: what one aggregator tick saw, shared as `Arc<Snapshot>` with every
+//! exporter and query. Nothing here touches a shard.
+
+#![forbid(unsafe_code)]
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use crate::{buckets, Kind, Unit};
+
+/// A series' labels, sorted by name. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Labels(Arc<[(Arc<str>, Arc<str>)]>);
+
+impl Labels {
+    /// Sorts the pairs by name.
+    pub fn new(mut pairs: Vec<(Arc<str>, Arc<str>)>) -> Labels {
+        pairs.sort();
+        Labels(pairs.into())
+    }
+
+    /// `(name, value)` pairs, sorted by name.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// The value of label `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.binary_search_by(|(k, _)| (**k).cmp(name)).ok().map(|i| &*self.0[i].1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether these labels are exactly `query`, in any order.
+    pub fn matches(&self, query: &[(&str, &str)]) -> bool {
+        query.len() == self.0.len() && query.iter().all(|(k, v)| self.get(k) == Some(*v))
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Identity of one series: metric name and labels, plus its exposition label block rendered
+/// once at registration (so renders only copy bytes).
+#[derive(Debug)]
+pub struct SeriesMeta {
+    pub(crate) name: Arc<str>,
+    pub(crate) labels: Labels,
+    /// `k="v",k2="v2"` with values escaped for the text formats, no braces.
+    pub(crate) rendered_labels: Box<str>,
+}
+
+impl SeriesMeta {
+    pub(crate) fn new(name: Arc<str>, labels: Labels) -> SeriesMeta {
+        let mut r = String::new();
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                r.push(',');
+            }
+            r.push_str(k);
+            r.push_str("=\"");
+            crate::export::escape_label_value(&mut r, v);
+            r.push('"');
+        }
+        SeriesMeta { name, labels, rendered_labels: r.into() }
+    }
+}
+
+/// What all series of one metric name share.
+#[derive(Debug, Clone)]
+pub struct FamilyInfo {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: Kind,
+    pub(crate) help: Arc<str>,
+    pub(crate) unit: Unit,
+    pub(crate) precision: u8,
+    pub(crate) buckets: Option<Arc<[f64]>>,
+}
+
+impl FamilyInfo {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    pub fn help(&self) -> &str {
+        &self.help
+    }
+    pub fn unit(&self) -> Unit {
+        self.unit
+    }
+    /// Histogram precision (sub-bucket bits).
+    pub fn precision(&self) -> u8 {
+        self.precision
+    }
+    /// Configured classic-histogram `le` boundaries in the exported unit, if any.
+    pub fn export_buckets(&self) -> Option<&[f64]> {
+        self.buckets.as_deref()
+    }
+}
+
+/// A counter's value at a tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CounterValue {
+    /// Cumulative total.
+    pub total: u64,
+    /// Increase since the previous tick.
+    pub delta: u64,
+    /// `delta` per second of the interval since the previous tick.
+    pub rate: f64,
+}
+
+/// A merged histogram at a tick. Its count is the sum of its buckets, and `min ≤ every
+/// quantile ≤ max`, in every snapshot (also while writers run).
+#[derive(Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    pub(crate) precision: u8,
+    pub(crate) count: u64,
+    pub(crate) sum: u64,
+    pub(crate) min: u64,
+    pub(crate) max: u64,
+    /// Non-empty buckets: `(bucket index, count)`, ascending.
+    pub(crate) buckets: Box<[(u32, u64)]>,
+    pub(crate) delta_count: u64,
+    pub(crate) delta_sum: u64,
+    pub(crate) rate: f64,
+}
+
+/// One bucket of a [`HistogramSnapshot`]: every value in `low..=high` counted `count` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    pub low: u64,
+    pub high: u64,
+    pub count: u64,
+}
+
+impl HistogramSnapshot {
+    pub(crate) fn empty(precision: u8) -> Self {
+        HistogramSnapshot {
+            precision,
+            count: 0,
+            sum: 0,
+            min: 0,
+            max: 0,
+            buckets: Box::new([]),
+            delta_count: 0,
+            delta_sum: 0,
+            rate: 0.0,
+        }
+    }
+
+    /// Number of recorded values (= Σ bucket counts).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Sum of recorded values (saturating at `u64::MAX`).
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    /// Smallest recorded value; `None` while empty.
+    pub fn min(&self) -> Option<u64> {
+        (self.count > 0).then_some(self.min)
+    }
+
+    /// Largest recorded value; `None` while empty.
+    pub fn max(&self) -> Option<u64> {
+        (self.count > 0).then_some(self.max)
+    }
+
+    /// Arithmetic mean; `None` while empty.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum as f64 / self.count as f64)
+    }
+
+    /// The value at quantile `q` (0 ≤ q ≤ 1): the midpoint of the bucket holding the
+    /// `⌈q·count⌉`-th smallest value, clamped to `[min, max]`. Within `2^-(p+1)` relative error
+    /// of the exact value (1.56 % at the default precision). `None` while empty or for NaN `q`.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.count == 0 || q.is_nan() {
+            return None;
+        }
+        let q = q.clamp(0.0, 1.0);
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        let mut seen = 0u64;
+        for &(idx, n) in self.buckets.iter() {
+            seen += n;
+            if seen >= rank {
+                let v = buckets::representative(idx as usize, self.precision);
+                return Some(v.clamp(self.min, self.max));
+            }
+        }
+        Some(self.max)
+    }
+
+    /// Non-empty buckets, ascending.
+    pub fn buckets(&self) -> impl ExactSizeIterator<Item = Bucket> + '_ {
+        self.buckets.iter().map(|&(i, count)| Bucket {
+            low: buckets::lowest(i as usize, self.precision),
+            high: buckets::highest(i as usize, self.precision),
+            count,
+        })
+    }
+
+    /// Number of values whose bucket midpoint is ≤ `bound`: the cumulative count used for a
+    /// classic `le` bucket. Every value is counted under exactly one boundary crossing, so no
+    /// count is lost; the boundary is as precise as the buckets (≤ 2^-(p+1) relative).
+    pub fn count_le(&self, bound: f64) -> u64 {
+        if bound >= self.max as f64 {
+            return self.count;
+        }
+        self.buckets
+            .iter()
+            .take_while(|&&(i, _)| (buckets::representative(i as usize, self.precision) as f64) <= bound)
+            .map(|&(_, n)| n)
+            .sum()
+    }
+
+    /// Values recorded since the previous tick.
+    pub fn delta_count(&self) -> u64 {
+        self.delta_count
+    }
+
+    /// Sum of the values recorded since the previous tick.
+    pub fn delta_sum(&self) -> u64 {
+        self.delta_sum
+    }
+
+    /// Values recorded per second over the last interval.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Precision (sub-bucket bits) of the buckets.
+    pub fn precision(&self) -> u8 {
+        self.precision
+    }
+
+    /// Converts to an `hdrhistogram::Histogram` (each bucket recorded at its midpoint), for
+    /// HdrHistogram's iterators and serialisation.
+    pub fn to_hdr(&self) -> hdrhistogram::Histogram<u64> {
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures is valid");
+        for &(i, n) in self.buckets.iter() {
+            let v = buckets::representative(i as usize, self.precision).clamp(self.min, self.max);
+            // Auto-resize is on, so `record_n` only fails on counter overflow, which the
+            // saturating fallback avoids.
+            let _ = h.record_n(v, n);
+        }
+        h
+    }
+}
+
+impl fmt::Debug for HistogramSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HistogramSnapshot")
+            .field("count", &self.count)
+            .field("sum", &self.sum)
+            .field("min", &self.min())
+            .field("max", &self.max())
+            .field("p50", &self.quantile(0.5))
+            .field("p99", &self.quantile(0.99))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A series' value at a tick.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Counter(CounterValue),
+    Gauge(f64),
+    Histogram(HistogramSnapshot),
+}
+
+/// One series in a snapshot.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub(crate) meta: Arc<SeriesMeta>,
+    pub(crate) family: Arc<FamilyInfo>,
+    pub(crate) value: Value,
+}
+
+impl Series {
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+    pub fn labels(&self) -> &Labels {
+        &self.meta.labels
+    }
+    pub fn family(&self) -> &FamilyInfo {
+        &self.family
+    }
+    pub fn kind(&self) -> Kind {
+        self.family.kind
+    }
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+    pub(crate) fn rendered_labels(&self) -> &str {
+        &self.meta.rendered_labels
+    }
+}
+
+/// Everything one aggregator tick merged, immutable.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub(crate) seq: u64,
+    pub(crate) taken_at: SystemTime,
+    pub(crate) interval: Duration,
+    pub(crate) tick_duration: Duration,
+    pub(crate) shards: usize,
+    /// Sorted by name, then labels.
+    pub(crate) series: Vec<Series>,
+}
+
+impl Snapshot {
+    pub(crate) fn empty() -> Snapshot {
+        Snapshot {
+            seq: 0,
+            taken_at: SystemTime::now(),
+            interval: Duration::ZERO,
+            tick_duration: Duration::ZERO,
+            shards: 0,
+            series: Vec::new(),
+        }
+    }
+
+    /// Tick number: 0 for the empty snapshot a registry starts with, then 1, 2, …
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Wall-clock time of the tick.
+    pub fn taken_at(&self) -> SystemTime {
+        self.taken_at
+    }
+
+    /// Time since the previous tick (the denominator of every rate).
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// How long the merge took.
+    pub fn tick_duration(&self) -> Duration {
+        self.tick_duration
+    }
+
+    /// Number of shards merged.
+    pub fn shard_count(&self) -> usize {
+        self.shards
+    }
+
+    /// Every series, sorted by name then labels (series of one metric are adjacent).
+    pub fn series(&self) -> &[Series] {
+        &self.series
+    }
+
+    /// The series of metric `name` (adjacent in [`Snapshot::series`]).
+    pub fn family(&self, name: &str) -> &[Series] {
+        let lo = self.series.partition_point(|s| &*s.meta.name < name);
+        let hi = lo + self.series[lo..].partition_point(|s| &*s.meta.name == name);
+        &self.series[lo..hi]
+    }
+
+    /// Groups of adjacent series sharing a metric name.
+    pub fn families(&self) -> impl Iterator<Item = &[Series]> {
+        self.series.chunk_by(|a, b| a.meta.name == b.meta.name)
+    }
+
+    /// The series `name` with exactly these labels (in any order).
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<&Series> {
+        self.family(name).iter().find(|s| s.meta.labels.matches(labels))
+    }
+
+    /// A counter's cumulative total.
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        self.counter_value(name, labels).map(|c| c.total)
+    }
+
+    /// A counter's total, delta and rate.
+    pub fn counter_value(&self, name: &str, labels: &[(&str, &str)]) -> Option<CounterValue> {
+        match self.find(name, labels)?.value {
+            Value::Counter(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// A gauge's value.
+    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        match self.find(name, labels)?.value {
+            Value::Gauge(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// A histogram.
+    pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Option<&HistogramSnapshot> {
+        match &self.find(name, labels)?.value {
+            Value::Histogram(h) => Some(h),
+            _ => None,
+        }
+    }
+}

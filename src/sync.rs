@@ -1,0 +1,175 @@
+//! The one concurrency facade every other module imports from.
+//!
+//! Under `--cfg shardmetrics_loom` the atomics, `Arc`, `Mutex`, thread-locals and the
+//! snapshot cell come from [loom], so the models in `loom-tests/` run the real protocol code;
+//! otherwise they are the `std` (and `arc-swap`) types. The cfg is crate-prefixed because
+//! RUSTFLAGS reach every crate in the graph and other crates switch on a bare `loom`.
+
+#[cfg(not(shardmetrics_loom))]
+pub(crate) use std::sync::{
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering},
+    Arc, Mutex, MutexGuard,
+};
+
+#[cfg(shardmetrics_loom)]
+pub(crate) use loom::sync::{
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering},
+    Arc, Mutex, MutexGuard,
+};
+
+/// Declares the per-thread shard binding: `const`-initialised under std (no lazy-init branch
+/// beyond the destructor-registration state), loom's own macro under the model checker.
+macro_rules! shard_thread_local {
+    ($(#[$m:meta])* static $name:ident: $t:ty = $init:expr;) => {
+        #[cfg(not(shardmetrics_loom))]
+        std::thread_local! { $(#[$m])* static $name: $t = const { $init }; }
+        #[cfg(shardmetrics_loom)]
+        loom::thread_local! { $(#[$m])* static $name: $t = $init; }
+    };
+}
+pub(crate) use shard_thread_local;
+
+/// Locks a mutex, recovering from poisoning: every structure guarded here is left consistent
+/// by the code that holds the lock (no user code runs under it), so a panic elsewhere must not
+/// turn into a panic on a recording or exporting thread.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    #[cfg(not(shardmetrics_loom))]
+    {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    #[cfg(shardmetrics_loom)]
+    {
+        m.lock().unwrap()
+    }
+}
+
+/// The published-snapshot cell: `arc_swap::ArcSwap` normally (wait-free `load`), a loom-visible
+/// mutex stand-in under loom (arc-swap's debt lists use std atomics loom cannot see, so loom
+/// could not check the publish/read ordering through it).
+pub(crate) struct Published<T> {
+    #[cfg(not(shardmetrics_loom))]
+    inner: arc_swap::ArcSwap<T>,
+    #[cfg(shardmetrics_loom)]
+    inner: Mutex<Arc<T>>,
+}
+
+impl<T> Published<T> {
+    pub(crate) fn new(value: Arc<T>) -> Self {
+        #[cfg(not(shardmetrics_loom))]
+        {
+            Self { inner: arc_swap::ArcSwap::new(value) }
+        }
+        #[cfg(shardmetrics_loom)]
+        {
+            Self { inner: Mutex::new(value) }
+        }
+    }
+
+    /// Wait-free (arc-swap `load_full`): an owned `Arc`, so no guard is held while the caller
+    /// renders or writes to a slow client.
+    #[inline]
+    pub(crate) fn load(&self) -> Arc<T> {
+        #[cfg(not(shardmetrics_loom))]
+        {
+            self.inner.load_full()
+        }
+        #[cfg(shardmetrics_loom)]
+        {
+            lock(&self.inner).clone()
+        }
+    }
+
+    /// Runs `f` on the current value without touching its reference count (arc-swap's
+    /// debt-list `load`), for hot read paths shared by many threads.
+    #[inline]
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        #[cfg(not(shardmetrics_loom))]
+        {
+            f(&self.inner.load())
+        }
+        #[cfg(shardmetrics_loom)]
+        {
+            let v = lock(&self.inner).clone();
+            f(&v)
+        }
+    }
+
+    /// Publishes `value`; pairs (Release inside arc-swap / the mutex) with the Acquire in `load`.
+    pub(crate) fn store(&self, value: Arc<T>) {
+        #[cfg(not(shardmetrics_loom))]
+        {
+            self.inner.store(value)
+        }
+        #[cfg(shardmetrics_loom)]
+        {
+            *lock(&self.inner) = value;
+        }
+    }
+}
+
+/// A lazily allocated, never-moving, boxed slice published once through an `AtomicPtr`.
+///
+/// # Synchronization
+/// The allocating thread writes the (zeroed) slice, then publishes the pointer with a
+/// `Release` CAS; every reader loads it with `Acquire`, so it sees the initialised memory.
+/// The slice is freed only in `Drop` (exclusive access), so a `&[T]` handed out by `get`
+/// lives as long as `&self`.
+pub(crate) struct LazySlice<T> {
+    ptr: AtomicPtr<T>,
+}
+
+impl<T> LazySlice<T> {
+    pub(crate) fn new() -> Self {
+        Self { ptr: AtomicPtr::new(std::ptr::null_mut()) }
+    }
+
+    /// The slice if it was allocated with length `len` (every caller passes the one length
+    /// this slot is always used with).
+    #[inline(always)]
+    pub(crate) fn get(&self, len: usize) -> Option<&[T]> {
+        // Acquire: pairs with the Release CAS in `get_or_init`, making the slice's initialised
+        // contents visible.
+        let p = self.ptr.load(Ordering::Acquire);
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: a non-null pointer was produced by `Box::<[T]>::into_raw` in
+            // `get_or_init` with exactly `len` elements (callers always pass the same `len` for
+            // a slot) and is freed only in `Drop`, which needs `&mut self`.
+            Some(unsafe { std::slice::from_raw_parts(p, len) })
+        }
+    }
+
+    /// Allocates the slice with `make` if no thread has yet. `make` must return `len` items.
+    #[cold]
+    pub(crate) fn get_or_init(&self, len: usize, make: impl FnOnce() -> Box<[T]>) -> &[T] {
+        if let Some(s) = self.get(len) {
+            return s;
+        }
+        let fresh = make();
+        assert_eq!(fresh.len(), len, "LazySlice length mismatch");
+        let raw = Box::into_raw(fresh) as *mut T;
+        // Release: publishes the initialised slice to the Acquire loads in `get`.
+        // Acquire on failure: we read the winner's slice instead.
+        match self.ptr.compare_exchange(std::ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {}
+            Err(_) => {
+                // SAFETY: `raw` came from `Box::into_raw` above with `len` elements and was
+                // never shared (the CAS failed), so we own it.
+                drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(raw, len)) });
+            }
+        }
+        self.get(len).expect("published above")
+    }
+
+    /// Frees the slice, given the length it was allocated with.
+    pub(crate) fn free(&mut self, len: usize) {
+        let p = self.ptr.load(Ordering::Relaxed);
+        if !p.is_null() {
+            self.ptr.store(std::ptr::null_mut(), Ordering::Relaxed);
+            // SAFETY: `&mut self` gives exclusive access; `p` came from `Box::into_raw` with
+            // `len` elements (the caller passes the allocation's length) and is not used again.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, len)) });
+        }
+    }
+}
