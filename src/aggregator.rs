@@ -164,6 +164,9 @@ pub(crate) fn merge_histogram(core: &Core, loc: Loc, p: u8, scratch: &mut Vec<u6
     h
 }
 
+/// Name of the aggregator thread (short enough to survive Linux's 15-byte `comm` limit).
+pub const THREAD_NAME: &str = "sm-aggregator";
+
 /// The background ticker: a std thread (never under loom) that ticks every `interval` until
 /// stopped.
 pub(crate) struct Ticker {
@@ -176,7 +179,7 @@ impl Ticker {
         let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let flag = stop.clone();
         let handle = std::thread::Builder::new()
-            .name("shardmetrics-aggregator".into())
+            .name(THREAD_NAME.into())
             .spawn(move || {
                 let (m, cv) = &*flag;
                 let mut next = Instant::now() + interval;

@@ -151,10 +151,14 @@ fn run(args: Args) -> Result<(), shardmetrics::Error> {
         stop.store(true, Ordering::Relaxed);
     });
     let snap = registry.shutdown();
-    let total: u64 = snap.family("demo_requests_total").iter().filter_map(|s| match s.value() {
-        shardmetrics::Value::Counter(c) => Some(c.total),
-        _ => None,
-    }).sum();
+    let total: u64 = snap
+        .family("demo_requests_total")
+        .iter()
+        .filter_map(|s| match s.value() {
+            shardmetrics::Value::Counter(c) => Some(c.total),
+            _ => None,
+        })
+        .sum();
     println!("\ndone: {total} requests recorded in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }

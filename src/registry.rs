@@ -36,9 +36,16 @@ pub const OVERFLOW_METRIC: &str = "shardmetrics_cardinality_overflow_total";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Store {
     /// `index` is the dense counter-cell number, `loc` its place in every shard.
-    Counter { index: usize, loc: Loc },
+    Counter {
+        index: usize,
+        loc: Loc,
+    },
     Gauge(Loc),
-    Histogram { index: usize, loc: Loc, precision: u8 },
+    Histogram {
+        index: usize,
+        loc: Loc,
+        precision: u8,
+    },
 }
 
 /// Everything behind a registry that handles need: shards, gauges, catalogue, published
@@ -139,7 +146,8 @@ impl Builder {
             _ => unreachable!("self-metrics are valid counters"),
         };
         let rejected = self_counter(REJECTED_METRIC, "Values rejected on the recording path (NaN, bad label counts)");
-        let overflow = self_counter(OVERFLOW_METRIC, "Series look-ups redirected to an overflow series by a cardinality cap");
+        let overflow =
+            self_counter(OVERFLOW_METRIC, "Series look-ups redirected to an overflow series by a cardinality cap");
         let core = SyncArc::new(Core {
             id: next_registry_id(),
             shards: ShardList::new(),
@@ -658,4 +666,3 @@ impl Catalogue {
         Ok(store)
     }
 }
-

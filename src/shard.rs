@@ -295,7 +295,7 @@ impl Shard {
         }
         for c in 0..HIST_CHUNKS {
             if let Some(slots) = self.hists[c].get(hist_slots(c)) {
-                n += slots.len() * std::mem::size_of::<HistSlot>();
+                n += std::mem::size_of_val(slots);
                 for (off, slot) in slots.iter().enumerate() {
                     if let Some(p) = precision_of(Loc { chunk: c as u8, off: off as u32 }) {
                         n += slot.allocated_bytes(p);

@@ -188,7 +188,8 @@ impl HistogramSnapshot {
     }
 
     /// The value at quantile `q` (0 ≤ q ≤ 1): the midpoint of the bucket holding the
-    /// `⌈q·count⌉`-th smallest value, clamped to `[min, max]`. Within `2^-(p+1)` relative error
+    /// `⌈q·count⌉`-th smallest value, clamped to `[min, max]` (exactly `min` and `max` for the first
+    /// and last rank). Within `2^-(p+1)` relative error
     /// of the exact value (1.56 % at the default precision). `None` while empty or for NaN `q`.
     pub fn quantile(&self, q: f64) -> Option<u64> {
         if self.count == 0 || q.is_nan() {
@@ -196,6 +197,13 @@ impl HistogramSnapshot {
         }
         let q = q.clamp(0.0, 1.0);
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        // The extremes are known exactly.
+        if rank == 1 {
+            return Some(self.min);
+        }
+        if rank == self.count {
+            return Some(self.max);
+        }
         let mut seen = 0u64;
         for &(idx, n) in self.buckets.iter() {
             seen += n;

@@ -78,7 +78,7 @@ impl Unit {
     /// Converts an elapsed duration in nanoseconds into this unit (nanoseconds for non-time
     /// units), rounding down.
     #[inline]
-    pub(crate) fn from_nanos(self, nanos: u64) -> u64 {
+    pub(crate) fn convert_nanos(self, nanos: u64) -> u64 {
         match self {
             Unit::Microseconds => nanos / 1_000,
             Unit::Milliseconds => nanos / 1_000_000,

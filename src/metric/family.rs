@@ -16,6 +16,7 @@ use std::{
 
 use hashbrown::{Equivalent, HashMap};
 
+use crate::Unit;
 use crate::{
     error::Error,
     metric::Metric,
@@ -23,9 +24,6 @@ use crate::{
     sync::{lock, Arc, Mutex, Published},
 };
 use std::sync::Arc as StdArc;
-use crate::{
-    Unit,
-};
 
 type Key = Box<[Box<str>]>;
 type LabelMap = HashMap<Key, Store>;
@@ -122,7 +120,10 @@ impl<M> Clone for Family<M> {
 
 impl<M> fmt::Debug for Family<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Family").field("name", &self.inner.name).field("labels", &self.inner.names).finish_non_exhaustive()
+        f.debug_struct("Family")
+            .field("name", &self.inner.name)
+            .field("labels", &self.inner.names)
+            .finish_non_exhaustive()
     }
 }
 

@@ -50,9 +50,8 @@ impl GaugeStore {
         let len = GAUGE_BASE << c;
         let cells = match self.chunks[c].get(len) {
             Some(cells) => cells,
-            None => self.chunks[c].get_or_init(len, || {
-                (0..len).map(|_| GaugeCell(AtomicU64::new(0f64.to_bits()))).collect()
-            }),
+            None => self.chunks[c]
+                .get_or_init(len, || (0..len).map(|_| GaugeCell(AtomicU64::new(0f64.to_bits()))).collect()),
         };
         &cells[loc.off as usize].0
     }
@@ -153,7 +152,7 @@ impl Gauge {
     /// A gauge that records into a private registry nobody reads.
     #[cfg(not(shardmetrics_loom))]
     pub fn noop() -> Gauge {
-        crate::registry::sink().gauge("noop").build().expect("valid")
+        crate::registry::sink().gauge("noop_gauge").build().expect("valid")
     }
 }
 

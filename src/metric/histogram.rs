@@ -34,14 +34,20 @@ macro_rules! histogram_methods {
         #[inline]
         pub fn record_duration(&self, d: std::time::Duration) {
             let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-            self.record(self.unit.from_nanos(nanos));
+            self.record(self.unit.convert_nanos(nanos));
         }
 
         /// Starts a timer that records the elapsed time when dropped: two clock reads and one
         /// record.
         #[inline]
         pub fn start_timer(&self) -> Timer<'_> {
-            Timer { core: &self.core, loc: self.loc, precision: self.precision, unit: self.unit, start: Some(Instant::now()) }
+            Timer {
+                core: &self.core,
+                loc: self.loc,
+                precision: self.precision,
+                unit: self.unit,
+                start: Some(Instant::now()),
+            }
         }
 
         /// Runs `f` and records how long it took.
@@ -74,13 +80,16 @@ impl Histogram {
     /// A histogram that records into a private registry nobody reads.
     #[cfg(not(shardmetrics_loom))]
     pub fn noop() -> Histogram {
-        crate::registry::sink().histogram("noop").build().expect("valid")
+        crate::registry::sink().histogram("noop_histogram").build().expect("valid")
     }
 }
 
 impl fmt::Debug for Histogram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Histogram").field("precision", &self.precision).field("unit", &self.unit).finish_non_exhaustive()
+        f.debug_struct("Histogram")
+            .field("precision", &self.precision)
+            .field("unit", &self.unit)
+            .finish_non_exhaustive()
     }
 }
 
@@ -136,7 +145,7 @@ impl Timer<'_> {
     #[inline]
     fn record(&self, d: std::time::Duration) {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        record(self.core, self.loc, self.precision, self.unit.from_nanos(nanos));
+        record(self.core, self.loc, self.precision, self.unit.convert_nanos(nanos));
     }
 }
 
