@@ -63,6 +63,11 @@ mod snapshot;
 mod sync;
 mod unit;
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use error::Error;
 pub use metric::{Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Timer};
 #[cfg(not(shardmetrics_loom))]
