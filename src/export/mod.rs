@@ -3,8 +3,11 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "json")]
 pub mod json;
+pub mod openmetrics;
 pub mod prometheus;
 
 /// Escapes a label value for the Prometheus / OpenMetrics text formats: `\` → `\\`,

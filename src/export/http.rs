@@ -1,0 +1,527 @@
+//! The scrape endpoint: `GET /metrics` (Prometheus text or OpenMetrics, by the `Accept`
+//! header), `GET /metrics.json`, `GET /healthz`.
+//!
+//! Runs hyper 1 on a current-thread tokio runtime in its own thread, never on a recording
+//! thread. Every response is rendered from an owned `Arc<Snapshot>` (`load_full`, no arc-swap
+//! guard held while a slow client reads) and cached per snapshot and format, so N concurrent
+//! scrapers of one tick cost one render. Renders run on tokio's blocking pool so a big render
+//! never stalls the accept loop.
+//!
+//! Safe defaults: binds `127.0.0.1:9464`; at most 64 connections (more are answered 503 and
+//! closed) and 16 requests in flight (more get 503); 8 KiB of headers; a 5 s header-read timeout
+//! (hyper's, made effective by installing its tokio timer) and a 30 s cap on a connection's life
+//! (slow or stuck clients are dropped); unknown paths 404, wrong methods 405; gzip when the client
+//! accepts it; optional bearer-token or basic auth compared in constant time (`/healthz` is
+//! exempt so liveness probes need no secret).
+
+use std::{
+    convert::Infallible,
+    io::{self, Write},
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    body::Incoming,
+    header::{self, HeaderValue},
+    Method, Request, Response, StatusCode,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use subtle::ConstantTimeEq;
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::{Registry, Snapshot};
+
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+/// A response format the endpoint can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Prometheus text exposition 0.0.4.
+    Prometheus,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// JSON (`export::json`).
+    #[cfg(feature = "json")]
+    Json,
+}
+
+impl Format {
+    /// The versioned Content-Type sent with this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => crate::export::prometheus::CONTENT_TYPE,
+            Format::OpenMetrics => crate::export::openmetrics::CONTENT_TYPE,
+            #[cfg(feature = "json")]
+            Format::Json => crate::export::json::CONTENT_TYPE,
+        }
+    }
+
+    /// Renders a snapshot in this format.
+    pub fn render(self, snapshot: &Snapshot) -> String {
+        match self {
+            Format::Prometheus => crate::export::prometheus::render(snapshot),
+            Format::OpenMetrics => crate::export::openmetrics::render(snapshot),
+            #[cfg(feature = "json")]
+            Format::Json => crate::export::json::render(snapshot),
+        }
+    }
+
+    fn cache_slot(self) -> usize {
+        match self {
+            Format::Prometheus => 0,
+            Format::OpenMetrics => 1,
+            #[cfg(feature = "json")]
+            Format::Json => 2,
+        }
+    }
+}
+
+/// Picks the exposition format for an `Accept` header: OpenMetrics when the client ranks it at
+/// least as high as Prometheus text (Prometheus servers send it with q=1), otherwise text 0.0.4.
+/// A missing or unparsable header gets text 0.0.4, which every scraper understands.
+pub fn negotiate(accept: Option<&str>) -> Format {
+    let Some(accept) = accept else { return Format::Prometheus };
+    let (mut om, mut text) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let mut q = 1.0f32;
+        let mut version = None;
+        for p in parts {
+            if let Some((k, v)) = p.split_once('=') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "q" => q = v.trim().parse().unwrap_or(0.0),
+                    "version" => version = Some(v.trim().trim_matches('"').to_owned()),
+                    _ => {}
+                }
+            }
+        }
+        match media.as_str() {
+            "application/openmetrics-text" if matches!(version.as_deref(), None | Some("1.0.0") | Some("0.0.1")) => {
+                om = om.max(q)
+            }
+            "text/plain" if matches!(version.as_deref(), None | Some("0.0.4")) => text = text.max(q),
+            "*/*" | "text/*" => text = text.max(q.min(text.max(q))),
+            _ => {}
+        }
+    }
+    if om > 0.0 && om >= text {
+        Format::OpenMetrics
+    } else {
+        Format::Prometheus
+    }
+}
+
+/// Whether an `Accept-Encoding` header accepts gzip (with a non-zero q).
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|h| {
+        h.split(',').any(|e| {
+            let mut parts = e.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let q = parts
+                .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+                .map_or(1.0, |q| q.parse::<f32>().unwrap_or(0.0));
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
+        })
+    })
+}
+
+/// Configures the endpoint; [`ServerBuilder::start`] binds and serves.
+#[derive(Debug, Clone)]
+#[must_use = "a builder serves nothing until `start()`"]
+pub struct ServerBuilder {
+    listen: String,
+    max_connections: usize,
+    max_in_flight: usize,
+    max_header_bytes: usize,
+    header_read_timeout: Duration,
+    connection_timeout: Duration,
+    auth: Option<Vec<u8>>,
+    auth_scheme: &'static str,
+    gzip: bool,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            listen: DEFAULT_LISTEN.to_owned(),
+            max_connections: 64,
+            max_in_flight: 16,
+            max_header_bytes: 8 * 1024,
+            header_read_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(30),
+            auth: None,
+            auth_scheme: "Bearer",
+            gzip: true,
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Address to bind (default `127.0.0.1:9464`; port 0 picks a free one).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// Open connections beyond this are answered 503 and closed (default 64).
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Requests being rendered or written beyond this get 503 (default 16).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Largest accepted request head in bytes (default 8 KiB; hyper's floor is 8 KiB).
+    pub fn max_header_bytes(mut self, n: usize) -> Self {
+        self.max_header_bytes = n.max(8 * 1024);
+        self
+    }
+
+    /// Time a client has to send a request head (default 5 s).
+    pub fn header_read_timeout(mut self, d: Duration) -> Self {
+        self.header_read_timeout = d;
+        self
+    }
+
+    /// Longest a connection may stay open, reading or writing (default 30 s).
+    pub fn connection_timeout(mut self, d: Duration) -> Self {
+        self.connection_timeout = d;
+        self
+    }
+
+    /// Require `Authorization: Bearer <token>`.
+    pub fn bearer_token(mut self, token: &str) -> Self {
+        self.auth = Some(format!("Bearer {token}").into_bytes());
+        self.auth_scheme = "Bearer";
+        self
+    }
+
+    /// Require HTTP basic auth with these credentials.
+    pub fn basic_auth(mut self, user: &str, password: &str) -> Self {
+        let creds = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.auth = Some(format!("Basic {creds}").into_bytes());
+        self.auth_scheme = "Basic";
+        self
+    }
+
+    /// Compress responses for clients that accept gzip (default on).
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.gzip = on;
+        self
+    }
+
+    /// Binds the address and starts serving on a thread of its own.
+    pub fn start(self, registry: &Registry) -> io::Result<Server> {
+        let listener = std::net::TcpListener::bind(&self.listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(4).build()?;
+        let state = Arc::new(State {
+            registry: registry.clone(),
+            cache: std::array::from_fn(|_| Mutex::new(None)),
+            in_flight: AtomicUsize::new(0),
+            renders: AtomicUsize::new(0),
+            config: self,
+        });
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let serving = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("sm-http".into())
+            .spawn(move || runtime.block_on(serve(listener, serving, stop_rx)))?;
+        Ok(Server { addr, state: Arc::downgrade(&state), stop: Some(stop_tx), thread: Some(thread) })
+    }
+}
+
+/// A running endpoint. Dropping it (or [`Server::shutdown`]) stops it.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    state: std::sync::Weak<State>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// A builder with the safe defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many renders the endpoint has done (one per snapshot and format that was asked for,
+    /// however many scrapers asked).
+    pub fn render_count(&self) -> usize {
+        self.state.upgrade().map_or(0, |s| s.renders.load(Ordering::Relaxed))
+    }
+
+    /// `http://addr/metrics`.
+    pub fn url(&self) -> String {
+        format!("http://{}/metrics", self.addr)
+    }
+
+    /// Stops accepting, closes connections and joins the server thread.
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// One cached render: the snapshot it came from, the body, and its gzip form once asked for.
+struct Cached {
+    seq: u64,
+    taken_at: std::time::SystemTime,
+    body: Bytes,
+    gzip: Option<Bytes>,
+}
+
+struct State {
+    registry: Registry,
+    cache: [Mutex<Option<Cached>>; 3],
+    in_flight: AtomicUsize,
+    renders: AtomicUsize,
+    config: ServerBuilder,
+}
+
+async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut stop: oneshot::Receiver<()>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("shardmetrics: http endpoint failed to start: {e}");
+            return;
+        }
+    };
+    let connections = Arc::new(Semaphore::new(state.config.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout)
+        .max_buf_size(state.config.max_header_bytes)
+        .keep_alive(true);
+    let http = Arc::new(http);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                // Out of file descriptors and the like: back off briefly, keep serving.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let (state, http) = (state.clone(), http.clone());
+        let lifetime = state.config.connection_timeout;
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(req, &state).await) }
+            });
+            // The lifetime cap also bounds slow readers, which hyper has no write timeout for.
+            let _ = tokio::time::timeout(lifetime, http.serve_connection(TokioIo::new(stream), service)).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Over the connection cap: a minimal 503 and close, without reading the request.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let msg = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 20\r\nRetry-After: 1\r\n\r\ntoo many connections";
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(msg)).await;
+    let _ = stream.shutdown().await;
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+/// Decrements the in-flight count when a request finishes, however it finishes.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let format = match path {
+        "/metrics" => negotiate(req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok())),
+        #[cfg(feature = "json")]
+        "/metrics.json" => Format::Json,
+        "/healthz" => {
+            return match *req.method() {
+                Method::GET | Method::HEAD => plain(StatusCode::OK, "ok\n"),
+                _ => method_not_allowed(),
+            }
+        }
+        _ => return plain(StatusCode::NOT_FOUND, "not found: try /metrics, /metrics.json or /healthz\n"),
+    };
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return method_not_allowed();
+    }
+    if let Some(expected) = &state.config.auth {
+        let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
+        if !bool::from(given.ct_eq(expected.as_slice())) {
+            let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            let challenge = if state.config.auth_scheme == "Basic" { "Basic realm=\"shardmetrics\"" } else { "Bearer" };
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            return r;
+        }
+    }
+    if state.in_flight.fetch_add(1, Ordering::Relaxed) >= state.config.max_in_flight {
+        state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight\n");
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    let _guard = InFlight(&state.in_flight);
+    let gzip =
+        state.config.gzip && accepts_gzip(req.headers().get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
+    let st = state.clone();
+    let rendered = tokio::task::spawn_blocking(move || cached_render(&st, format, gzip)).await;
+    let Ok((body, taken_at)) = rendered else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n");
+    };
+    let mut r = Response::new(Full::new(body));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    h.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&httpdate(taken_at)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    r
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    r
+}
+
+/// The body for `format` from the latest snapshot, rendering (and compressing) only if this
+/// snapshot has not been rendered in this format yet. Concurrent callers wait on the slot's
+/// mutex and reuse the one render.
+fn cached_render(state: &State, format: Format, gzip: bool) -> (Bytes, std::time::SystemTime) {
+    let snapshot = state.registry.snapshot();
+    let mut slot = state.cache[format.cache_slot()].lock().unwrap_or_else(|e| e.into_inner());
+    if slot.as_ref().is_none_or(|c| c.seq != snapshot.seq()) {
+        state.renders.fetch_add(1, Ordering::Relaxed);
+        *slot = Some(Cached {
+            seq: snapshot.seq(),
+            taken_at: snapshot.taken_at(),
+            body: Bytes::from(format.render(&snapshot)),
+            gzip: None,
+        });
+    }
+    let cached = slot.as_mut().expect("filled above");
+    if !gzip {
+        return (cached.body.clone(), cached.taken_at);
+    }
+    if cached.gzip.is_none() {
+        let mut enc =
+            flate2::write::GzEncoder::new(Vec::with_capacity(cached.body.len() / 4), flate2::Compression::fast());
+        // Writing to a Vec cannot fail.
+        let _ = enc.write_all(&cached.body);
+        cached.gzip = Some(Bytes::from(enc.finish().unwrap_or_default()));
+    }
+    (cached.gzip.clone().expect("filled above"), cached.taken_at)
+}
+
+/// RFC 7231 IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn httpdate(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MO: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!("{}, {d:02} {} {y} {h:02}:{m:02}:{s:02} GMT", WD[(days % 7) as usize], MO[(mo - 1) as usize])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(negotiate(None), Format::Prometheus);
+        assert_eq!(negotiate(Some("*/*")), Format::Prometheus);
+        assert_eq!(negotiate(Some("text/plain;version=0.0.4")), Format::Prometheus);
+        // What Prometheus 2.x sends.
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                    text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(negotiate(Some(prom)), Format::OpenMetrics);
+        assert_eq!(negotiate(Some("application/openmetrics-text; version=1.0.0; charset=utf-8")), Format::OpenMetrics);
+        assert_eq!(negotiate(Some("application/openmetrics-text;q=0.2,text/plain;q=0.9")), Format::Prometheus);
+        assert_eq!(negotiate(Some("application/openmetrics-text;version=2.0.0")), Format::Prometheus);
+        assert_eq!(negotiate(Some("garbage;;;==,")), Format::Prometheus);
+    }
+
+    #[test]
+    fn gzip_acceptance() {
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("br, gzip;q=0.5")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(httpdate(std::time::UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(httpdate(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+}
