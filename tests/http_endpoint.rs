@@ -13,44 +13,11 @@ use shardmetrics::{
     Registry, Unit,
 };
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
+mod common;
+use common::{parse, Reply};
 
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).unwrap()
-    }
-}
-
-/// A one-shot HTTP/1.1 request with `Connection: close`, read to EOF.
 fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    parse(&raw)
-}
-
-fn parse(raw: &[u8]) -> Reply {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
-    let head = std::str::from_utf8(&raw[..split]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers =
-        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
-    Reply { status, headers, body: raw[split + 4..].to_vec() }
+    common::request(addr, method, path, headers).unwrap()
 }
 
 fn get(addr: SocketAddr, path: &str) -> Reply {
@@ -217,7 +184,7 @@ fn oversized_headers_are_refused_and_others_still_served() {
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     if !raw.is_empty() {
-        let reply = parse(&raw);
+        let reply = parse(&raw).unwrap();
         assert_eq!(reply.status, 431, "oversized head must be refused");
     }
     assert_eq!(get(addr, "/metrics").status, 200);
@@ -237,7 +204,7 @@ fn garbage_is_answered_or_closed_and_others_still_served() {
         let mut raw = Vec::new();
         let _ = s.read_to_end(&mut raw); // EOF (closed) or an error response, within the timeout
         if raw.windows(4).any(|w| w == b"\r\n\r\n") {
-            assert!(parse(&raw).status >= 400);
+            assert!(parse(&raw).unwrap().status >= 400);
         }
     }
     assert_eq!(get(addr, "/metrics").status, 200);
