@@ -19,8 +19,41 @@ use crate::{
     sync::{lock, Arc, Ordering},
 };
 
+/// Runs at the start of every tick, on the ticking thread, before the shards are read: the
+/// place to sample external state into gauges and counters (process resources, pool sizes).
+/// Whatever it records is in the snapshot of the same tick.
+///
+/// It runs under the aggregator mutex: it must not call [`crate::Registry::flush`] (that would
+/// deadlock) and should be quick, since it delays the tick (never a recording thread).
+pub trait Collector: Send {
+    fn collect(&mut self);
+}
+
+impl<F: FnMut() + Send> Collector for F {
+    fn collect(&mut self) {
+        self()
+    }
+}
+
+/// Runs after every publish with the new snapshot, on the ticking thread: the place for
+/// derived state (alert rules, trend detection). Same rules as [`Collector`]: no `flush()`,
+/// be quick; hand slow work (notifications) to a thread of your own. Hold metric handles, not a
+/// `Registry` clone: the registry owns its observers, so a clone inside one keeps the
+/// aggregator thread alive forever.
+pub trait Observer: Send {
+    fn observe(&mut self, snapshot: &Arc<Snapshot>);
+}
+
+impl<F: FnMut(&Arc<Snapshot>) + Send> Observer for F {
+    fn observe(&mut self, snapshot: &Arc<Snapshot>) {
+        self(snapshot)
+    }
+}
+
 /// State carried from one tick to the next (previous totals for deltas, scratch buffers).
 pub(crate) struct Aggregator {
+    pub(crate) collectors: Vec<Box<dyn Collector>>,
+    pub(crate) observers: Vec<Box<dyn Observer>>,
     seq: u64,
     last: Instant,
     totals: Vec<u64>,
@@ -32,6 +65,8 @@ pub(crate) struct Aggregator {
 impl Aggregator {
     pub(crate) fn new() -> Self {
         Aggregator {
+            collectors: Vec::new(),
+            observers: Vec::new(),
             seq: 0,
             last: Instant::now(),
             totals: Vec::new(),
@@ -45,9 +80,16 @@ impl Aggregator {
     pub(crate) fn tick(core: &Core) -> Arc<Snapshot> {
         let mut agg = lock(&core.aggregator);
         let start = Instant::now();
+        for c in &mut agg.collectors {
+            // One failing collector must not stop the tick (or the others).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.collect()));
+        }
         let view = lock(&core.catalogue).view();
         let snapshot = Arc::new(agg.merge(core, &view, start));
         core.published.store(snapshot.clone());
+        for o in &mut agg.observers {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| o.observe(&snapshot)));
+        }
         snapshot
     }
 

@@ -68,6 +68,7 @@ mod unit;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub use aggregator::{Collector, Observer};
 pub use error::Error;
 pub use metric::{Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Timer};
 #[cfg(not(shardmetrics_loom))]

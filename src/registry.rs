@@ -256,6 +256,16 @@ impl Registry {
         self.flush()
     }
 
+    /// Adds a [`Collector`](crate::Collector), run at the start of every tick.
+    pub fn add_collector(&self, collector: impl crate::Collector + 'static) {
+        lock(&self.owner.core.aggregator).collectors.push(Box::new(collector));
+    }
+
+    /// Adds an [`Observer`](crate::Observer), run with every published snapshot.
+    pub fn add_observer(&self, observer: impl crate::Observer + 'static) {
+        lock(&self.owner.core.aggregator).observers.push(Box::new(observer));
+    }
+
     /// Whether the background aggregator thread is running.
     pub fn is_ticking(&self) -> bool {
         lock(&self.owner.ticker).is_some()

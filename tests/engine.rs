@@ -577,3 +577,23 @@ fn noop_handles_record_nowhere_visible() {
     shardmetrics::Gauge::noop().set(1.0);
     shardmetrics::Histogram::noop().record(1);
 }
+
+#[test]
+fn collectors_run_before_the_merge_and_observers_after_publish() {
+    let r = manual();
+    let g = r.gauge("collected").build().unwrap();
+    let mut n = 0.0;
+    r.add_collector(move || {
+        n += 1.0;
+        g.set(n);
+    });
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    r.add_observer(move |snap: &std::sync::Arc<shardmetrics::Snapshot>| {
+        s2.lock().unwrap().push((snap.seq(), snap.gauge("collected", &[]).unwrap()));
+    });
+    r.add_collector(|| panic!("a broken collector must not stop the tick"));
+    assert_eq!(r.flush().gauge("collected", &[]), Some(1.0));
+    assert_eq!(r.flush().gauge("collected", &[]), Some(2.0));
+    assert_eq!(*seen.lock().unwrap(), vec![(1, 1.0), (2, 2.0)]);
+}
