@@ -9,7 +9,10 @@
 //! shard reads, so coherence guarantees the reads see it (Relaxed cell loads suffice).
 //! Histogram buckets are loaded with Acquire before the slot's sum/min/max (see `shard.rs`).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant, SystemTime},
+};
 
 use crate::{
     buckets,
@@ -17,6 +20,7 @@ use crate::{
     shard::Loc,
     snapshot::{CounterValue, HistogramSnapshot, Series, Snapshot, Value},
     sync::{lock, Arc, Ordering},
+    window::{subtract, HistDelta, TickDelta, MAX_TICKS},
 };
 
 /// Runs at the start of every tick, on the ticking thread, before the shards are read: the
@@ -59,12 +63,19 @@ pub(crate) struct Aggregator {
     totals: Vec<u64>,
     prev_counters: Vec<u64>,
     prev_hists: Vec<(u64, u64)>,
+    /// Previous cumulative buckets per histogram index, for per-tick bucket deltas.
+    prev_buckets: Vec<Box<[(u32, u64)]>>,
     scratch: Vec<u64>,
+    windows: Arc<[Duration]>,
+    history: VecDeque<std::sync::Arc<TickDelta>>,
 }
 
 impl Aggregator {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(windows: Vec<Duration>) -> Self {
         Aggregator {
+            windows: windows.into(),
+            history: VecDeque::new(),
+            prev_buckets: Vec::new(),
             collectors: Vec::new(),
             observers: Vec::new(),
             seq: 0,
@@ -109,15 +120,20 @@ impl Aggregator {
         }
         self.prev_counters.resize(view.counters, 0);
         self.prev_hists.resize(view.histograms, (0, 0));
+        self.prev_buckets.resize_with(view.histograms, || Box::new([]));
+        let mut delta = TickDelta { at: start, interval, counters: Vec::new(), histograms: Vec::new() };
 
         let mut series = Vec::with_capacity(view.entries.len());
         for e in &view.entries {
             let value = match e.store {
                 Store::Counter { index, .. } => {
                     let total = self.totals[index];
-                    let delta = total.wrapping_sub(self.prev_counters[index]);
+                    let d = total.wrapping_sub(self.prev_counters[index]);
                     self.prev_counters[index] = total;
-                    Value::Counter(CounterValue { total, delta, rate: rate(delta, secs) })
+                    if d != 0 {
+                        delta.counters.push((e.id, d));
+                    }
+                    Value::Counter(CounterValue { total, delta: d, rate: rate(d, secs) })
                 }
                 Store::Gauge(loc) => Value::Gauge(core.gauges.read(loc)),
                 Store::Histogram { index, loc, precision } => {
@@ -127,12 +143,29 @@ impl Aggregator {
                     h.delta_sum = h.sum.saturating_sub(ps);
                     h.rate = rate(h.delta_count, secs);
                     self.prev_hists[index] = (h.count, h.sum);
+                    if h.delta_count != 0 {
+                        let buckets = subtract(&h.buckets, &self.prev_buckets[index]);
+                        delta.histograms.push((e.id, HistDelta { count: h.delta_count, sum: h.delta_sum, buckets }));
+                        self.prev_buckets[index] = h.buckets.clone();
+                    }
                     Value::Histogram(h)
                 }
             };
-            series.push(Series { meta: e.meta.clone(), family: e.family.clone(), value });
+            series.push(Series { id: e.id, meta: e.meta.clone(), family: e.family.clone(), value });
+        }
+        // The view is sorted by name, not id; window look-ups binary-search by id.
+        delta.counters.sort_unstable_by_key(|&(id, _)| id);
+        delta.histograms.sort_unstable_by_key(|(id, _)| *id);
+        self.history.push_back(std::sync::Arc::new(delta));
+        let keep = self.windows.last().copied().unwrap_or(Duration::ZERO);
+        while self.history.len() > MAX_TICKS
+            || self.history.front().is_some_and(|t| start.saturating_duration_since(t.at) > keep + interval)
+        {
+            self.history.pop_front();
         }
         Snapshot {
+            history: self.history.iter().cloned().collect(),
+            windows: self.windows.clone(),
             seq: self.seq,
             taken_at: SystemTime::now(),
             interval,

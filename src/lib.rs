@@ -62,6 +62,7 @@ mod shard;
 mod snapshot;
 mod sync;
 mod unit;
+pub mod window;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
@@ -79,3 +80,4 @@ pub use registry::{
 };
 pub use snapshot::{Bucket, CounterValue, FamilyInfo, HistogramSnapshot, Labels, Series, Snapshot, Value};
 pub use unit::{Kind, Unit};
+pub use window::{Window, WindowCounter};

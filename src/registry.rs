@@ -98,6 +98,7 @@ pub struct Builder {
     background: bool,
     max_series: usize,
     max_series_per_family: usize,
+    windows: Vec<Duration>,
 }
 
 impl Default for Builder {
@@ -107,6 +108,7 @@ impl Default for Builder {
             background: cfg!(not(shardmetrics_loom)),
             max_series: DEFAULT_MAX_SERIES,
             max_series_per_family: DEFAULT_MAX_SERIES_PER_FAMILY,
+            windows: crate::window::DEFAULT_WINDOWS.to_vec(),
         }
     }
 }
@@ -138,6 +140,16 @@ impl Builder {
         self
     }
 
+    /// Window lengths served by [`Snapshot::window`] and the JSON endpoint (default 10 s, 1 min,
+    /// 5 min). History for the longest is kept, up to [`crate::window::MAX_TICKS`] ticks.
+    pub fn windows(mut self, windows: &[Duration]) -> Self {
+        let mut w: Vec<Duration> = windows.iter().copied().filter(|d| !d.is_zero()).collect();
+        w.sort();
+        w.dedup();
+        self.windows = w;
+        self
+    }
+
     /// Creates the registry and starts its aggregator thread (unless [`Builder::manual`]).
     pub fn build(self) -> Registry {
         let mut catalogue = Catalogue::new(self.max_series, self.max_series_per_family);
@@ -154,7 +166,7 @@ impl Builder {
             gauges: GaugeStore::new(),
             catalogue: Mutex::new(catalogue),
             published: Published::new(SyncArc::new(Snapshot::empty())),
-            aggregator: Mutex::new(Aggregator::new()),
+            aggregator: Mutex::new(Aggregator::new(self.windows.clone())),
             interval: self.interval,
             rejected,
             overflow,
@@ -438,6 +450,7 @@ pub(crate) struct SeriesEntry {
 /// One entry of the aggregator's view: everything to merge and label one series.
 #[derive(Clone)]
 pub(crate) struct ViewEntry {
+    pub(crate) id: u32,
     pub(crate) meta: Arc<SeriesMeta>,
     pub(crate) family: Arc<FamilyInfo>,
     pub(crate) store: Store,
@@ -500,7 +513,9 @@ impl Catalogue {
             let mut entries: Vec<ViewEntry> = self
                 .series
                 .iter()
-                .map(|s| ViewEntry {
+                .enumerate()
+                .map(|(id, s)| ViewEntry {
+                    id: id as u32,
                     meta: s.meta.clone(),
                     family: self.families[s.family].info.clone(),
                     store: s.store,

@@ -296,6 +296,8 @@ pub enum Value {
 /// One series in a snapshot.
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// Catalogue index: keys the per-tick deltas of windows.
+    pub(crate) id: u32,
     pub(crate) meta: Arc<SeriesMeta>,
     pub(crate) family: Arc<FamilyInfo>,
     pub(crate) value: Value,
@@ -332,6 +334,10 @@ pub struct Snapshot {
     pub(crate) shards: usize,
     /// Sorted by name, then labels.
     pub(crate) series: Vec<Series>,
+    /// Per-tick deltas of the longest window, oldest first (shared between snapshots).
+    pub(crate) history: Arc<[Arc<crate::window::TickDelta>]>,
+    /// Configured window lengths, shortest first.
+    pub(crate) windows: Arc<[Duration]>,
 }
 
 impl Snapshot {
@@ -343,7 +349,19 @@ impl Snapshot {
             tick_duration: Duration::ZERO,
             shards: 0,
             series: Vec::new(),
+            history: Arc::new([]),
+            windows: Arc::from(crate::window::DEFAULT_WINDOWS),
         }
+    }
+
+    /// The last `length` of history (see [`crate::window`] for the semantics).
+    pub fn window(&self, length: Duration) -> crate::Window<'_> {
+        crate::Window::new(self, length)
+    }
+
+    /// The configured window lengths, shortest first.
+    pub fn windows(&self) -> &[Duration] {
+        &self.windows
     }
 
     /// Tick number: 0 for the empty snapshot a registry starts with, then 1, 2, …

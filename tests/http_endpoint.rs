@@ -266,3 +266,29 @@ fn shutdown_stops_serving() {
     server.shutdown();
     assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err());
 }
+
+#[test]
+fn json_windows_by_query() {
+    let r = registry_with_data();
+    let c = r.counter("win_total").build().unwrap();
+    c.add(4);
+    r.flush();
+    let server = start(&r);
+    let addr = server.local_addr();
+    let ok = get(addr, "/metrics.json?window=1m");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let v: serde_json::Value = serde_json::from_slice(&ok.body).unwrap();
+    assert_eq!(v["window"]["length"], "1m");
+    assert_eq!(v["windows"], serde_json::json!(["10s", "1m", "5m"]));
+    let s = v["series"].as_array().unwrap().iter().find(|s| s["name"] == "win_total").unwrap();
+    assert_eq!(s["window"]["increase"], 4);
+    let h = v["series"].as_array().unwrap().iter().find(|s| s["name"] == "latency").unwrap();
+    assert_eq!(h["window"]["count"], 3);
+
+    let bad = get(addr, "/metrics.json?window=7m");
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("10s, 1m, 5m"), "{}", bad.text());
+    assert_eq!(get(addr, "/metrics?window=1m").status, 400);
+    assert_eq!(get(addr, "/metrics.json?window=").status, 400);
+    assert_eq!(get(addr, "/metrics.json?other=1").status, 200);
+}

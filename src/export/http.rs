@@ -15,6 +15,7 @@
 //! exempt so liveness probes need no secret).
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     io::{self, Write},
     net::SocketAddr,
@@ -65,22 +66,16 @@ impl Format {
         }
     }
 
-    /// Renders a snapshot in this format.
-    pub fn render(self, snapshot: &Snapshot) -> String {
+    /// Renders a snapshot in this format (with a windowed view for JSON).
+    pub fn render(self, snapshot: &Snapshot, window: Option<Duration>) -> String {
         match self {
             Format::Prometheus => crate::export::prometheus::render(snapshot),
             Format::OpenMetrics => crate::export::openmetrics::render(snapshot),
             #[cfg(feature = "json")]
-            Format::Json => crate::export::json::render(snapshot),
-        }
-    }
-
-    fn cache_slot(self) -> usize {
-        match self {
-            Format::Prometheus => 0,
-            Format::OpenMetrics => 1,
-            #[cfg(feature = "json")]
-            Format::Json => 2,
+            Format::Json => match window {
+                Some(w) => crate::export::json::render_window(snapshot, w),
+                None => crate::export::json::render(snapshot),
+            },
         }
     }
 }
@@ -232,7 +227,7 @@ impl ServerBuilder {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(4).build()?;
         let state = Arc::new(State {
             registry: registry.clone(),
-            cache: std::array::from_fn(|_| Mutex::new(None)),
+            cache: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             renders: AtomicUsize::new(0),
             config: self,
@@ -306,9 +301,12 @@ struct Cached {
     gzip: Option<Bytes>,
 }
 
+type CacheSlot = Arc<Mutex<Option<Cached>>>;
+
 struct State {
     registry: Registry,
-    cache: [Mutex<Option<Cached>>; 3],
+    /// One slot per (format, window): bounded by the formats × configured windows.
+    cache: Mutex<HashMap<(Format, Option<Duration>), CacheSlot>>,
     in_flight: AtomicUsize,
     renders: AtomicUsize,
     config: ServerBuilder,
@@ -398,6 +396,17 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return method_not_allowed();
     }
+    let window = match window_param(req.uri().query()) {
+        Ok(None) => None,
+        Ok(Some(w)) => {
+            let configured = state.registry.snapshot().windows().to_vec();
+            match crate::window::parse_duration(&w).filter(|d| configured.contains(d)) {
+                Some(d) if format_is_json(format) => Some(d),
+                _ => return bad_window(&w, &configured),
+            }
+        }
+        Err(()) => return plain(StatusCode::BAD_REQUEST, "malformed query string\n"),
+    };
     if let Some(expected) = &state.config.auth {
         let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
         if !bool::from(given.ct_eq(expected.as_slice())) {
@@ -417,7 +426,7 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
     let gzip =
         state.config.gzip && accepts_gzip(req.headers().get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
     let st = state.clone();
-    let rendered = tokio::task::spawn_blocking(move || cached_render(&st, format, gzip)).await;
+    let rendered = tokio::task::spawn_blocking(move || cached_render(&st, format, window, gzip)).await;
     let Ok((body, taken_at)) = rendered else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n");
     };
@@ -435,6 +444,43 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
     r
 }
 
+fn format_is_json(format: Format) -> bool {
+    #[cfg(feature = "json")]
+    {
+        format == Format::Json
+    }
+    #[cfg(not(feature = "json"))]
+    {
+        let _ = format;
+        false
+    }
+}
+
+/// The `window` query parameter, if any. `Err` for a malformed query.
+fn window_param(query: Option<&str>) -> Result<Option<String>, ()> {
+    let Some(q) = query else { return Ok(None) };
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == "window" {
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(());
+            }
+            return Ok(Some(v.to_owned()));
+        }
+    }
+    Ok(None)
+}
+
+fn bad_window(asked: &str, configured: &[Duration]) -> Response<Full<Bytes>> {
+    let list: Vec<String> = configured.iter().map(|d| crate::window::format_duration(*d)).collect();
+    let body =
+        format!("unknown window {asked:?} (windows apply to /metrics.json); configured windows: {}\n", list.join(", "));
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
 fn method_not_allowed() -> Response<Full<Bytes>> {
     let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
     r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -444,15 +490,21 @@ fn method_not_allowed() -> Response<Full<Bytes>> {
 /// The body for `format` from the latest snapshot, rendering (and compressing) only if this
 /// snapshot has not been rendered in this format yet. Concurrent callers wait on the slot's
 /// mutex and reuse the one render.
-fn cached_render(state: &State, format: Format, gzip: bool) -> (Bytes, std::time::SystemTime) {
+fn cached_render(
+    state: &State,
+    format: Format,
+    window: Option<Duration>,
+    gzip: bool,
+) -> (Bytes, std::time::SystemTime) {
     let snapshot = state.registry.snapshot();
-    let mut slot = state.cache[format.cache_slot()].lock().unwrap_or_else(|e| e.into_inner());
+    let slot = state.cache.lock().unwrap_or_else(|e| e.into_inner()).entry((format, window)).or_default().clone();
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
     if slot.as_ref().is_none_or(|c| c.seq != snapshot.seq()) {
         state.renders.fetch_add(1, Ordering::Relaxed);
         *slot = Some(Cached {
             seq: snapshot.seq(),
             taken_at: snapshot.taken_at(),
-            body: Bytes::from(format.render(&snapshot)),
+            body: Bytes::from(format.render(&snapshot, window)),
             gzip: None,
         });
     }

@@ -3,9 +3,14 @@
 //! Values are in the metric's own unit (named in `"unit"`); absent statistics (an empty
 //! histogram's quantiles) are `null`, never a made-up 0.
 
+use std::time::Duration;
+
 use serde_json::{json, Map, Value as Json};
 
-use crate::snapshot::{Series, Snapshot, Value};
+use crate::{
+    snapshot::{HistogramSnapshot, Series, Snapshot, Value},
+    window::{format_duration, Window},
+};
 
 /// The Content-Type of this format.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -15,19 +20,47 @@ pub const QUANTILES: &[(&str, f64)] = &[("p50", 0.5), ("p90", 0.9), ("p99", 0.99
 
 /// Renders the snapshot as a JSON document.
 pub fn render(snapshot: &Snapshot) -> String {
-    to_value(snapshot).to_string()
+    to_value(snapshot, None).to_string()
+}
+
+/// Renders the snapshot with every series' view over the last `window` added under
+/// `"window"` (see [`crate::window`] for what an empty window reports).
+pub fn render_window(snapshot: &Snapshot, window: Duration) -> String {
+    to_value(snapshot, Some(window)).to_string()
 }
 
 /// The snapshot as a `serde_json::Value` (for embedding in other documents).
-pub fn to_value(snapshot: &Snapshot) -> Json {
+pub fn to_value(snapshot: &Snapshot, window: Option<Duration>) -> Json {
     let ts = snapshot.taken_at().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    json!({
+    let w = window.map(|d| snapshot.window(d));
+    let mut doc = json!({
         "seq": snapshot.seq(),
         "timestamp_ms": ts,
         "interval_seconds": snapshot.interval().as_secs_f64(),
         "tick_duration_seconds": snapshot.tick_duration().as_secs_f64(),
-        "series": snapshot.series().iter().map(series).collect::<Vec<_>>(),
-    })
+        "windows": snapshot.windows().iter().map(|d| format_duration(*d)).collect::<Vec<_>>(),
+        "series": snapshot.series().iter().map(|s| series(s, w.as_ref())).collect::<Vec<_>>(),
+    });
+    if let Some(w) = &w {
+        doc["window"] = json!({
+            "length": format_duration(w.length()),
+            "length_seconds": w.length().as_secs_f64(),
+            "covered_seconds": w.covered().as_secs_f64(),
+            "ticks": w.ticks(),
+        });
+    }
+    doc
+}
+
+fn histogram_fields(m: &mut Map<String, Json>, h: &HistogramSnapshot) {
+    m.insert("count".into(), json!(h.count()));
+    m.insert("sum".into(), json!(h.sum()));
+    m.insert("min".into(), json!(h.min()));
+    m.insert("max".into(), json!(h.max()));
+    m.insert("mean".into(), h.mean().map(finite).unwrap_or(Json::Null));
+    for (k, q) in QUANTILES {
+        m.insert((*k).into(), json!(h.quantile(*q)));
+    }
 }
 
 fn finite(v: f64) -> Json {
@@ -43,7 +76,7 @@ fn finite(v: f64) -> Json {
     }
 }
 
-fn series(s: &Series) -> Json {
+fn series(s: &Series, window: Option<&Window<'_>>) -> Json {
     let mut m = Map::new();
     m.insert("name".into(), json!(s.name()));
     m.insert("type".into(), json!(s.kind().as_str()));
@@ -60,21 +93,25 @@ fn series(s: &Series) -> Json {
             m.insert("value".into(), json!(c.total));
             m.insert("delta".into(), json!(c.delta));
             m.insert("rate".into(), finite(c.rate));
+            if let Some(w) = window {
+                let wc = w.counter_by_id(s.id);
+                m.insert("window".into(), json!({ "increase": wc.increase, "rate": finite(wc.rate) }));
+            }
         }
         Value::Gauge(g) => {
             m.insert("value".into(), finite(*g));
         }
         Value::Histogram(h) => {
-            m.insert("count".into(), json!(h.count()));
-            m.insert("sum".into(), json!(h.sum()));
-            m.insert("min".into(), json!(h.min()));
-            m.insert("max".into(), json!(h.max()));
-            m.insert("mean".into(), h.mean().map(finite).unwrap_or(Json::Null));
-            for (k, q) in QUANTILES {
-                m.insert((*k).into(), json!(h.quantile(*q)));
-            }
+            histogram_fields(&mut m, h);
             m.insert("delta_count".into(), json!(h.delta_count()));
             m.insert("rate".into(), finite(h.rate()));
+            if let Some(w) = window {
+                let wh = w.histogram_by_id(s.id, h);
+                let mut wm = Map::new();
+                histogram_fields(&mut wm, &wh);
+                wm.insert("rate".into(), finite(wh.rate()));
+                m.insert("window".into(), Json::Object(wm));
+            }
         }
     }
     Json::Object(m)

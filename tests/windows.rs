@@ -1,0 +1,79 @@
+//! Windowed views against hand-computed values.
+
+use std::time::Duration;
+
+use shardmetrics::Registry;
+
+#[test]
+fn windows_sum_exactly_the_ticks_they_cover() {
+    let r = Registry::builder().manual().windows(&[Duration::from_millis(250), Duration::from_secs(60)]).build();
+    let c = r.counter("w_total").build().unwrap();
+    let h = r.histogram("w_hist").build().unwrap();
+
+    // Tick 1: 10 increments, values 100 ×4.
+    c.add(10);
+    for _ in 0..4 {
+        h.record(100);
+    }
+    r.flush();
+    std::thread::sleep(Duration::from_millis(300));
+    // Tick 2 (300 ms later): 5 increments, values 1000 and 2000.
+    c.add(5);
+    h.record(1000);
+    h.record(2000);
+    let snap = r.flush();
+    assert_eq!(snap.windows(), &[Duration::from_millis(250), Duration::from_secs(60)]);
+
+    let long = snap.window(Duration::from_secs(60));
+    assert_eq!(long.ticks(), 2);
+    assert_eq!(long.counter("w_total", &[]).unwrap().increase, 15);
+    let lh = long.histogram("w_hist", &[]).unwrap();
+    assert_eq!((lh.count(), lh.sum()), (6, 3400));
+    assert_eq!(lh.quantile(0.5), Some(100));
+
+    // The short window holds only tick 2.
+    let short = snap.window(Duration::from_millis(250));
+    assert_eq!(short.ticks(), 1);
+    let sc = short.counter("w_total", &[]).unwrap();
+    assert_eq!(sc.increase, 5);
+    let secs = short.covered().as_secs_f64();
+    assert!(secs >= 0.3);
+    assert!((sc.rate - 5.0 / secs).abs() < 1e-9);
+    let sh = short.histogram("w_hist", &[]).unwrap();
+    assert_eq!((sh.count(), sh.sum()), (2, 3000));
+    let (min, max) = (sh.min().unwrap(), sh.max().unwrap());
+    // Bucket bounds: within one bucket width (1/32 at p = 5) below the smallest value.
+    assert!((968..=1000).contains(&min) && max == 2000, "{min} {max}");
+    let p50 = sh.quantile(0.5).unwrap();
+    assert!((min..=max).contains(&p50));
+
+    // Tick 3: nothing recorded → an empty short window, not the last value.
+    std::thread::sleep(Duration::from_millis(300));
+    let snap = r.flush();
+    let empty = snap.window(Duration::from_millis(250));
+    assert_eq!(empty.ticks(), 1);
+    assert_eq!(empty.counter("w_total", &[]).unwrap().increase, 0);
+    assert_eq!(empty.counter("w_total", &[]).unwrap().rate, 0.0);
+    let eh = empty.histogram("w_hist", &[]).unwrap();
+    assert_eq!((eh.count(), eh.quantile(0.99), eh.min(), eh.max(), eh.mean()), (0, None, None, None, None));
+    // Unknown series are None, not zero.
+    assert!(empty.counter("nope_total", &[]).is_none());
+    // The long window still has everything.
+    assert_eq!(snap.window(Duration::from_secs(60)).counter("w_total", &[]).unwrap().increase, 15);
+}
+
+#[test]
+fn history_is_bounded_by_the_longest_window() {
+    let r = Registry::builder().manual().windows(&[Duration::from_millis(50)]).build();
+    let c = r.counter("b_total").build().unwrap();
+    for _ in 0..40 {
+        c.inc();
+        r.flush();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let snap = r.flush();
+    let w = snap.window(Duration::from_secs(3600));
+    // ~50 ms of 5 ms ticks (+1 straddling), not 41.
+    assert!(w.ticks() <= 15, "kept {} ticks", w.ticks());
+    assert!(w.counter("b_total", &[]).unwrap().increase <= 15);
+}
