@@ -109,7 +109,7 @@ fn real_prometheus_scrapes_the_endpoint() {
         let reply = request(api, "GET", &format!("/api/v1/query?query={}", urlencode(q)), &[]).ok()?;
         let v: serde_json::Value = serde_json::from_slice(&reply.body).ok()?;
         let result = v["data"]["result"].as_array()?.clone();
-        (!result.is_empty()).then(|| serde_json::Value::Array(result))
+        (!result.is_empty()).then_some(serde_json::Value::Array(result))
     };
     let value = |v: &serde_json::Value| -> f64 { v[0]["value"][1].as_str().unwrap().parse().unwrap() };
 
