@@ -166,6 +166,7 @@ impl Aggregator {
         Snapshot {
             history: self.history.iter().cloned().collect(),
             windows: self.windows.clone(),
+            operations: view.operations.clone(),
             seq: self.seq,
             taken_at: SystemTime::now(),
             interval,

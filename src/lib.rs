@@ -61,6 +61,7 @@ mod registry;
 mod shard;
 mod snapshot;
 mod sync;
+pub mod trend;
 mod unit;
 pub mod window;
 
@@ -71,13 +72,19 @@ pub struct ReadmeDoctests;
 
 pub use aggregator::{Collector, Observer};
 pub use error::Error;
-pub use metric::{Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Timer};
+pub use metric::{
+    CacheStats, Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Operation,
+    OperationBuilder, OperationGuard, StateSet, Timer,
+};
 #[cfg(not(shardmetrics_loom))]
 pub use registry::global;
 pub use registry::{
     Builder, MetricBuilder, Registry, DEFAULT_INTERVAL, DEFAULT_MAX_SERIES, DEFAULT_MAX_SERIES_PER_FAMILY,
     OVERFLOW_METRIC, REJECTED_METRIC,
 };
-pub use snapshot::{Bucket, CounterValue, FamilyInfo, HistogramSnapshot, Labels, Series, Snapshot, Value};
+pub use snapshot::{
+    Bucket, CacheSnapshot, CounterValue, FamilyInfo, HistogramSnapshot, Labels, OperationStats, Series, Snapshot, Value,
+};
+pub use trend::{Direction, Trend, TrendConfig};
 pub use unit::{Kind, Unit};
 pub use window::{Window, WindowCounter};

@@ -241,6 +241,30 @@ impl Registry {
         MetricBuilder::new(self, name, Kind::Histogram)
     }
 
+    /// Starts defining an [`Operation`](crate::Operation): latency histogram plus call and
+    /// error counters under one name.
+    pub fn operation(&self, name: &str) -> crate::metric::operation::OperationBuilder<'_> {
+        crate::metric::operation::OperationBuilder::new(self, name)
+    }
+
+    /// Registers [`CacheStats`](crate::CacheStats) named `name`.
+    pub fn cache_stats(&self, name: &str, help: &str) -> Result<crate::CacheStats, Error> {
+        crate::CacheStats::new(self, name, help)
+    }
+
+    /// Registers a [`StateSet`](crate::StateSet) starting in `states[0]`.
+    pub fn state_set(&self, name: &str, states: &[&str], help: &str) -> Result<crate::StateSet, Error> {
+        crate::StateSet::new(self, name, states, help)
+    }
+
+    pub(crate) fn note_operation(&self, name: &str) {
+        let mut c = lock(&self.owner.core.catalogue);
+        if !c.operations.iter().any(|o| &**o == name) {
+            c.operations.push(Arc::from(name));
+            c.dirty = true;
+        }
+    }
+
     /// Merges every shard now and publishes the result; returns it.
     ///
     /// Everything recorded by operations that happen-before this call is in the returned
@@ -398,6 +422,12 @@ impl<'r, M: crate::metric::Metric> MetricBuilder<'r, M> {
         self
     }
 
+    /// Adds several constant labels.
+    pub fn labels(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.def.labels.extend(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self
+    }
+
     /// Registers the series (or returns the existing one with the same definition).
     pub fn build(self) -> Result<M, Error> {
         let core = self.registry.core();
@@ -462,6 +492,7 @@ pub(crate) struct View {
     pub(crate) entries: Vec<ViewEntry>,
     pub(crate) counters: usize,
     pub(crate) histograms: usize,
+    pub(crate) operations: Arc<[Arc<str>]>,
 }
 
 type SeriesKey = (Arc<str>, Labels);
@@ -480,6 +511,7 @@ pub(crate) struct Catalogue {
     max_per_family: usize,
     view: Arc<View>,
     dirty: bool,
+    operations: Vec<Arc<str>>,
 }
 
 /// The outcome of a series look-up in the catalogue.
@@ -502,8 +534,9 @@ impl Catalogue {
             hist_precisions: Vec::new(),
             max_series,
             max_per_family,
-            view: Arc::new(View { entries: Vec::new(), counters: 0, histograms: 0 }),
+            view: Arc::new(View { entries: Vec::new(), counters: 0, histograms: 0, operations: Arc::new([]) }),
             dirty: true,
+            operations: Vec::new(),
         }
     }
 
@@ -522,7 +555,12 @@ impl Catalogue {
                 })
                 .collect();
             entries.sort_by(|a, b| (&a.meta.name, &a.meta.labels).cmp(&(&b.meta.name, &b.meta.labels)));
-            self.view = Arc::new(View { entries, counters: self.counters, histograms: self.hist_precisions.len() });
+            self.view = Arc::new(View {
+                entries,
+                counters: self.counters,
+                histograms: self.hist_precisions.len(),
+                operations: self.operations.iter().cloned().collect(),
+            });
             self.dirty = false;
         }
         self.view.clone()

@@ -238,6 +238,22 @@ impl HistogramSnapshot {
             .sum()
     }
 
+    /// Standard deviation, from bucket midpoints (within the buckets' precision); `None`
+    /// while empty.
+    pub fn stddev(&self) -> Option<f64> {
+        let mean = self.mean()?;
+        let var = self
+            .buckets
+            .iter()
+            .map(|&(i, n)| {
+                let v = buckets::representative(i as usize, self.precision).clamp(self.min, self.max) as f64;
+                n as f64 * (v - mean) * (v - mean)
+            })
+            .sum::<f64>()
+            / self.count as f64;
+        Some(var.sqrt())
+    }
+
     /// Values recorded since the previous tick.
     pub fn delta_count(&self) -> u64 {
         self.delta_count
@@ -338,6 +354,8 @@ pub struct Snapshot {
     pub(crate) history: Arc<[Arc<crate::window::TickDelta>]>,
     /// Configured window lengths, shortest first.
     pub(crate) windows: Arc<[Duration]>,
+    /// Base names of registered operations.
+    pub(crate) operations: Arc<[Arc<str>]>,
 }
 
 impl Snapshot {
@@ -351,7 +369,60 @@ impl Snapshot {
             series: Vec::new(),
             history: Arc::new([]),
             windows: Arc::from(crate::window::DEFAULT_WINDOWS),
+            operations: Arc::new([]),
         }
+    }
+
+    /// The window of `length` just before the latest one of that length (for trends).
+    pub fn window_before(&self, length: Duration) -> crate::Window<'_> {
+        crate::Window::ending(self, length, length)
+    }
+
+    /// The three series of operation `name` with these labels: calls, errors, latency.
+    pub(crate) fn operation_series(&self, name: &str, labels: &[(&str, &str)]) -> Option<(&Series, &Series, &Series)> {
+        Some((
+            self.find(&format!("{name}_calls_total"), labels)?,
+            self.find(&format!("{name}_errors_total"), labels)?,
+            self.find(&format!("{name}_duration"), labels)?,
+        ))
+    }
+
+    /// An operation's cumulative statistics (throughput over the last interval).
+    pub fn operation(&self, name: &str, labels: &[(&str, &str)]) -> Option<OperationStats> {
+        let (calls, errors, latency) = self.operation_series(name, labels)?;
+        let (Value::Counter(c), Value::Counter(e), Value::Histogram(h)) = (&calls.value, &errors.value, &latency.value)
+        else {
+            return None;
+        };
+        let mut stats = OperationStats::new(c.total, e.total, h, Duration::ZERO);
+        stats.throughput = c.rate;
+        Some(stats)
+    }
+
+    /// Every operation: `(name, labels, stats)`.
+    pub fn operations(&self) -> impl Iterator<Item = (&str, &Labels, OperationStats)> + '_ {
+        self.operations.iter().flat_map(move |name| {
+            self.family(&format!("{name}_calls_total")).iter().filter_map(move |s| {
+                let labels: Vec<(&str, &str)> = s.labels().iter().collect();
+                Some((&**name, s.labels(), self.operation(name, &labels)?))
+            })
+        })
+    }
+
+    /// A cache's counters, size and hit rate.
+    pub fn cache(&self, name: &str, labels: &[(&str, &str)]) -> Option<CacheSnapshot> {
+        let hits = self.counter(&format!("{name}_hits_total"), labels)?;
+        let misses = self.counter(&format!("{name}_misses_total"), labels)?;
+        let evictions = self.counter(&format!("{name}_evictions_total"), labels)?;
+        let size = self.gauge(&format!("{name}_size"), labels)?;
+        let lookups = hits + misses;
+        Some(CacheSnapshot {
+            hits,
+            misses,
+            evictions,
+            size,
+            hit_rate: (lookups > 0).then(|| hits as f64 / lookups as f64),
+        })
     }
 
     /// The last `length` of history (see [`crate::window`] for the semantics).
@@ -439,4 +510,66 @@ impl Snapshot {
             _ => None,
         }
     }
+}
+
+/// Derived statistics of an [`crate::Operation`] (cumulative, or over a window).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationStats {
+    /// Calls.
+    pub count: u64,
+    /// Failed calls.
+    pub errors: u64,
+    /// `errors / count`; `None` without calls.
+    pub error_rate: Option<f64>,
+    /// `1 - error_rate`; `None` without calls.
+    pub success_rate: Option<f64>,
+    /// Sum of recorded durations.
+    pub total_time: Duration,
+    /// Latency statistics in nanoseconds; `None` while nothing was timed.
+    pub mean: Option<f64>,
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+    pub stddev: Option<f64>,
+    pub p50: Option<u64>,
+    pub p90: Option<u64>,
+    pub p95: Option<u64>,
+    pub p99: Option<u64>,
+    pub p999: Option<u64>,
+    /// Calls per second (over the window, or the last interval for cumulative stats).
+    pub throughput: f64,
+}
+
+impl OperationStats {
+    pub(crate) fn new(count: u64, errors: u64, h: &HistogramSnapshot, covered: Duration) -> OperationStats {
+        let rate = (count > 0).then(|| errors as f64 / count as f64);
+        let secs = covered.as_secs_f64();
+        OperationStats {
+            count,
+            errors,
+            error_rate: rate,
+            success_rate: rate.map(|r| 1.0 - r),
+            total_time: Duration::from_nanos(h.sum()),
+            mean: h.mean(),
+            min: h.min(),
+            max: h.max(),
+            stddev: h.stddev(),
+            p50: h.quantile(0.5),
+            p90: h.quantile(0.9),
+            p95: h.quantile(0.95),
+            p99: h.quantile(0.99),
+            p999: h.quantile(0.999),
+            throughput: if secs > 0.0 { count as f64 / secs } else { 0.0 },
+        }
+    }
+}
+
+/// A [`crate::CacheStats`] at a tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CacheSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub size: f64,
+    /// `hits / (hits + misses)`; `None` before the first look-up.
+    pub hit_rate: Option<f64>,
 }

@@ -124,15 +124,29 @@ pub struct Window<'a> {
 
 impl<'a> Window<'a> {
     pub(crate) fn new(snapshot: &'a Snapshot, length: Duration) -> Window<'a> {
+        Window::ending(snapshot, Duration::ZERO, length)
+    }
+
+    /// The window of `length` that ends `offset` before the snapshot's tick.
+    pub(crate) fn ending(snapshot: &'a Snapshot, offset: Duration, length: Duration) -> Window<'a> {
         let history = &snapshot.history[..];
-        let first = match history.last() {
-            Some(last) => {
-                let since = last.at.checked_sub(length);
-                history.partition_point(|t| since.is_some_and(|s| t.at <= s))
-            }
-            None => 0,
-        };
-        Window { snapshot, length, ticks: &history[first..] }
+        let Some(last) = history.last() else { return Window { snapshot, length, ticks: &[] } };
+        // Ticks with `end - length < at <= end`.
+        let end = last.at.checked_sub(offset);
+        let start = end.and_then(|e| e.checked_sub(length));
+        let lo = history.partition_point(|t| start.is_some_and(|s| t.at <= s));
+        let hi = history.partition_point(|t| end.is_some_and(|e| t.at <= e));
+        Window { snapshot, length, ticks: &history[lo..hi.max(lo)] }
+    }
+
+    /// An operation's statistics over the window; `None` if it does not exist.
+    pub fn operation(&self, name: &str, labels: &[(&str, &str)]) -> Option<crate::OperationStats> {
+        let (calls, errors, latency) = self.snapshot.operation_series(name, labels)?;
+        let Value::Histogram(cumulative) = latency.value() else { return None };
+        let calls_w = self.counter_by_id(calls.id);
+        let errors_w = self.counter_by_id(errors.id);
+        let h = self.histogram_by_id(latency.id, cumulative);
+        Some(crate::OperationStats::new(calls_w.increase, errors_w.increase, &h, self.covered()))
     }
 
     /// The requested length.

@@ -41,6 +41,22 @@ pub fn to_value(snapshot: &Snapshot, window: Option<Duration>) -> Json {
         "windows": snapshot.windows().iter().map(|d| format_duration(*d)).collect::<Vec<_>>(),
         "series": snapshot.series().iter().map(|s| series(s, w.as_ref())).collect::<Vec<_>>(),
     });
+    let operations: Vec<Json> = snapshot
+        .operations()
+        .map(|(name, labels, stats)| {
+            let pairs: Vec<(&str, &str)> = labels.iter().collect();
+            let mut o = json!({
+                "name": name,
+                "labels": labels.iter().map(|(k, v)| (k.to_owned(), json!(v))).collect::<Map<String, Json>>(),
+                "stats": operation_stats(&stats),
+            });
+            if let Some(ws) = w.as_ref().and_then(|w| w.operation(name, &pairs)) {
+                o["window"] = operation_stats(&ws);
+            }
+            o
+        })
+        .collect();
+    doc["operations"] = Json::Array(operations);
     if let Some(w) = &w {
         doc["window"] = json!({
             "length": format_duration(w.length()),
@@ -50,6 +66,26 @@ pub fn to_value(snapshot: &Snapshot, window: Option<Duration>) -> Json {
         });
     }
     doc
+}
+
+fn operation_stats(s: &crate::OperationStats) -> Json {
+    json!({
+        "count": s.count,
+        "errors": s.errors,
+        "error_rate": s.error_rate.map(finite),
+        "success_rate": s.success_rate.map(finite),
+        "total_time_seconds": s.total_time.as_secs_f64(),
+        "mean_ns": s.mean.map(finite),
+        "min_ns": s.min,
+        "max_ns": s.max,
+        "stddev_ns": s.stddev.map(finite),
+        "p50_ns": s.p50,
+        "p90_ns": s.p90,
+        "p95_ns": s.p95,
+        "p99_ns": s.p99,
+        "p999_ns": s.p999,
+        "throughput": finite(s.throughput),
+    })
 }
 
 fn histogram_fields(m: &mut Map<String, Json>, h: &HistogramSnapshot) {

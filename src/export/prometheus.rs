@@ -31,7 +31,13 @@ pub const DEFAULT_BUCKETS: &[f64] = &[
 pub fn exported_name(family: &FamilyInfo) -> String {
     let name = family.name();
     match family.kind() {
-        Kind::Counter if !name.ends_with("_total") => format!("{name}_total"),
+        Kind::Counter => {
+            let base = name.strip_suffix("_total").unwrap_or(name);
+            match family.unit().base_name() {
+                Some(u) if !base.ends_with(&format!("_{u}")) => format!("{base}_{u}_total"),
+                _ => format!("{base}_total"),
+            }
+        }
         Kind::Histogram => match family.unit().base_name() {
             Some(u) if !name.ends_with(&format!("_{u}")) => format!("{name}_{u}"),
             _ => name.to_owned(),
@@ -73,7 +79,7 @@ fn render_family(out: &mut String, series: &[Series]) {
         match s.value() {
             Value::Counter(c) => {
                 sample_start(out, &name, "", s.rendered_labels(), None);
-                write_u64(out, c.total);
+                write_scaled(out, c.total, info.unit());
                 out.push('\n');
             }
             Value::Gauge(g) => {
@@ -96,17 +102,23 @@ fn render_family(out: &mut String, series: &[Series]) {
                 write_u64(out, h.count());
                 out.push('\n');
                 sample_start(out, &name, "_sum", labels, None);
-                if info.unit() == Unit::None || scale == 1.0 {
-                    write_u64(out, h.sum());
-                } else {
-                    write_f64(out, h.sum() as f64 * scale);
-                }
+                write_scaled(out, h.sum(), info.unit());
                 out.push('\n');
                 sample_start(out, &name, "_count", labels, None);
                 write_u64(out, h.count());
                 out.push('\n');
             }
         }
+    }
+}
+
+/// Writes an integer in `unit`, converted to the base unit (seconds for time units).
+pub(crate) fn write_scaled(out: &mut String, v: u64, unit: Unit) {
+    let scale = unit.to_base();
+    if scale == 1.0 {
+        write_u64(out, v);
+    } else {
+        write_f64(out, v as f64 * scale);
     }
 }
 

@@ -11,11 +11,13 @@ pub(crate) mod counter;
 pub(crate) mod family;
 pub(crate) mod gauge;
 pub(crate) mod histogram;
+pub(crate) mod operation;
 
 pub use counter::{Counter, CounterRef};
 pub use family::Family;
 pub use gauge::{Gauge, GaugeRef};
 pub use histogram::{Histogram, HistogramRef, Timer};
+pub use operation::{CacheStats, Operation, OperationBuilder, OperationGuard, StateSet};
 
 /// A kind of metric handle that a [`crate::MetricBuilder`] builds and a [`Family`] hands out.
 /// Implemented by [`Counter`], [`Gauge`] and [`Histogram`]; sealed.
