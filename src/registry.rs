@@ -77,9 +77,14 @@ impl Core {
     pub(crate) fn resolve(&self, f: impl FnOnce(&mut Catalogue) -> Result<Registered, Error>) -> Result<Store, Error> {
         let r = f(&mut lock(&self.catalogue))?;
         if r.overflowed {
-            crate::metric::counter::add(self, self.overflow, 1);
+            self.count_overflow();
         }
         Ok(r.store)
+    }
+
+    /// Counts one look-up redirected to an overflow series.
+    pub(crate) fn count_overflow(&self) {
+        crate::metric::counter::add(self, self.overflow, 1);
     }
 }
 

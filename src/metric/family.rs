@@ -3,10 +3,17 @@
 //!
 //! The hot look-up reads an immutable hash map published through arc-swap (no lock, no
 //! reference-count write: arc-swap's debt-list `load`), hashes the `&str` values directly
-//! against the stored keys (no allocation) and returns a borrowed handle. A miss takes the
-//! family's insert mutex, registers the series in the catalogue and publishes a copy of the
-//! map with the new entry. Label sets refused by a cardinality cap are not cached (the map
-//! stays bounded); they resolve to the family's overflow series through the slow path.
+//! against the stored keys (no allocation) and returns a borrowed handle.
+//!
+//! A miss takes the family's mutex and looks in the *pending* map of recently added label
+//! sets; a new label set is registered in the catalogue and added there. The pending entries
+//! are folded into a new published map when they reach a quarter of it (so building a family
+//! of n series copies O(n) entries in all, not O(n²)), or after a few hundred look-ups found
+//! them there (so a hot new series soon gets the lock-free path).
+//!
+//! Once a cardinality cap refuses a label set the family is *full* for good (series are never
+//! removed): everything is published, and every later miss goes straight to the overflow
+//! series without a lock. Label sets refused by a cap are not cached, so the maps stay bounded.
 
 use std::{
     fmt,
@@ -43,6 +50,16 @@ impl Equivalent<Key> for Query<'_> {
     }
 }
 
+/// Label sets added since the last publish, and how often look-ups found them here.
+#[derive(Default)]
+struct Pending {
+    map: LabelMap,
+    hits: usize,
+}
+
+/// Look-ups served from the pending map before it is published regardless of its size.
+const PENDING_HITS_BEFORE_PUBLISH: usize = 256;
+
 pub(crate) struct FamilyInner {
     core: Arc<Core>,
     index: usize,
@@ -51,7 +68,11 @@ pub(crate) struct FamilyInner {
     names: Box<[StdArc<str>]>,
     unit: Unit,
     map: Published<LabelMap>,
-    insert: Mutex<()>,
+    pending: Mutex<Pending>,
+    /// Set (Release) after the last publish once a cap refused a label set; then `overflow`
+    /// holds the overflow series.
+    full: std::sync::atomic::AtomicBool,
+    overflow: std::sync::OnceLock<Store>,
 }
 
 impl FamilyInner {
@@ -63,15 +84,43 @@ impl FamilyInner {
             names: names.into(),
             unit,
             map: Published::new(Arc::new(LabelMap::default())),
-            insert: Mutex::new(()),
+            pending: Mutex::new(Pending::default()),
+            full: std::sync::atomic::AtomicBool::new(false),
+            overflow: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Publishes the union of the published and pending maps. Caller holds `pending`.
+    fn publish(&self, pending: &mut Pending) {
+        if pending.map.is_empty() {
+            return;
+        }
+        let mut next = self.map.read(|m| m.clone());
+        next.extend(pending.map.drain());
+        pending.hits = 0;
+        self.map.store(Arc::new(next));
     }
 
     #[cold]
     #[inline(never)]
     fn resolve_slow(&self, values: &[&str]) -> Result<Store, Error> {
-        let _guard = lock(&self.insert);
+        // Acquire: pairs with the Release store below, after the final publish.
+        if self.full.load(std::sync::atomic::Ordering::Acquire) {
+            if values.len() != self.names.len() {
+                return Err(self.arity_error(values.len()));
+            }
+            self.core.count_overflow();
+            return Ok(*self.overflow.get().expect("set before `full`"));
+        }
+        let mut pending = lock(&self.pending);
         if let Some(s) = self.map.read(|m| m.get(&Query(values)).copied()) {
+            return Ok(s);
+        }
+        if let Some(&s) = pending.map.get(&Query(values)) {
+            pending.hits += 1;
+            if pending.hits >= PENDING_HITS_BEFORE_PUBLISH {
+                self.publish(&mut pending);
+            }
             return Ok(s);
         }
         let mut overflowed = false;
@@ -80,12 +129,22 @@ impl FamilyInner {
             overflowed = r.overflowed;
             Ok(r)
         })?;
-        if !overflowed {
-            let mut next = self.map.read(|m| m.clone());
-            next.insert(values.iter().map(|v| Box::from(*v)).collect(), store);
-            self.map.store(Arc::new(next));
+        if overflowed {
+            self.publish(&mut pending);
+            let _ = self.overflow.set(store);
+            self.full.store(true, std::sync::atomic::Ordering::Release);
+        } else {
+            pending.map.insert(values.iter().map(|v| Box::from(*v)).collect(), store);
+            let published = self.map.read(|m| m.len());
+            if pending.map.len() >= published / 4 + 8 {
+                self.publish(&mut pending);
+            }
         }
         Ok(store)
+    }
+
+    fn arity_error(&self, got: usize) -> Error {
+        Error::LabelCount { name: self.name.to_string(), expected: self.names.len(), got }
     }
 
     #[cold]
