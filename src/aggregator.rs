@@ -68,11 +68,27 @@ pub(crate) struct Aggregator {
     scratch: Vec<u64>,
     windows: Arc<[Duration]>,
     history: VecDeque<std::sync::Arc<TickDelta>>,
+    /// Idle-series expiry (see `expired`): ticks without change per series id, whether the
+    /// series is hidden, and the cumulative value it restarts from.
+    expire_after: Option<u32>,
+    idle: Vec<u32>,
+    hidden: Vec<bool>,
+    bases: std::collections::HashMap<u32, Base>,
+}
+
+/// The cumulative value an expired series restarts from.
+enum Base {
+    Counter(u64),
+    Histogram(HistogramSnapshot),
 }
 
 impl Aggregator {
-    pub(crate) fn new(windows: Vec<Duration>) -> Self {
+    pub(crate) fn new(windows: Vec<Duration>, expire_after: Option<u32>) -> Self {
         Aggregator {
+            expire_after,
+            idle: Vec::new(),
+            hidden: Vec::new(),
+            bases: std::collections::HashMap::new(),
             windows: windows.into(),
             history: VecDeque::new(),
             prev_buckets: Vec::new(),
@@ -104,6 +120,33 @@ impl Aggregator {
         snapshot
     }
 
+    /// Idle-series expiry: whether series `id` is hidden this tick. A series that saw no
+    /// change for `expire_after` ticks is hidden and its current cumulative value becomes its
+    /// base; when it changes again it reappears counting from that base (a counter restarts
+    /// from zero, which Prometheus' `rate()` treats as a reset).
+    fn expired(&mut self, id: u32, active: bool, base: impl FnOnce() -> Base) -> bool {
+        let Some(n) = self.expire_after else { return false };
+        let i = id as usize;
+        if self.idle.len() <= i {
+            self.idle.resize(i + 1, 0);
+            self.hidden.resize(i + 1, false);
+        }
+        if active {
+            self.idle[i] = 0;
+            self.hidden[i] = false;
+            return false;
+        }
+        self.idle[i] = self.idle[i].saturating_add(1);
+        if self.idle[i] >= n {
+            if !self.hidden[i] {
+                self.hidden[i] = true;
+                self.bases.insert(id, base());
+            }
+            return true;
+        }
+        false
+    }
+
     fn merge(&mut self, core: &Core, view: &View, start: Instant) -> Snapshot {
         let interval = start.duration_since(self.last);
         let secs = interval.as_secs_f64();
@@ -133,6 +176,13 @@ impl Aggregator {
                     if d != 0 {
                         delta.counters.push((e.id, d));
                     }
+                    if self.expired(e.id, d != 0, || Base::Counter(total)) {
+                        continue;
+                    }
+                    let total = match self.bases.get(&e.id) {
+                        Some(Base::Counter(b)) => total.wrapping_sub(*b),
+                        _ => total,
+                    };
                     Value::Counter(CounterValue { total, delta: d, rate: rate(d, secs) })
                 }
                 Store::Gauge(loc) => Value::Gauge(core.gauges.read(loc)),
@@ -148,7 +198,13 @@ impl Aggregator {
                         delta.histograms.push((e.id, HistDelta { count: h.delta_count, sum: h.delta_sum, buckets }));
                         self.prev_buckets[index] = h.buckets.clone();
                     }
-                    Value::Histogram(h)
+                    if self.expired(e.id, h.delta_count != 0, || Base::Histogram(h.clone())) {
+                        continue;
+                    }
+                    match self.bases.get(&e.id) {
+                        Some(Base::Histogram(b)) => Value::Histogram(h.since(b)),
+                        _ => Value::Histogram(h),
+                    }
                 }
             };
             series.push(Series { id: e.id, meta: e.meta.clone(), family: e.family.clone(), value });

@@ -104,6 +104,7 @@ pub struct Builder {
     max_series: usize,
     max_series_per_family: usize,
     windows: Vec<Duration>,
+    expire_after: Option<u32>,
 }
 
 impl Default for Builder {
@@ -114,6 +115,7 @@ impl Default for Builder {
             max_series: DEFAULT_MAX_SERIES,
             max_series_per_family: DEFAULT_MAX_SERIES_PER_FAMILY,
             windows: crate::window::DEFAULT_WINDOWS.to_vec(),
+            expire_after: None,
         }
     }
 }
@@ -155,6 +157,16 @@ impl Builder {
         self
     }
 
+    /// Hides counters and histograms that saw no change for `ticks` ticks (default: never).
+    /// An expired series that changes again reappears counting from zero (Prometheus' `rate()`
+    /// treats that as a counter reset). Its cells stay allocated (8 B per thread per counter)
+    /// and it keeps its place under the cardinality caps, so expiry trims exports, not memory;
+    /// the caps bound memory. Gauges never expire.
+    pub fn expire_after(mut self, ticks: u32) -> Self {
+        self.expire_after = Some(ticks.max(1));
+        self
+    }
+
     /// Creates the registry and starts its aggregator thread (unless [`Builder::manual`]).
     pub fn build(self) -> Registry {
         let mut catalogue = Catalogue::new(self.max_series, self.max_series_per_family);
@@ -171,7 +183,7 @@ impl Builder {
             gauges: GaugeStore::new(),
             catalogue: Mutex::new(catalogue),
             published: Published::new(SyncArc::new(Snapshot::empty())),
-            aggregator: Mutex::new(Aggregator::new(self.windows.clone())),
+            aggregator: Mutex::new(Aggregator::new(self.windows.clone(), self.expire_after)),
             interval: self.interval,
             rejected,
             overflow,

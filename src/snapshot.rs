@@ -238,6 +238,20 @@ impl HistogramSnapshot {
             .sum()
     }
 
+    /// What was recorded after `base` (an earlier state of the same histogram): counts, sum
+    /// and buckets subtracted; min and max from the remaining buckets' bounds.
+    pub(crate) fn since(&self, base: &HistogramSnapshot) -> HistogramSnapshot {
+        let mut h = self.clone();
+        h.count = self.count.saturating_sub(base.count);
+        h.sum = self.sum.saturating_sub(base.sum);
+        h.buckets = crate::window::subtract(&self.buckets, &base.buckets);
+        if let (Some(&(lo, _)), Some(&(hi, _))) = (h.buckets.first(), h.buckets.last()) {
+            h.min = buckets::lowest(lo as usize, self.precision).max(self.min);
+            h.max = buckets::highest(hi as usize, self.precision).min(self.max);
+        }
+        h
+    }
+
     /// Standard deviation, from bucket midpoints (within the buckets' precision); `None`
     /// while empty.
     pub fn stddev(&self) -> Option<f64> {

@@ -52,3 +52,39 @@ fn a_million_distinct_label_values_stay_bounded() {
     eprintln!("RSS growth for 1,000,000 distinct label values: {:.1} MiB", grown as f64 / (1 << 20) as f64);
     assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
 }
+
+#[test]
+fn idle_series_expire_and_restart_from_zero() {
+    let r = Registry::builder().manual().expire_after(3).build();
+    let fam = r.counter("sessions_total").help("Per-session requests").family(&["session"]).unwrap();
+    let h = r.histogram("idle_hist").help("h").build().unwrap();
+    let g = r.gauge("static_gauge").help("g").build().unwrap();
+    g.set(1.0);
+    fam.with(&["a"]).add(5);
+    h.record(100);
+    h.record(200);
+    let snap = r.flush();
+    assert_eq!(snap.counter("sessions_total", &[("session", "a")]), Some(5));
+    // Three idle ticks: hidden (the third idle tick reaches the limit).
+    r.flush();
+    assert_eq!(r.flush().counter("sessions_total", &[("session", "a")]), Some(5));
+    let snap = r.flush();
+    assert_eq!(snap.counter("sessions_total", &[("session", "a")]), None, "expired");
+    assert!(snap.histogram("idle_hist", &[]).is_none());
+    assert_eq!(snap.gauge("static_gauge", &[]), Some(1.0), "gauges never expire");
+    assert!(!shardmetrics::export::prometheus::render(&snap).contains("session=\"a\""));
+    // It comes back counting from zero.
+    fam.with(&["a"]).add(2);
+    h.record(5000);
+    let snap = r.flush();
+    assert_eq!(snap.counter("sessions_total", &[("session", "a")]), Some(2));
+    let hs = snap.histogram("idle_hist", &[]).unwrap();
+    assert_eq!((hs.count(), hs.sum()), (1, 5000));
+    assert!(hs.min().unwrap() > 4800 && hs.max() == Some(5000));
+    // An active series never expires.
+    for _ in 0..5 {
+        fam.with(&["a"]).inc();
+        r.flush();
+    }
+    assert_eq!(r.flush().counter("sessions_total", &[("session", "a")]), Some(7));
+}
