@@ -7,7 +7,7 @@
 //! * Label values and HELP text are escaped; floats use `NaN`, `+Inf`, `-Inf`.
 
 use crate::{
-    export::{escape_help, write_f64, write_u64},
+    export::{bound_in_unit, escape_help, sample_start, write_f64, write_u64},
     snapshot::{FamilyInfo, Series, Snapshot, Value},
     Kind, Unit,
 };
@@ -88,14 +88,13 @@ fn render_family(out: &mut String, series: &[Series]) {
                 out.push('\n');
             }
             Value::Histogram(h) => {
-                let scale = info.unit().to_base();
                 let labels = s.rendered_labels();
                 let mut le = String::new();
                 for &bound in export_buckets(info) {
                     le.clear();
                     write_f64(&mut le, bound);
                     sample_start(out, &name, "_bucket", labels, Some(&le));
-                    write_u64(out, h.count_le(bound / scale));
+                    write_u64(out, h.count_le(bound_in_unit(bound, info.unit())));
                     out.push('\n');
                 }
                 sample_start(out, &name, "_bucket", labels, Some("+Inf"));
@@ -120,30 +119,4 @@ pub(crate) fn write_scaled(out: &mut String, v: u64, unit: Unit) {
     } else {
         write_f64(out, v as f64 * scale);
     }
-}
-
-/// Writes `name suffix {labels[,le="…"]} ` (everything before the value).
-#[inline]
-fn sample_start(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&str>) {
-    out.push_str(name);
-    out.push_str(suffix);
-    match (labels.is_empty(), le) {
-        (true, None) => {}
-        (false, None) => {
-            out.push('{');
-            out.push_str(labels);
-            out.push('}');
-        }
-        (empty, Some(le)) => {
-            out.push('{');
-            out.push_str(labels);
-            if !empty {
-                out.push(',');
-            }
-            out.push_str("le=\"");
-            out.push_str(le);
-            out.push_str("\"}");
-        }
-    }
-    out.push(' ');
 }
