@@ -76,8 +76,8 @@ fn python_strict_openmetrics_parser_accepts_openmetrics() {
                   print(len(fams))\nfor f in fams:\n    for s in f.samples:\n        print(s.name, sorted(s.labels.items()), s.value)\n";
     let (code, out) = run_with_stdin(std::path::Path::new("python3"), &["-c", script], &text);
     assert_eq!(code, 0, "prometheus_client rejected our OpenMetrics:\n{out}\n--- input ---\n{text}");
-    assert!(out.contains("interop_requests_total [('route', '/api'), ('status', '200')] 42.0"), "{out}");
-    assert!(out.contains("interop_latency_seconds_count [] 100.0"), "{out}");
+    assert!(out.contains("interop_requests_total [('route', '/api'), ('status', '200')] 42"), "{out}");
+    assert!(out.contains("interop_latency_seconds_count [] 100"), "{out}");
     assert!(out.contains("interop_queue_depth [] -2.5"), "{out}");
 }
 
