@@ -432,6 +432,9 @@ impl LocalShards {
     #[inline(never)]
     fn bind(&self, id: u64, shards: &ShardList) -> *const Shard {
         let mut bound = self.bound.borrow_mut();
+        // A shard whose registry was dropped is referenced by this list alone: let it go, so
+        // a thread that outlives many registries does not keep their shards.
+        bound.retain(|(_, s)| Arc::strong_count(s) > 1);
         let p = match bound.iter().find(|(i, _)| *i == id) {
             Some((_, s)) => Arc::as_ptr(s),
             None => {
@@ -481,8 +484,13 @@ pub(crate) fn with_shard<R>(id: u64, shards: &ShardList, f: impl FnOnce(&Shard) 
 #[cold]
 #[inline(never)]
 fn with_temporary_shard<R>(shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
-    let shard = shards.claim();
-    let r = f(&shard);
-    shard.release();
-    r
+    /// Releases the shard even if `f` unwinds.
+    struct Release(Arc<Shard>);
+    impl Drop for Release {
+        fn drop(&mut self) {
+            self.0.release();
+        }
+    }
+    let shard = Release(shards.claim());
+    f(&shard.0)
 }
