@@ -165,6 +165,40 @@ impl FamilyInner {
 
 /// A metric with label names fixed at creation and one series per distinct tuple of values.
 /// Cheap to clone (`Arc`), `Send + Sync`.
+///
+/// [`Family::with`] returns a handle borrowed from the family, so a labelled look-up never
+/// touches a shared reference count; it cannot outlive the family:
+///
+/// ```compile_fail
+/// let registry = shardmetrics::Registry::builder().manual().build();
+/// let hits = {
+///     let family = registry.counter("hits_total").family(&["route"]).unwrap();
+///     family.with(&["/api"]) // error: `family` does not live long enough
+/// };
+/// hits.inc();
+/// ```
+///
+/// Take an owned handle for that ([`Family::get`] or `.to_owned()`):
+///
+/// ```
+/// let registry = shardmetrics::Registry::builder().manual().build();
+/// let hits = {
+///     let family = registry.counter("hits_total").family(&["route"]).unwrap();
+///     family.with(&["/api"]).to_owned()
+/// };
+/// hits.inc();
+/// assert_eq!(registry.flush().counter("hits_total", &[("route", "/api")]), Some(1));
+/// ```
+///
+/// Handles are `Send + Sync`, so one family serves every thread:
+///
+/// ```
+/// fn assert_send_sync<T: Send + Sync>(_: &T) {}
+/// let registry = shardmetrics::Registry::builder().manual().build();
+/// let family = registry.counter("hits_total").family(&["route"]).unwrap();
+/// assert_send_sync(&family);
+/// assert_send_sync(&family.with(&["/api"]));
+/// ```
 #[must_use = "families do nothing unless you use them"]
 pub struct Family<M> {
     inner: Arc<FamilyInner>,
