@@ -1,1 +1,518 @@
-fn main() {}
+//! Hot-path recording cost: shardmetrics beside its peers and a floor, at 1 and 2 threads.
+//!
+//! Every benchmark reports **ns per operation per thread**: each of the `t` threads performs
+//! `iters` operations on the *same* metric/series (the contention case), started together
+//! behind a barrier; the time returned to criterion is the slowest thread's own elapsed time,
+//! so criterion's `time / iters` is the per-thread cost of one operation.
+//!
+//! The threads are two long-lived workers (spawned once for the whole binary), so thread-local
+//! set-up — shardmetrics binding a shard, fast-telemetry's thread id, the first touch of a
+//! chunk — happens during criterion's warm-up and is not measured.
+//!
+//! # What stops the compiler from eliding or hoisting the work
+//!
+//! The measured loop is `for i in 0..iters { op(black_box(i)) }`. `std::hint::black_box` is an
+//! empty asm statement that the compiler must assume reads and writes any memory that has
+//! escaped, so each iteration re-reads thread-locals and the handle's fields (the `Arc`
+//! pointer and cell location that a real call site `self.requests.inc()` also loads from its
+//! struct) and cannot fold `n` increments into one `+= n`. The handle itself is never passed
+//! through `black_box`, which would add a spill and reload of its address that a real call site
+//! doesn't have. Inputs that a real program gets at run time — histogram values, gauge values,
+//! label values — are derived from the black-boxed `i` (a 1,024-entry table of latencies
+//! log-uniform over 1 µs–100 ms) or black-boxed themselves. The same loop and inputs are used
+//! for every implementation, the floor included.
+//!
+//! # Clock
+//!
+//! By default each thread times itself with `Instant` (wall time). On a machine shared with
+//! other work, wall time counts the time a thread spends descheduled, so
+//! `SHARDMETRICS_BENCH_CLOCK=cpu` switches to the thread's own CPU time
+//! (`CLOCK_THREAD_CPUTIME_ID`): robust to oversubscription, but it under-counts contention
+//! when the two threads were not actually running at the same moment. BENCHMARKS.md says which
+//! clock each table used.
+//!
+//! Run: `cargo bench --bench hot_path` (about 4 minutes on 2 cores); smoke test:
+//! `cargo bench --bench hot_path -- --test`. See BENCHMARKS.md.
+
+use std::{
+    cell::{Cell, RefCell},
+    hint::black_box,
+    sync::{
+        atomic::AtomicU64,
+        mpsc::{self, Receiver, Sender},
+        Arc, Barrier, Mutex, OnceLock,
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
+use shardmetrics::{buckets, Registry, Unit};
+
+/// Thread counts measured (the machine has 2 cores).
+const THREADS: [usize; 2] = [1, 2];
+
+// ---------------------------------------------------------------------------------------------
+// Inputs shared by every implementation.
+
+/// Latencies in ns, log-uniform over 1 µs–100 ms, from a fixed-seed xorshift (same every run).
+fn latencies() -> &'static [u64; 1024] {
+    static VALUES: OnceLock<[u64; 1024]> = OnceLock::new();
+    VALUES.get_or_init(|| {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        std::array::from_fn(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+            // 1e3 ns · 1e5^u spans 1 µs ..= 100 ms.
+            (1e3 * 1e5f64.powf(u)) as u64
+        })
+    })
+}
+
+#[inline(always)]
+fn latency(values: &[u64; 1024], i: u64) -> u64 {
+    values[(i & 1023) as usize]
+}
+
+/// Prometheus-style `le` bounds covering the same range (1 µs · 2^k, 18 buckets to ~131 ms).
+fn bounds_seconds() -> Vec<f64> {
+    (0..18).map(|k| 1e-6 * f64::from(1u32 << k)).collect()
+}
+
+fn bounds_nanos() -> Vec<u64> {
+    (0..18).map(|k| 1_000u64 << k).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The floor: what a thread-local write costs with no metrics library at all.
+
+/// Bucket array of the histogram floor: every bucket of precision 5.
+const FLOOR_BUCKETS: usize = buckets::bucket_count(buckets::DEFAULT_PRECISION);
+
+thread_local! {
+    static FLOOR_COUNTER: Cell<u64> = const { Cell::new(0) };
+    static FLOOR_GAUGE: Cell<f64> = const { Cell::new(0.0) };
+    static FLOOR_HIST: [Cell<u64>; FLOOR_BUCKETS] = const { [const { Cell::new(0) }; FLOOR_BUCKETS] };
+    /// Per-thread hdrhistogram (2 sig. figures, ~1 % error like our precision 5).
+    static HDR_LOCAL: RefCell<hdrhistogram::Histogram<u64>> = RefCell::new(new_hdr());
+}
+
+#[inline(always)]
+fn floor_inc() {
+    FLOOR_COUNTER.with(|c| c.set(c.get() + 1));
+}
+
+/// `lzcnt` bucket index + plain increment into a thread-local array.
+#[inline(always)]
+fn floor_record(v: u64) {
+    FLOOR_HIST.with(|a| {
+        let cell = &a[buckets::index(v, buckets::DEFAULT_PRECISION)];
+        cell.set(cell.get() + 1);
+    });
+}
+
+fn new_hdr() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 2)
+        .expect("valid hdrhistogram bounds")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness: long-lived workers, a barrier, the slowest thread's time.
+
+type Job = Arc<dyn Fn(u64) -> Duration + Send + Sync>;
+
+/// Whether threads time themselves by their own CPU time (`SHARDMETRICS_BENCH_CLOCK=cpu`)
+/// instead of wall time.
+fn cpu_clock() -> bool {
+    static CPU: OnceLock<bool> = OnceLock::new();
+    *CPU.get_or_init(|| std::env::var("SHARDMETRICS_BENCH_CLOCK").is_ok_and(|v| v == "cpu"))
+}
+
+/// The calling thread's CPU time.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
+    // every Linux this bench runs on, and a failure is turned into a panic below.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+struct Pool {
+    tasks: Vec<Sender<(Job, u64)>>,
+    done: Mutex<Receiver<Duration>>,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (done_tx, done) = mpsc::channel();
+        let tasks = (0..THREADS[THREADS.len() - 1])
+            .map(|w| {
+                let (tx, rx) = mpsc::channel::<(Job, u64)>();
+                let done_tx = done_tx.clone();
+                thread::Builder::new()
+                    .name(format!("bench-worker-{w}"))
+                    .spawn(move || {
+                        for (job, iters) in rx {
+                            if done_tx.send(job(iters)).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawn bench worker");
+                tx
+            })
+            .collect();
+        Pool {
+            tasks,
+            done: Mutex::new(done),
+        }
+    })
+}
+
+/// Runs `op(i)` for `i in 0..iters` on each of `threads` workers at once (all on the same
+/// metric, captured by `op`), returning the slowest worker's elapsed time.
+fn run<F: Fn(u64) + Send + Sync + 'static>(threads: usize, iters: u64, op: &Arc<F>) -> Duration {
+    let pool = pool();
+    let done = pool.done.lock().expect("bench pool lock");
+    let barrier = Arc::new(Barrier::new(threads));
+    let op = op.clone();
+    let cpu = cpu_clock();
+    let job: Job = Arc::new(move |iters| {
+        barrier.wait();
+        let (wall, cpu_start) = (
+            Instant::now(),
+            if cpu {
+                thread_cpu_time()
+            } else {
+                Duration::ZERO
+            },
+        );
+        for i in 0..iters {
+            op(black_box(i));
+        }
+        if cpu {
+            thread_cpu_time() - cpu_start
+        } else {
+            wall.elapsed()
+        }
+    });
+    for task in &pool.tasks[..threads] {
+        task.send((job.clone(), iters)).expect("bench worker alive");
+    }
+    (0..threads)
+        .map(|_| done.recv().expect("bench worker result"))
+        .max()
+        .unwrap_or_default()
+}
+
+/// One benchmark per thread count for `op`, named `lib/<t>t` inside `group`.
+fn bench_op<F: Fn(u64) + Send + Sync + 'static>(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    lib: &str,
+    op: F,
+) {
+    bench_op_then(group, lib, op, || {});
+}
+
+/// Like [`bench_op`], with `after` run (untimed) after every sample — for peers that buffer
+/// values until an upkeep step drains them.
+fn bench_op_then<F: Fn(u64) + Send + Sync + 'static>(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    lib: &str,
+    op: F,
+    after: impl Fn(),
+) {
+    let op = Arc::new(op);
+    for t in THREADS {
+        group.bench_function(BenchmarkId::new(lib, format!("{t}t")), |b| {
+            b.iter_custom(|iters| {
+                let d = run(t, iters, &op);
+                after();
+                d
+            })
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peers' set-up.
+
+/// The metrics-rs facade needs a global recorder for 2-thread macros; one per process.
+fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: OnceLock<metrics_exporter_prometheus::PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&bounds_seconds())
+            .expect("valid buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).expect("no other global recorder in this binary");
+        handle
+    })
+}
+
+fn ours() -> Registry {
+    // Manual: no aggregator thread competing for the 2 cores while we measure.
+    Registry::builder().manual().build()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Groups.
+
+fn counter_inc(c: &mut Criterion) {
+    let mut g = c.benchmark_group("counter_inc");
+    g.throughput(Throughput::Elements(1));
+
+    let reg = ours();
+    let counter = reg
+        .counter("bench_counter_total")
+        .build()
+        .expect("valid counter");
+    bench_op(&mut g, "shardmetrics", move |_| counter.inc());
+
+    let counter =
+        prometheus::IntCounter::new("bench_counter_total", "help").expect("valid counter");
+    bench_op(&mut g, "prometheus", move |_| counter.inc());
+
+    let counter = prometheus_client::metrics::counter::Counter::<u64>::default();
+    bench_op(&mut g, "prometheus-client", move |_| {
+        counter.inc();
+    });
+
+    metrics_handle();
+    let counter = metrics::counter!("bench_counter_total");
+    bench_op(&mut g, "metrics", move |_| counter.increment(1));
+
+    let counter = fast_telemetry::Counter::new(4);
+    bench_op(&mut g, "fast-telemetry", move |_| counter.inc());
+
+    bench_op(&mut g, "floor", |_| floor_inc());
+    g.finish();
+}
+
+fn gauge_set(c: &mut Criterion) {
+    let mut g = c.benchmark_group("gauge_set");
+    g.throughput(Throughput::Elements(1));
+    let v = |i: u64| (i & 1023) as f64;
+
+    let reg = ours();
+    let gauge = reg.gauge("bench_gauge").build().expect("valid gauge");
+    bench_op(&mut g, "shardmetrics", move |i| gauge.set(v(i)));
+
+    let gauge = prometheus::Gauge::new("bench_gauge", "help").expect("valid gauge");
+    bench_op(&mut g, "prometheus", move |i| gauge.set(v(i)));
+
+    let gauge = prometheus_client::metrics::gauge::Gauge::<f64, AtomicU64>::default();
+    bench_op(&mut g, "prometheus-client", move |i| {
+        gauge.set(v(i));
+    });
+
+    metrics_handle();
+    let gauge = metrics::gauge!("bench_gauge");
+    bench_op(&mut g, "metrics", move |i| gauge.set(v(i)));
+
+    let gauge = fast_telemetry::GaugeF64::new();
+    bench_op(&mut g, "fast-telemetry", move |i| gauge.set(v(i)));
+
+    // The gauge floor is read back (untimed) after each sample: a thread-local that is only
+    // ever stored to would have its stores deleted as dead by the optimiser.
+    bench_op_then(
+        &mut g,
+        "floor",
+        move |i| FLOOR_GAUGE.with(|c| c.set(v(i))),
+        || {
+            black_box(FLOOR_GAUGE.with(Cell::get));
+        },
+    );
+    g.finish();
+}
+
+fn histogram_record(c: &mut Criterion) {
+    let mut g = c.benchmark_group("histogram_record");
+    g.throughput(Throughput::Elements(1));
+    let values = latencies();
+
+    let reg = ours();
+    let hist = reg
+        .histogram("bench_latency")
+        .unit(Unit::Nanoseconds)
+        .build()
+        .expect("valid histogram");
+    bench_op(&mut g, "shardmetrics", move |i| {
+        hist.record(latency(values, i))
+    });
+
+    let hist = prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new("bench_latency_seconds", "help").buckets(bounds_seconds()),
+    )
+    .expect("valid histogram");
+    bench_op(&mut g, "prometheus", move |i| {
+        hist.observe(latency(values, i) as f64 * 1e-9)
+    });
+
+    let hist = prometheus_client::metrics::histogram::Histogram::new(bounds_seconds());
+    bench_op(&mut g, "prometheus-client", move |i| {
+        hist.observe(latency(values, i) as f64 * 1e-9)
+    });
+
+    let handle = metrics_handle();
+    let hist = metrics::histogram!("bench_latency_seconds");
+    // metrics-exporter-prometheus buffers every value until upkeep drains it (every 5 s in a
+    // real exporter); drain after each sample, untimed, so memory stays bounded.
+    bench_op_then(
+        &mut g,
+        "metrics",
+        move |i| hist.record(latency(values, i) as f64 * 1e-9),
+        || handle.run_upkeep(),
+    );
+
+    let hist = fast_telemetry::Histogram::new(&bounds_nanos(), 4);
+    bench_op(&mut g, "fast-telemetry", move |i| {
+        hist.record(latency(values, i))
+    });
+
+    // hdrhistogram is single-writer (`record` takes `&mut self`). Shared across threads it
+    // needs a lock: this is the "same metric from 2 threads" case.
+    let hist = Mutex::new(new_hdr());
+    bench_op(&mut g, "hdrhistogram-mutex", move |i| {
+        hist.lock()
+            .expect("hdr lock")
+            .saturating_record(latency(values, i));
+    });
+    // One hdrhistogram per thread in a thread-local (no sharing, so no aggregation either):
+    // what hdrhistogram costs when contention is designed away.
+    bench_op(&mut g, "hdrhistogram-per-thread", move |i| {
+        HDR_LOCAL.with(|h| h.borrow_mut().saturating_record(latency(values, i)));
+    });
+
+    bench_op(&mut g, "floor", move |i| floor_record(latency(values, i)));
+    g.finish();
+}
+
+fn timer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("timer_guard");
+    g.throughput(Throughput::Elements(1));
+
+    let reg = ours();
+    let hist = reg
+        .histogram("bench_timer")
+        .unit(Unit::Nanoseconds)
+        .build()
+        .expect("valid histogram");
+    bench_op(&mut g, "shardmetrics", move |_| drop(hist.start_timer()));
+
+    let hist = prometheus::Histogram::with_opts(
+        prometheus::HistogramOpts::new("bench_timer_seconds", "help").buckets(bounds_seconds()),
+    )
+    .expect("valid histogram");
+    bench_op(&mut g, "prometheus", move |_| {
+        hist.start_timer().observe_duration()
+    });
+
+    // Two clock reads and the floor record: the least a timer guard can cost.
+    bench_op(&mut g, "floor", |_| {
+        let start = Instant::now();
+        floor_record(start.elapsed().as_nanos() as u64);
+    });
+    g.finish();
+}
+
+fn labelled_inc(c: &mut Criterion) {
+    let mut g = c.benchmark_group("labelled_inc");
+    g.throughput(Throughput::Elements(1));
+    // Label values come from the request at run time: black-boxed so no hash is precomputed.
+    const VALUES: [&str; 2] = ["/api", "200"];
+    const PAIRS: [(&str, &str); 2] = [("route", "/api"), ("status", "200")];
+
+    let reg = ours();
+    let family = reg
+        .counter("bench_route_hits_total")
+        .family(&["route", "status"])
+        .expect("valid family");
+    bench_op(&mut g, "shardmetrics", move |_| {
+        family.with(black_box(&VALUES)).inc()
+    });
+
+    let vec = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("bench_route_hits_total", "help"),
+        &["route", "status"],
+    )
+    .expect("valid counter vec");
+    bench_op(&mut g, "prometheus", move |_| {
+        vec.with_label_values(black_box(&VALUES)).inc()
+    });
+
+    let family = prometheus_client::metrics::family::Family::<
+        [(&'static str, &'static str); 2],
+        prometheus_client::metrics::counter::Counter,
+    >::default();
+    bench_op(&mut g, "prometheus-client", move |_| {
+        family.get_or_create(black_box(&PAIRS)).inc();
+    });
+
+    // metrics-rs resolves the key through the global recorder on every macro call; its labels
+    // are `'static` literals baked into the call site (its intended fast path).
+    metrics_handle();
+    bench_op(&mut g, "metrics", |_| {
+        metrics::counter!("bench_route_hits_total", "route" => "/api", "status" => "200")
+            .increment(1)
+    });
+
+    let counter = fast_telemetry::DynamicCounter::new(4);
+    bench_op(&mut g, "fast-telemetry", move |_| {
+        counter.inc(black_box(&PAIRS))
+    });
+    g.finish();
+}
+
+fn snapshot_load(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot_load");
+    g.throughput(Throughput::Elements(1));
+
+    let reg = ours();
+    let counter = reg
+        .counter("bench_counter_total")
+        .build()
+        .expect("valid counter");
+    counter.inc();
+    reg.flush();
+    bench_op(&mut g, "shardmetrics", move |_| {
+        drop(black_box(reg.snapshot()))
+    });
+
+    // Floors: arc-swap itself, owned (what `snapshot()` does) and guard-based (no ref-count write).
+    let swap = Arc::new(arc_swap::ArcSwap::from_pointee(0u64));
+    let s = swap.clone();
+    bench_op(&mut g, "arc-swap-load_full", move |_| {
+        drop(black_box(s.load_full()))
+    });
+    bench_op(&mut g, "arc-swap-load-guard", move |_| {
+        let guard = swap.load();
+        black_box(&*guard);
+    });
+    g.finish();
+}
+
+fn criterion() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .sample_size(30)
+        .configure_from_args()
+}
+
+criterion_group! {
+    name = benches;
+    config = criterion();
+    targets = counter_inc, gauge_set, histogram_record, timer, labelled_inc, snapshot_load
+}
+criterion_main!(benches);
