@@ -46,9 +46,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use criterion::{
-    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
-};
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use shardmetrics::{buckets, Registry, Unit};
 
 /// Thread counts measured (the machine has 2 cores).
@@ -116,8 +114,7 @@ fn floor_record(v: u64) {
 }
 
 fn new_hdr() -> hdrhistogram::Histogram<u64> {
-    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 2)
-        .expect("valid hdrhistogram bounds")
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 2).expect("valid hdrhistogram bounds")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -134,10 +131,7 @@ fn cpu_clock() -> bool {
 
 /// The calling thread's CPU time.
 fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
     // every Linux this bench runs on, and a failure is turned into a panic below.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
@@ -171,10 +165,7 @@ fn pool() -> &'static Pool {
                 tx
             })
             .collect();
-        Pool {
-            tasks,
-            done: Mutex::new(done),
-        }
+        Pool { tasks, done: Mutex::new(done) }
     })
 }
 
@@ -188,14 +179,7 @@ fn run<F: Fn(u64) + Send + Sync + 'static>(threads: usize, iters: u64, op: &Arc<
     let cpu = cpu_clock();
     let job: Job = Arc::new(move |iters| {
         barrier.wait();
-        let (wall, cpu_start) = (
-            Instant::now(),
-            if cpu {
-                thread_cpu_time()
-            } else {
-                Duration::ZERO
-            },
-        );
+        let (wall, cpu_start) = (Instant::now(), if cpu { thread_cpu_time() } else { Duration::ZERO });
         for i in 0..iters {
             op(black_box(i));
         }
@@ -208,10 +192,7 @@ fn run<F: Fn(u64) + Send + Sync + 'static>(threads: usize, iters: u64, op: &Arc<
     for task in &pool.tasks[..threads] {
         task.send((job.clone(), iters)).expect("bench worker alive");
     }
-    (0..threads)
-        .map(|_| done.recv().expect("bench worker result"))
-        .max()
-        .unwrap_or_default()
+    (0..threads).map(|_| done.recv().expect("bench worker result")).max().unwrap_or_default()
 }
 
 /// One benchmark per thread count for `op`, named `lib/<t>t` inside `group`.
@@ -273,14 +254,10 @@ fn counter_inc(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
 
     let reg = ours();
-    let counter = reg
-        .counter("bench_counter_total")
-        .build()
-        .expect("valid counter");
+    let counter = reg.counter("bench_counter_total").build().expect("valid counter");
     bench_op(&mut g, "shardmetrics", move |_| counter.inc());
 
-    let counter =
-        prometheus::IntCounter::new("bench_counter_total", "help").expect("valid counter");
+    let counter = prometheus::IntCounter::new("bench_counter_total", "help").expect("valid counter");
     bench_op(&mut g, "prometheus", move |_| counter.inc());
 
     let counter = prometheus_client::metrics::counter::Counter::<u64>::default();
@@ -342,51 +319,32 @@ fn histogram_record(c: &mut Criterion) {
     let values = latencies();
 
     let reg = ours();
-    let hist = reg
-        .histogram("bench_latency")
-        .unit(Unit::Nanoseconds)
-        .build()
-        .expect("valid histogram");
-    bench_op(&mut g, "shardmetrics", move |i| {
-        hist.record(latency(values, i))
-    });
+    let hist = reg.histogram("bench_latency").unit(Unit::Nanoseconds).build().expect("valid histogram");
+    bench_op(&mut g, "shardmetrics", move |i| hist.record(latency(values, i)));
 
     let hist = prometheus::Histogram::with_opts(
         prometheus::HistogramOpts::new("bench_latency_seconds", "help").buckets(bounds_seconds()),
     )
     .expect("valid histogram");
-    bench_op(&mut g, "prometheus", move |i| {
-        hist.observe(latency(values, i) as f64 * 1e-9)
-    });
+    bench_op(&mut g, "prometheus", move |i| hist.observe(latency(values, i) as f64 * 1e-9));
 
     let hist = prometheus_client::metrics::histogram::Histogram::new(bounds_seconds());
-    bench_op(&mut g, "prometheus-client", move |i| {
-        hist.observe(latency(values, i) as f64 * 1e-9)
-    });
+    bench_op(&mut g, "prometheus-client", move |i| hist.observe(latency(values, i) as f64 * 1e-9));
 
     let handle = metrics_handle();
     let hist = metrics::histogram!("bench_latency_seconds");
     // metrics-exporter-prometheus buffers every value until upkeep drains it (every 5 s in a
     // real exporter); drain after each sample, untimed, so memory stays bounded.
-    bench_op_then(
-        &mut g,
-        "metrics",
-        move |i| hist.record(latency(values, i) as f64 * 1e-9),
-        || handle.run_upkeep(),
-    );
+    bench_op_then(&mut g, "metrics", move |i| hist.record(latency(values, i) as f64 * 1e-9), || handle.run_upkeep());
 
     let hist = fast_telemetry::Histogram::new(&bounds_nanos(), 4);
-    bench_op(&mut g, "fast-telemetry", move |i| {
-        hist.record(latency(values, i))
-    });
+    bench_op(&mut g, "fast-telemetry", move |i| hist.record(latency(values, i)));
 
     // hdrhistogram is single-writer (`record` takes `&mut self`). Shared across threads it
     // needs a lock: this is the "same metric from 2 threads" case.
     let hist = Mutex::new(new_hdr());
     bench_op(&mut g, "hdrhistogram-mutex", move |i| {
-        hist.lock()
-            .expect("hdr lock")
-            .saturating_record(latency(values, i));
+        hist.lock().expect("hdr lock").saturating_record(latency(values, i));
     });
     // One hdrhistogram per thread in a thread-local (no sharing, so no aggregation either):
     // what hdrhistogram costs when contention is designed away.
@@ -403,20 +361,14 @@ fn timer(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
 
     let reg = ours();
-    let hist = reg
-        .histogram("bench_timer")
-        .unit(Unit::Nanoseconds)
-        .build()
-        .expect("valid histogram");
+    let hist = reg.histogram("bench_timer").unit(Unit::Nanoseconds).build().expect("valid histogram");
     bench_op(&mut g, "shardmetrics", move |_| drop(hist.start_timer()));
 
     let hist = prometheus::Histogram::with_opts(
         prometheus::HistogramOpts::new("bench_timer_seconds", "help").buckets(bounds_seconds()),
     )
     .expect("valid histogram");
-    bench_op(&mut g, "prometheus", move |_| {
-        hist.start_timer().observe_duration()
-    });
+    bench_op(&mut g, "prometheus", move |_| hist.start_timer().observe_duration());
 
     // Two clock reads and the floor record: the least a timer guard can cost.
     bench_op(&mut g, "floor", |_| {
@@ -434,22 +386,13 @@ fn labelled_inc(c: &mut Criterion) {
     const PAIRS: [(&str, &str); 2] = [("route", "/api"), ("status", "200")];
 
     let reg = ours();
-    let family = reg
-        .counter("bench_route_hits_total")
-        .family(&["route", "status"])
-        .expect("valid family");
-    bench_op(&mut g, "shardmetrics", move |_| {
-        family.with(black_box(&VALUES)).inc()
-    });
+    let family = reg.counter("bench_route_hits_total").family(&["route", "status"]).expect("valid family");
+    bench_op(&mut g, "shardmetrics", move |_| family.with(black_box(&VALUES)).inc());
 
-    let vec = prometheus::IntCounterVec::new(
-        prometheus::Opts::new("bench_route_hits_total", "help"),
-        &["route", "status"],
-    )
-    .expect("valid counter vec");
-    bench_op(&mut g, "prometheus", move |_| {
-        vec.with_label_values(black_box(&VALUES)).inc()
-    });
+    let vec =
+        prometheus::IntCounterVec::new(prometheus::Opts::new("bench_route_hits_total", "help"), &["route", "status"])
+            .expect("valid counter vec");
+    bench_op(&mut g, "prometheus", move |_| vec.with_label_values(black_box(&VALUES)).inc());
 
     let family = prometheus_client::metrics::family::Family::<
         [(&'static str, &'static str); 2],
@@ -463,14 +406,11 @@ fn labelled_inc(c: &mut Criterion) {
     // are `'static` literals baked into the call site (its intended fast path).
     metrics_handle();
     bench_op(&mut g, "metrics", |_| {
-        metrics::counter!("bench_route_hits_total", "route" => "/api", "status" => "200")
-            .increment(1)
+        metrics::counter!("bench_route_hits_total", "route" => "/api", "status" => "200").increment(1)
     });
 
     let counter = fast_telemetry::DynamicCounter::new(4);
-    bench_op(&mut g, "fast-telemetry", move |_| {
-        counter.inc(black_box(&PAIRS))
-    });
+    bench_op(&mut g, "fast-telemetry", move |_| counter.inc(black_box(&PAIRS)));
     g.finish();
 }
 
@@ -479,22 +419,15 @@ fn snapshot_load(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
 
     let reg = ours();
-    let counter = reg
-        .counter("bench_counter_total")
-        .build()
-        .expect("valid counter");
+    let counter = reg.counter("bench_counter_total").build().expect("valid counter");
     counter.inc();
     reg.flush();
-    bench_op(&mut g, "shardmetrics", move |_| {
-        drop(black_box(reg.snapshot()))
-    });
+    bench_op(&mut g, "shardmetrics", move |_| drop(black_box(reg.snapshot())));
 
     // Floors: arc-swap itself, owned (what `snapshot()` does) and guard-based (no ref-count write).
     let swap = Arc::new(arc_swap::ArcSwap::from_pointee(0u64));
     let s = swap.clone();
-    bench_op(&mut g, "arc-swap-load_full", move |_| {
-        drop(black_box(s.load_full()))
-    });
+    bench_op(&mut g, "arc-swap-load_full", move |_| drop(black_box(s.load_full())));
     bench_op(&mut g, "arc-swap-load-guard", move |_| {
         let guard = swap.load();
         black_box(&*guard);

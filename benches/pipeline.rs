@@ -114,10 +114,7 @@ fn memory_report(counters: &Registry, hists: &Registry, values: &[u64]) {
             _ => 0,
         })
         .sum();
-    assert_eq!(
-        got, expected,
-        "10,000-series flush lost or doubled increments"
-    );
+    assert_eq!(got, expected, "10,000-series flush lost or doubled increments");
 
     assert_eq!(counters.shard_count(), WRITERS);
     assert_eq!(hists.shard_count(), WRITERS);
@@ -127,9 +124,7 @@ fn memory_report(counters: &Registry, hists: &Registry, values: &[u64]) {
     let hist_shards = hists.shard_count();
 
     let snap = hists.flush();
-    let h = snap
-        .histogram("bench_latency", &[("id", "0")])
-        .expect("histogram 0 published");
+    let h = snap.histogram("bench_latency", &[("id", "0")]).expect("histogram 0 published");
     assert_eq!(h.count(), (values.len() * WRITERS) as u64);
     let mut sorted = values.to_vec();
     sorted.sort_unstable();
@@ -171,13 +166,9 @@ fn pipeline(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("flush");
     g.throughput(Throughput::Elements(SERIES as u64));
-    g.bench_function("10k_counters_2_threads", |b| {
-        b.iter(|| black_box(counters.flush()))
-    });
+    g.bench_function("10k_counters_2_threads", |b| b.iter(|| black_box(counters.flush())));
     g.throughput(Throughput::Elements(HISTOGRAMS as u64));
-    g.bench_function("1k_histograms_2_threads", |b| {
-        b.iter(|| black_box(hists.flush()))
-    });
+    g.bench_function("1k_histograms_2_threads", |b| b.iter(|| black_box(hists.flush())));
     g.finish();
 
     let mut g = c.benchmark_group("snapshot");
@@ -189,9 +180,7 @@ fn pipeline(c: &mut Criterion) {
     g.throughput(Throughput::Elements(SERIES as u64));
 
     let snap = counters.flush();
-    g.bench_function("shardmetrics", |b| {
-        b.iter(|| shardmetrics::export::prometheus::render(black_box(&snap)))
-    });
+    g.bench_function("shardmetrics", |b| b.iter(|| shardmetrics::export::prometheus::render(black_box(&snap))));
     // What a scrape handler does when the aggregator has already ticked: load + render.
     g.bench_function("shardmetrics-snapshot+render", |b| {
         b.iter(|| shardmetrics::export::prometheus::render(&counters.snapshot()))
@@ -199,35 +188,25 @@ fn pipeline(c: &mut Criterion) {
 
     let preg = prometheus::Registry::new();
     for n in 0..NAMES {
-        let vec = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(name(n), "Requests served"),
-            &["id"],
-        )
-        .expect("valid counter vec");
+        let vec = prometheus::IntCounterVec::new(prometheus::Opts::new(name(n), "Requests served"), &["id"])
+            .expect("valid counter vec");
         for i in 0..PER_NAME {
-            vec.with_label_values(&[i.to_string().as_str()])
-                .inc_by((n * PER_NAME + i) as u64 + 1);
+            vec.with_label_values(&[i.to_string().as_str()]).inc_by((n * PER_NAME + i) as u64 + 1);
         }
         preg.register(Box::new(vec)).expect("unique name");
     }
     let encoder = prometheus::TextEncoder::new();
     let text = encoder.encode_to_string(&preg.gather()).expect("encodes");
     assert_eq!(text.lines().filter(|l| !l.starts_with('#')).count(), SERIES);
-    g.bench_function("prometheus", |b| {
-        b.iter(|| encoder.encode_to_string(&preg.gather()).expect("encodes"))
-    });
+    g.bench_function("prometheus", |b| b.iter(|| encoder.encode_to_string(&preg.gather()).expect("encodes")));
 
-    type PcFamily = prometheus_client::metrics::family::Family<
-        Vec<(String, String)>,
-        prometheus_client::metrics::counter::Counter,
-    >;
+    type PcFamily =
+        prometheus_client::metrics::family::Family<Vec<(String, String)>, prometheus_client::metrics::counter::Counter>;
     let mut pcreg = prometheus_client::registry::Registry::default();
     for n in 0..NAMES {
         let family = PcFamily::default();
         for i in 0..PER_NAME {
-            family
-                .get_or_create(&vec![("id".to_owned(), i.to_string())])
-                .inc_by((n * PER_NAME + i) as u64 + 1);
+            family.get_or_create(&vec![("id".to_owned(), i.to_string())]).inc_by((n * PER_NAME + i) as u64 + 1);
         }
         // prometheus-client appends `_total` to counters itself.
         pcreg.register(format!("bench_requests_{n}"), "Requests served", family);
@@ -247,32 +226,17 @@ fn pipeline(c: &mut Criterion) {
     let meta = metrics::Metadata::new("bench", metrics::Level::INFO, None);
     for n in 0..NAMES {
         for i in 0..PER_NAME {
-            let key =
-                metrics::Key::from_parts(name(n), vec![metrics::Label::new("id", i.to_string())]);
-            recorder
-                .register_counter(&key, &meta)
-                .increment((n * PER_NAME + i) as u64 + 1);
+            let key = metrics::Key::from_parts(name(n), vec![metrics::Label::new("id", i.to_string())]);
+            recorder.register_counter(&key, &meta).increment((n * PER_NAME + i) as u64 + 1);
         }
     }
     let handle = recorder.handle();
     let text = handle.render();
-    assert_eq!(
-        text.lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .count(),
-        SERIES
-    );
-    g.bench_function("metrics-exporter-prometheus", |b| {
-        b.iter(|| handle.render())
-    });
+    assert_eq!(text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count(), SERIES);
+    g.bench_function("metrics-exporter-prometheus", |b| b.iter(|| handle.render()));
 
     let text = shardmetrics::export::prometheus::render(&snap);
-    assert_eq!(
-        text.lines()
-            .filter(|l| l.starts_with("bench_requests_"))
-            .count(),
-        SERIES
-    );
+    assert_eq!(text.lines().filter(|l| l.starts_with("bench_requests_")).count(), SERIES);
     g.finish();
 }
 

@@ -80,13 +80,34 @@ impl Line {
 
 /// Where a series' cell sits in every shard: chunk and offset within the chunk.
 /// Computed once at registration; the hot path only indexes.
+///
+/// Invariant (relied on by the unchecked indexing in [`Shard::counter_cell`]): every `Loc` is
+/// made by [`Loc::counter`], [`Loc::histogram`] or [`Loc::gauge`], so `chunk < COUNTER_CHUNKS`
+/// and `off < COUNTER_BASE << chunk` hold for all of them (the other two use smaller bases
+/// and fewer chunks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Loc {
-    pub(crate) chunk: u8,
-    pub(crate) off: u32,
+    chunk: u8,
+    off: u32,
 }
 
 impl Loc {
+    pub(crate) fn chunk(self) -> usize {
+        usize::from(self.chunk)
+    }
+
+    pub(crate) fn off(self) -> usize {
+        self.off as usize
+    }
+
+    /// Location of the `index`-th item of chunked storage whose chunk `k` holds `base << k`
+    /// items (`base ≤ COUNTER_BASE`), or `None` past `chunks` chunks (`chunks ≤ COUNTER_CHUNKS`).
+    pub(crate) fn gauge(index: usize, base: usize, chunks: usize) -> Option<Loc> {
+        debug_assert!(base <= COUNTER_BASE && chunks <= COUNTER_CHUNKS);
+        let l = Loc::of(index, base);
+        (usize::from(l.chunk) < chunks).then_some(l)
+    }
+
     fn of(index: usize, base: usize) -> Loc {
         // chunk k covers [base·(2^k − 1), base·(2^(k+1) − 1)).
         let k = (usize::BITS - 1 - (index / base + 1).leading_zeros()) as usize;
@@ -153,9 +174,14 @@ impl HistSlot {
     /// Records `value` at precision `p`. Called by the owning thread only.
     #[inline(always)]
     pub(crate) fn record(&self, value: u64, p: u8) {
+        debug_assert!((buckets::MIN_PRECISION..=buckets::MAX_PRECISION).contains(&p));
         let idx = buckets::index(value, p);
         let (g, within) = (idx >> p, idx & ((1 << p) - 1));
-        let group = match self.groups[g].get(1 << p) {
+        debug_assert!(g < GROUPS);
+        // SAFETY: `idx < (65 - p) << p` (bucket math), so `g ≤ 64 - p < GROUPS` for the
+        // precisions the registry accepts (1..=10), which is the only source of `p`.
+        let slot = unsafe { self.groups.get_unchecked(g) };
+        let group = match slot.get(1 << p) {
             Some(group) => group,
             None => self.grow(g, p),
         };
@@ -169,7 +195,8 @@ impl HistSlot {
         }
         let s = &self.sum;
         s.store(s.load(Ordering::Relaxed).saturating_add(value), Ordering::Relaxed);
-        let cell = &group[within];
+        // SAFETY: `within < 2^p`, the length every group of this slot is allocated with.
+        let cell = unsafe { group.get_unchecked(within) };
         // Release: pairs with the aggregator's Acquire load of this bucket, so a merged count
         // that includes this value also sees the min/max/sum updates above.
         cell.store(cell.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
@@ -223,15 +250,22 @@ impl Shard {
     }
 
     /// The counter cell at `loc` (owner side; allocates the chunk on first touch).
+    ///
+    /// Compiles to: one load of the chunk pointer, a null test (cold branch to allocate), one
+    /// address computation. No bounds checks: `Loc`'s invariant covers them.
     #[inline(always)]
     pub(crate) fn counter_cell(&self, loc: Loc) -> &AtomicU64 {
-        let c = usize::from(loc.chunk);
-        let lines = match self.counters[c].get(counter_lines(c)) {
+        let (c, off) = (usize::from(loc.chunk), loc.off as usize);
+        debug_assert!(c < COUNTER_CHUNKS && off < COUNTER_BASE << c);
+        // SAFETY: `c < COUNTER_CHUNKS` by `Loc`'s invariant.
+        let chunk = unsafe { self.counters.get_unchecked(c) };
+        let lines = match chunk.get(counter_lines(c)) {
             Some(lines) => lines,
             None => self.grow_counters(c),
         };
-        let off = loc.off as usize;
-        &lines[off / LINE].0[off % LINE]
+        // SAFETY: `off < COUNTER_BASE << c = lines.len() * LINE` by `Loc`'s invariant (the
+        // chunk was allocated with `counter_lines(c)` lines of `LINE` cells).
+        unsafe { lines.get_unchecked(off / LINE).0.get_unchecked(off % LINE) }
     }
 
     #[cold]
@@ -415,21 +449,18 @@ unsafe fn clone_arc(shard: &Shard) -> Arc<Shard> {
     }
 }
 
-/// The calling thread's shards, one per registry it has recorded into.
+/// The calling thread's shards, one per registry it has recorded into. Its destructor hands
+/// them back at thread exit.
 struct LocalShards {
-    /// Registry id and shard of the last look-up: the fast path is one compare.
-    last_id: Cell<u64>,
-    last: Cell<*const Shard>,
     bound: RefCell<Vec<(u64, Arc<Shard>)>>,
 }
 
 impl LocalShards {
     const fn new() -> Self {
-        LocalShards { last_id: Cell::new(0), last: Cell::new(ptr::null()), bound: RefCell::new(Vec::new()) }
+        LocalShards { bound: RefCell::new(Vec::new()) }
     }
 
-    #[cold]
-    #[inline(never)]
+    /// The shard bound to registry `id`, claiming one on first use; updates [`CACHE`].
     fn bind(&self, id: u64, shards: &ShardList) -> *const Shard {
         let mut bound = self.bound.borrow_mut();
         // A shard whose registry was dropped is referenced by this list alone: let it go, so
@@ -444,15 +475,16 @@ impl LocalShards {
                 p
             }
         };
-        self.last_id.set(id);
-        self.last.set(p);
+        CACHE.with(|c| c.set((id, p)));
         p
     }
 }
 
 impl Drop for LocalShards {
     fn drop(&mut self) {
-        self.last_id.set(0);
+        // Forget the cached pointer first: a record made after this point (from another
+        // thread-local's destructor) must not use a shard this thread no longer owns.
+        CACHE.with(|c| c.set((0, ptr::null())));
         for (_, shard) in self.bound.get_mut().drain(..) {
             shard.release();
         }
@@ -463,34 +495,52 @@ shard_thread_local! {
     static LOCAL: LocalShards = LocalShards::new();
 }
 
-/// Runs `f` on the calling thread's shard of the registry `id` (whose shards are `shards`).
-///
-/// Fast path: one thread-local access and one compare. Registry ids start at 1 and are never
-/// re-used, so a stale cache entry can never match a different registry.
-#[inline(always)]
-pub(crate) fn with_shard<R>(id: u64, shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
-    let p = LOCAL.try_with(|l| if l.last_id.get() == id { l.last.get() } else { l.bind(id, shards) });
-    match p {
-        // SAFETY: `p` points at a shard kept alive by the `Arc` in this thread's `bound` list,
-        // which is dropped only by the thread-local's destructor; `try_with` succeeded, so that
-        // destructor has not started, and nothing in `f` can run it.
-        Ok(p) => f(unsafe { &*p }),
-        Err(_) => with_temporary_shard(shards, f),
+shard_thread_local! {
+    /// `(registry id, shard)` of the last binding: the fast path. It has no destructor, so
+    /// reading it is a plain thread-local load (no lazy-init or destructor-state check). It is
+    /// non-zero only while `LOCAL` is alive and holds that shard's `Arc` (set by `bind`,
+    /// cleared first thing in `LocalShards::drop`).
+    static CACHE: Cell<(u64, *const Shard)> = Cell::new((0, ptr::null()));
+}
+
+/// Releases a temporarily owned shard, even if the record unwinds.
+struct Temporary(Arc<Shard>);
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 
-/// The thread-local is gone (we are inside another thread-local's destructor at thread
-/// exit): own a shard for just this one record.
+/// Runs `f` on the calling thread's shard of the registry `id` (whose shards are `shards`).
+///
+/// Fast path: one destructor-free thread-local load and one compare; `f` has a single call
+/// site so it inlines into the caller. Registry ids start at 1 and are never re-used, so the
+/// cache can never match a different registry.
+#[inline(always)]
+pub(crate) fn with_shard<R>(id: u64, shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
+    let (cached, p) = CACHE.with(Cell::get);
+    let mut temporary = None;
+    let p = if cached == id { p } else { slow_shard(id, shards, &mut temporary) };
+    // SAFETY: `p` is either the cached shard — kept alive by the `Arc` in this thread's
+    // `LOCAL.bound`, which is dropped only by `LocalShards::drop`, and that clears the cache
+    // before dropping it; nothing in `f` can run that destructor — or a shard owned for this
+    // one record by `temporary`, which lives until the end of this function.
+    let r = f(unsafe { &*p });
+    drop(temporary);
+    r
+}
+
+/// First record of this thread into registry `id` (bind a shard), or a record after this
+/// thread's `LOCAL` was destroyed (own a shard for just this one record).
 #[cold]
 #[inline(never)]
-fn with_temporary_shard<R>(shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
-    /// Releases the shard even if `f` unwinds.
-    struct Release(Arc<Shard>);
-    impl Drop for Release {
-        fn drop(&mut self) {
-            self.0.release();
+fn slow_shard(id: u64, shards: &ShardList, temporary: &mut Option<Temporary>) -> *const Shard {
+    match LOCAL.try_with(|l| l.bind(id, shards)) {
+        Ok(p) => p,
+        Err(_) => {
+            let t = temporary.insert(Temporary(shards.claim()));
+            Arc::as_ptr(&t.0)
         }
     }
-    let shard = Release(shards.claim());
-    f(&shard.0)
 }

@@ -18,28 +18,35 @@ use crate::{
 /// the chunk.
 #[inline(always)]
 pub(crate) fn add(core: &Core, loc: Loc, n: u64) {
-    with_shard(core.id, &core.shards, |s| single_writer_add(s.counter_cell(loc), n));
+    add_with_id(core.id, core, loc, n);
+}
+
+/// [`add`] with the registry id already at hand (handles carry it, saving a dependent load).
+#[inline(always)]
+fn add_with_id(id: u64, core: &Core, loc: Loc, n: u64) {
+    with_shard(id, &core.shards, |s| single_writer_add(s.counter_cell(loc), n));
 }
 
 /// A monotonic `u64` counter. Cheap to clone (`Arc`), `Send + Sync`.
 #[derive(Clone)]
 #[must_use = "counters do nothing unless you use them"]
 pub struct Counter {
-    core: Arc<Core>,
+    id: u64,
     loc: Loc,
+    core: Arc<Core>,
 }
 
 impl Counter {
     /// Adds 1.
     #[inline]
     pub fn inc(&self) {
-        add(&self.core, self.loc, 1);
+        add_with_id(self.id, &self.core, self.loc, 1);
     }
 
     /// Adds `n`.
     #[inline]
     pub fn add(&self, n: u64) {
-        add(&self.core, self.loc, n);
+        add_with_id(self.id, &self.core, self.loc, n);
     }
 
     /// A counter that records into a private registry nobody reads.
@@ -59,26 +66,27 @@ impl fmt::Debug for Counter {
 #[derive(Clone, Copy)]
 #[must_use = "counters do nothing unless you use them"]
 pub struct CounterRef<'a> {
-    core: &'a Arc<Core>,
+    id: u64,
     loc: Loc,
+    core: &'a Arc<Core>,
 }
 
 impl CounterRef<'_> {
     /// Adds 1.
     #[inline]
     pub fn inc(&self) {
-        add(self.core, self.loc, 1);
+        add_with_id(self.id, self.core, self.loc, 1);
     }
 
     /// Adds `n`.
     #[inline]
     pub fn add(&self, n: u64) {
-        add(self.core, self.loc, n);
+        add_with_id(self.id, self.core, self.loc, n);
     }
 
     /// An owned handle to the same series.
     pub fn to_owned(&self) -> Counter {
-        Counter { core: self.core.clone(), loc: self.loc }
+        Counter { id: self.id, loc: self.loc, core: self.core.clone() }
     }
 }
 
@@ -95,14 +103,14 @@ impl Sealed for Counter {
 
     fn from_store(core: Arc<Core>, store: Store, _unit: Unit) -> Self {
         match store {
-            Store::Counter { loc, .. } => Counter { core, loc },
+            Store::Counter { loc, .. } => Counter { id: core.id, loc, core },
             _ => unreachable!("catalogue returned a non-counter store for a counter"),
         }
     }
 
     fn make_ref(core: &Arc<Core>, store: Store, _unit: Unit) -> CounterRef<'_> {
         match store {
-            Store::Counter { loc, .. } => CounterRef { core, loc },
+            Store::Counter { loc, .. } => CounterRef { id: core.id, loc, core },
             _ => unreachable!("catalogue returned a non-counter store for a counter"),
         }
     }

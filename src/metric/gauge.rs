@@ -40,20 +40,19 @@ impl GaugeStore {
 
     /// Location of the `index`-th gauge, or `None` past the last chunk.
     pub(crate) fn loc(index: usize) -> Option<Loc> {
-        let k = (usize::BITS - 1 - (index / GAUGE_BASE + 1).leading_zeros()) as usize;
-        (k < GAUGE_CHUNKS).then(|| Loc { chunk: k as u8, off: (index - GAUGE_BASE * ((1 << k) - 1)) as u32 })
+        Loc::gauge(index, GAUGE_BASE, GAUGE_CHUNKS)
     }
 
     #[inline]
     pub(crate) fn cell(&self, loc: Loc) -> &AtomicU64 {
-        let c = usize::from(loc.chunk);
+        let c = loc.chunk();
         let len = GAUGE_BASE << c;
         let cells = match self.chunks[c].get(len) {
             Some(cells) => cells,
             None => self.chunks[c]
                 .get_or_init(len, || (0..len).map(|_| GaugeCell(AtomicU64::new(0f64.to_bits()))).collect()),
         };
-        &cells[loc.off as usize].0
+        &cells[loc.off()].0
     }
 
     /// Current value (aggregator side).

@@ -18,8 +18,8 @@ use crate::{
 /// read-modify-write; a bucket group is allocated the first time this thread hits its power
 /// of two.
 #[inline(always)]
-pub(crate) fn record(core: &Core, loc: Loc, precision: u8, value: u64) {
-    with_shard(core.id, &core.shards, |s| s.hist_slot(loc).record(value, precision));
+pub(crate) fn record(id: u64, core: &Core, loc: Loc, precision: u8, value: u64) {
+    with_shard(id, &core.shards, |s| s.hist_slot(loc).record(value, precision));
 }
 
 macro_rules! histogram_methods {
@@ -27,7 +27,7 @@ macro_rules! histogram_methods {
         /// Records one value.
         #[inline]
         pub fn record(&self, value: u64) {
-            record(&self.core, self.loc, self.precision, value);
+            record(self.id, &self.core, self.loc, self.precision, value);
         }
 
         /// Records a duration in the histogram's time unit (nanoseconds if it has none).
@@ -42,6 +42,7 @@ macro_rules! histogram_methods {
         #[inline]
         pub fn start_timer(&self) -> Timer<'_> {
             Timer {
+                id: self.id,
                 core: &self.core,
                 loc: self.loc,
                 precision: self.precision,
@@ -68,6 +69,7 @@ macro_rules! histogram_methods {
 #[derive(Clone)]
 #[must_use = "histograms do nothing unless you use them"]
 pub struct Histogram {
+    id: u64,
     core: Arc<Core>,
     loc: Loc,
     precision: u8,
@@ -97,6 +99,7 @@ impl fmt::Debug for Histogram {
 #[derive(Clone, Copy)]
 #[must_use = "histograms do nothing unless you use them"]
 pub struct HistogramRef<'a> {
+    id: u64,
     core: &'a Arc<Core>,
     loc: Loc,
     precision: u8,
@@ -108,7 +111,7 @@ impl HistogramRef<'_> {
 
     /// An owned handle to the same series.
     pub fn to_owned(&self) -> Histogram {
-        Histogram { core: self.core.clone(), loc: self.loc, precision: self.precision, unit: self.unit }
+        Histogram { id: self.id, core: self.core.clone(), loc: self.loc, precision: self.precision, unit: self.unit }
     }
 }
 
@@ -121,6 +124,7 @@ impl fmt::Debug for HistogramRef<'_> {
 /// Records the time since it was started into its histogram when dropped.
 #[must_use = "a timer records when it is dropped; binding it to `_` drops it at once"]
 pub struct Timer<'a> {
+    id: u64,
     core: &'a Core,
     loc: Loc,
     precision: u8,
@@ -145,7 +149,7 @@ impl Timer<'_> {
     #[inline]
     fn record(&self, d: std::time::Duration) {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        record(self.core, self.loc, self.precision, self.unit.convert_nanos(nanos));
+        record(self.id, self.core, self.loc, self.precision, self.unit.convert_nanos(nanos));
     }
 }
 
@@ -171,14 +175,14 @@ impl Sealed for Histogram {
 
     fn from_store(core: Arc<Core>, store: Store, unit: Unit) -> Self {
         match store {
-            Store::Histogram { loc, precision, .. } => Histogram { core, loc, precision, unit },
+            Store::Histogram { loc, precision, .. } => Histogram { id: core.id, core, loc, precision, unit },
             _ => unreachable!("catalogue returned a non-histogram store for a histogram"),
         }
     }
 
     fn make_ref(core: &Arc<Core>, store: Store, unit: Unit) -> HistogramRef<'_> {
         match store {
-            Store::Histogram { loc, precision, .. } => HistogramRef { core, loc, precision, unit },
+            Store::Histogram { loc, precision, .. } => HistogramRef { id: core.id, core, loc, precision, unit },
             _ => unreachable!("catalogue returned a non-histogram store for a histogram"),
         }
     }
