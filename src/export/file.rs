@@ -16,7 +16,7 @@
 //!
 //! I/O errors never panic: they are logged, counted in
 //! `shardmetrics_export_samples_total{exporter="file",outcome="failed"}`, and the write is
-//! tried again with the next snapshot (after the backoff delay, if the errors persist).
+//! tried again with the next snapshot, at the next tick.
 //!
 //! ```no_run
 //! use shardmetrics::{export::file::{FileExporter, FileFormat}, Registry};
@@ -130,8 +130,10 @@ impl FileExporterBuilder {
         self
     }
 
-    /// Retry policy. The default makes one attempt per snapshot (a failed write is retried
-    /// with the next snapshot) and spaces attempts by a growing delay while errors persist.
+    /// Retry policy. The default makes one attempt per snapshot: a failed write is retried
+    /// with the next snapshot, at the next tick. A backoff with delays spaces attempts out
+    /// while errors persist (snapshots arriving meanwhile supersede the pending one and are
+    /// counted as dropped).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.worker.backoff = backoff;
         self
