@@ -158,7 +158,23 @@ pub fn write_request(
                 },
             });
         }
+        // Per family, once: the sample names and the formatted `le` bounds.
+        let names = [name.clone(), format!("{name}_bucket"), format!("{name}_sum"), format!("{name}_count")];
+        let les: Vec<String> = if info.kind() == Kind::Histogram {
+            export_buckets(info)
+                .iter()
+                .map(|&b| {
+                    le.clear();
+                    write_f64(&mut le, b);
+                    le.clone()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         for s in family {
+            // Per series, once: its labels, the external ones it lacks and `__name__`, sorted;
+            // each sample clones them, fills in its name and inserts `le` where it sorts.
             let mut base: Vec<Label> =
                 s.labels().iter().map(|(k, v)| Label { name: k.to_owned(), value: v.to_owned() }).collect();
             for (k, v) in external_labels {
@@ -166,31 +182,32 @@ pub fn write_request(
                     base.push(Label { name: k.clone(), value: v.clone() });
                 }
             }
-            let mut push = |suffix: &str, le: Option<&str>, value: f64| {
-                let mut labels = Vec::with_capacity(base.len() + 2);
-                labels.push(Label { name: "__name__".into(), value: format!("{name}{suffix}") });
-                labels.extend(base.iter().cloned());
+            base.push(Label { name: "__name__".into(), value: String::new() });
+            base.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            let name_at = base.iter().position(|l| l.name == "__name__").unwrap_or(0);
+            let le_at = base.partition_point(|l| l.name.as_str() < "le");
+            let mut push = |which: usize, le: Option<&str>, value: f64| {
+                let mut labels = Vec::with_capacity(base.len() + 1);
+                labels.extend_from_slice(&base);
+                labels[name_at].value.clone_from(&names[which]);
                 if let Some(le) = le {
-                    labels.push(Label { name: "le".into(), value: le.to_owned() });
+                    labels.insert(le_at, Label { name: "le".into(), value: le.to_owned() });
                 }
-                labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
                 req.timeseries.push(TimeSeries { labels, samples: vec![Sample { value, timestamp: timestamp_ms }] });
             };
             match s.value() {
-                Value::Counter(c) => push("", None, c.total as f64),
-                Value::Gauge(g) => push("", None, *g),
+                Value::Counter(c) => push(0, None, c.total as f64),
+                Value::Gauge(g) => push(0, None, *g),
                 Value::Histogram(h) => {
                     let scale = info.unit().to_base();
-                    for &bound in export_buckets(info) {
-                        le.clear();
-                        write_f64(&mut le, bound);
-                        push("_bucket", Some(&le), h.count_le(bound / scale) as f64);
+                    for (&bound, le) in export_buckets(info).iter().zip(&les) {
+                        push(1, Some(le), h.count_le(bound / scale) as f64);
                     }
-                    push("_bucket", Some("+Inf"), h.count() as f64);
+                    push(1, Some("+Inf"), h.count() as f64);
                     let sum =
                         if info.unit() == Unit::None || scale == 1.0 { h.sum() as f64 } else { h.sum() as f64 * scale };
-                    push("_sum", None, sum);
-                    push("_count", None, h.count() as f64);
+                    push(2, None, sum);
+                    push(3, None, h.count() as f64);
                 }
             }
         }
