@@ -7,10 +7,20 @@ use crate::Unit;
 
 #[cfg(feature = "http")]
 pub mod http;
+
+// The background exporters run std threads of their own; the loom build compiles only the core.
+#[cfg(not(shardmetrics_loom))]
+pub mod file;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod openmetrics;
 pub mod prometheus;
+#[cfg(all(feature = "push", not(shardmetrics_loom)))]
+pub mod pushgateway;
+#[cfg(all(feature = "remote-write", not(shardmetrics_loom)))]
+pub mod remote_write;
+#[cfg(not(shardmetrics_loom))]
+pub mod retry;
 
 /// Escapes a label value for the Prometheus / OpenMetrics text formats: `\` → `\\`,
 /// `"` → `\"`, newline → `\n`.

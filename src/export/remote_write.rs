@@ -1,0 +1,618 @@
+//! Prometheus remote write (protocol 1.0): each new snapshot becomes one `WriteRequest`,
+//! protobuf-encoded (prost, messages written out below — no protoc), snappy block-compressed,
+//! and POSTed from the exporter's own thread with `Content-Encoding: snappy`,
+//! `Content-Type: application/x-protobuf`, `X-Prometheus-Remote-Write-Version: 0.1.0`.
+//!
+//! Series are named exactly as in the [text export](crate::export::prometheus): counters
+//! with `_total`, histograms as classic `_bucket{le="…"}` / `_sum` / `_count` series in base
+//! units (seconds for time units). Each series carries its labels, `__name__`, and the
+//! configured external labels (`job`, `instance`, …) it does not already have, sorted by name.
+//! Samples are stamped with the snapshot's time, strictly increasing per exporter.
+//!
+//! Queueing, retries with backoff, and the `shardmetrics_export_samples_total` self-metrics
+//! are described in [`retry`](crate::export::retry).
+//!
+//! ```no_run
+//! use shardmetrics::{export::remote_write::RemoteWrite, Registry};
+//! use std::time::Duration;
+//!
+//! let registry = Registry::new();
+//! let exporter = RemoteWrite::builder("http://127.0.0.1:9090/api/v1/write")
+//!     .external_label("job", "checkout")
+//!     .external_label("instance", "host-1")
+//!     .interval(Duration::from_secs(15))
+//!     .start(&registry)?;
+//! // … record metrics …
+//! let stats = exporter.shutdown(); // sends the final snapshot
+//! println!("{} samples sent, {} failed", stats.sent_samples, stats.failed_samples);
+//! # Ok::<(), shardmetrics::export::retry::ExportError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::{Duration, UNIX_EPOCH},
+};
+
+use prost::Message as _;
+
+use crate::{
+    export::{
+        prometheus::{export_buckets, exported_name},
+        retry::{
+            check_label_name, deliver, http, Backoff, Batch, ExportError, ExporterHandle, Meter, SendError, Sink,
+            WorkerConfig,
+        },
+        write_f64,
+    },
+    snapshot::{Snapshot, Value},
+    Kind, Registry, Unit,
+};
+
+/// `Content-Type` of a remote-write request.
+pub const CONTENT_TYPE: &str = "application/x-protobuf";
+/// `X-Prometheus-Remote-Write-Version` sent with every request.
+pub const PROTOCOL_VERSION: &str = "0.1.0";
+
+/// The remote-write 1.0 protobuf messages (`prometheus/prompb`), the fields this exporter
+/// sends.
+pub mod proto {
+    /// `prometheus.WriteRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct WriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<TimeSeries>,
+        #[prost(message, repeated, tag = "3")]
+        pub metadata: Vec<MetricMetadata>,
+    }
+
+    /// `prometheus.TimeSeries`: labels sorted by name, samples in time order.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<Sample>,
+    }
+
+    /// `prometheus.Label`.
+    #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, prost::Message)]
+    pub struct Label {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    /// `prometheus.Sample`: a value at a Unix time in milliseconds.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Sample {
+        #[prost(double, tag = "1")]
+        pub value: f64,
+        #[prost(int64, tag = "2")]
+        pub timestamp: i64,
+    }
+
+    /// `prometheus.MetricMetadata`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MetricMetadata {
+        #[prost(enumeration = "MetricType", tag = "1")]
+        pub r#type: i32,
+        #[prost(string, tag = "2")]
+        pub metric_family_name: String,
+        #[prost(string, tag = "4")]
+        pub help: String,
+        #[prost(string, tag = "5")]
+        pub unit: String,
+    }
+
+    /// `prometheus.MetricMetadata.MetricType`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+    #[repr(i32)]
+    pub enum MetricType {
+        Unknown = 0,
+        Counter = 1,
+        Gauge = 2,
+        Histogram = 3,
+        Gaugehistogram = 4,
+        Summary = 5,
+        Info = 6,
+        Stateset = 7,
+    }
+}
+
+use proto::{Label, MetricMetadata, MetricType, Sample, TimeSeries, WriteRequest};
+
+/// The `WriteRequest` for one snapshot: every sample the text export would show, stamped
+/// `timestamp_ms`, with `external_labels` added to series that lack them, plus one metadata
+/// entry per family (type, help, unit) when `metadata` is set.
+pub fn write_request(
+    snapshot: &Snapshot,
+    external_labels: &[(String, String)],
+    timestamp_ms: i64,
+    metadata: bool,
+) -> WriteRequest {
+    let mut req = WriteRequest { timeseries: Vec::with_capacity(snapshot.series().len()), metadata: Vec::new() };
+    let mut le = String::new();
+    for family in snapshot.families() {
+        let info = family[0].family();
+        let name = exported_name(info);
+        if metadata {
+            req.metadata.push(MetricMetadata {
+                r#type: match info.kind() {
+                    Kind::Counter => MetricType::Counter,
+                    Kind::Gauge => MetricType::Gauge,
+                    Kind::Histogram => MetricType::Histogram,
+                } as i32,
+                metric_family_name: name.clone(),
+                help: info.help().to_owned(),
+                unit: if info.kind() == Kind::Histogram {
+                    info.unit().base_name().unwrap_or("").to_owned()
+                } else {
+                    String::new()
+                },
+            });
+        }
+        // Per family, once: the sample names and the formatted `le` bounds.
+        let names = [name.clone(), format!("{name}_bucket"), format!("{name}_sum"), format!("{name}_count")];
+        let les: Vec<String> = if info.kind() == Kind::Histogram {
+            export_buckets(info)
+                .iter()
+                .map(|&b| {
+                    le.clear();
+                    write_f64(&mut le, b);
+                    le.clone()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for s in family {
+            // Per series, once: its labels, the external ones it lacks and `__name__`, sorted;
+            // each sample clones them, fills in its name and inserts `le` where it sorts.
+            let mut base: Vec<Label> =
+                s.labels().iter().map(|(k, v)| Label { name: k.to_owned(), value: v.to_owned() }).collect();
+            for (k, v) in external_labels {
+                if s.labels().get(k).is_none() {
+                    base.push(Label { name: k.clone(), value: v.clone() });
+                }
+            }
+            base.push(Label { name: "__name__".into(), value: String::new() });
+            base.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            let name_at = base.iter().position(|l| l.name == "__name__").unwrap_or(0);
+            let le_at = base.partition_point(|l| l.name.as_str() < "le");
+            let mut push = |which: usize, le: Option<&str>, value: f64| {
+                let mut labels = Vec::with_capacity(base.len() + 1);
+                labels.extend_from_slice(&base);
+                labels[name_at].value.clone_from(&names[which]);
+                if let Some(le) = le {
+                    labels.insert(le_at, Label { name: "le".into(), value: le.to_owned() });
+                }
+                req.timeseries.push(TimeSeries { labels, samples: vec![Sample { value, timestamp: timestamp_ms }] });
+            };
+            match s.value() {
+                Value::Counter(c) => push(0, None, c.total as f64),
+                Value::Gauge(g) => push(0, None, *g),
+                Value::Histogram(h) => {
+                    let scale = info.unit().to_base();
+                    for (&bound, le) in export_buckets(info).iter().zip(&les) {
+                        push(1, Some(le), h.count_le(bound / scale) as f64);
+                    }
+                    push(1, Some("+Inf"), h.count() as f64);
+                    let sum =
+                        if info.unit() == Unit::None || scale == 1.0 { h.sum() as f64 } else { h.sum() as f64 * scale };
+                    push(2, None, sum);
+                    push(3, None, h.count() as f64);
+                }
+            }
+        }
+    }
+    req
+}
+
+/// Protobuf-encodes and snappy-compresses (block format) a request: a remote-write body.
+pub fn encode(req: &WriteRequest) -> Result<Vec<u8>, ExportError> {
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .map_err(|e| ExportError::Io { path: "snappy".into(), message: e.to_string() })
+}
+
+/// Decodes a remote-write body (snappy block + protobuf), as a receiver does.
+pub fn decode(body: &[u8]) -> Result<WriteRequest, String> {
+    let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| format!("snappy: {e}"))?;
+    WriteRequest::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
+}
+
+/// Configures a [`RemoteWrite`] exporter.
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` or `start`"]
+pub struct RemoteWriteBuilder {
+    url: String,
+    external_labels: Vec<(String, String)>,
+    headers: Vec<(String, String)>,
+    timeout: Duration,
+    metadata: bool,
+    worker: WorkerConfig,
+}
+
+impl RemoteWriteBuilder {
+    /// Adds a label to every series that does not have it (e.g. `job`, `instance`). A later
+    /// call with the same name replaces the value.
+    pub fn external_label(mut self, name: &str, value: &str) -> Self {
+        self.external_labels.retain(|(k, _)| k != name);
+        self.external_labels.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds an HTTP header to every request (e.g. `Authorization`, `X-Scope-OrgID`).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Bound on one request, connect to last byte (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How often to look for a new snapshot (default: the registry's interval).
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.worker.interval = Some(interval.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Batches kept while the receiver is slow or down (default 16); past it the oldest is
+    /// dropped and its samples counted as `dropped`.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.worker.queue_capacity = n.max(1);
+        self
+    }
+
+    /// Retry policy (default [`Backoff::default`]).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.worker.backoff = backoff;
+        self
+    }
+
+    /// How long [`ExporterHandle::shutdown`] may keep trying to deliver (default 5 s).
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.worker.shutdown_timeout = d;
+        self
+    }
+
+    /// Whether shutdown merges a final snapshot with [`Registry::flush`] (default true)
+    /// rather than sending the last published one.
+    pub fn flush_on_shutdown(mut self, on: bool) -> Self {
+        self.worker.flush_on_shutdown = on;
+        self
+    }
+
+    /// Whether to send metric metadata (type, help, unit) with each request (default true).
+    pub fn metadata(mut self, on: bool) -> Self {
+        self.metadata = on;
+        self
+    }
+
+    /// Validates the configuration and registers the exporter's self-metrics in `registry`.
+    pub fn build(self, registry: &Registry) -> Result<RemoteWrite, ExportError> {
+        http::check_url(&self.url)?;
+        for (k, _) in &self.external_labels {
+            check_label_name(k)?;
+        }
+        for (k, v) in &self.headers {
+            if ureq::http::HeaderName::try_from(k.as_str()).is_err()
+                || ureq::http::HeaderValue::try_from(v.as_str()).is_err()
+            {
+                return Err(ExportError::InvalidHeader { name: k.clone() });
+            }
+        }
+        let mut external_labels = self.external_labels;
+        external_labels.sort();
+        let sink = RemoteSink {
+            url: self.url,
+            agent: http::agent(self.timeout),
+            headers: self.headers,
+            external_labels,
+            metadata: self.metadata,
+            last_timestamp: AtomicI64::new(i64::MIN),
+        };
+        Ok(RemoteWrite {
+            sink: Arc::new(sink),
+            meter: Meter::new(registry, NAME),
+            registry: registry.clone(),
+            worker: self.worker,
+        })
+    }
+
+    /// [`build`](Self::build)s and [`start`](RemoteWrite::start)s the exporter.
+    pub fn start(self, registry: &Registry) -> Result<ExporterHandle, ExportError> {
+        Ok(self.build(registry)?.start())
+    }
+}
+
+const NAME: &str = "remote_write";
+
+/// A configured remote-write exporter: [`start`](Self::start) it for periodic export on its
+/// own thread, or [`send_once`](Self::send_once) a snapshot now.
+pub struct RemoteWrite {
+    sink: Arc<RemoteSink>,
+    meter: Meter,
+    registry: Registry,
+    worker: WorkerConfig,
+}
+
+impl fmt::Debug for RemoteWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteWrite").field("url", &self.sink.url).finish_non_exhaustive()
+    }
+}
+
+impl RemoteWrite {
+    /// Starts configuring an exporter that writes to `url` (e.g.
+    /// `http://prometheus:9090/api/v1/write`).
+    pub fn builder(url: &str) -> RemoteWriteBuilder {
+        RemoteWriteBuilder {
+            url: url.to_owned(),
+            external_labels: Vec::new(),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(10),
+            metadata: true,
+            worker: WorkerConfig::new(16),
+        }
+    }
+
+    /// Sends one snapshot now on the calling thread, retrying with the configured backoff;
+    /// counts the outcome like the background thread does.
+    pub fn send_once(&self, snapshot: &Snapshot) -> Result<(), ExportError> {
+        let batch = self.sink.encode(snapshot);
+        deliver(&*self.sink, &batch, &self.worker.backoff, &self.meter)
+    }
+
+    /// Starts the background thread: every interval, a new snapshot is queued and sent.
+    pub fn start(self) -> ExporterHandle {
+        ExporterHandle::spawn(self.registry, self.sink, self.meter, self.worker)
+    }
+}
+
+struct RemoteSink {
+    url: String,
+    agent: ureq::Agent,
+    headers: Vec<(String, String)>,
+    /// Sorted by name.
+    external_labels: Vec<(String, String)>,
+    metadata: bool,
+    /// Last timestamp used: samples of one series must have increasing timestamps, and two
+    /// snapshots may be taken within one millisecond.
+    last_timestamp: AtomicI64,
+}
+
+impl RemoteSink {
+    fn timestamp(&self, snapshot: &Snapshot) -> i64 {
+        let t = snapshot.taken_at().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        // Relaxed: a single number only this exporter's threads update; no other memory hangs
+        // on it.
+        let prev = self.last_timestamp.fetch_max(t, Ordering::Relaxed);
+        if prev >= t {
+            self.last_timestamp.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            t
+        }
+    }
+}
+
+impl Sink for RemoteSink {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn encode(&self, snapshot: &Snapshot) -> Batch {
+        let req = write_request(snapshot, &self.external_labels, self.timestamp(snapshot), self.metadata);
+        let samples = req.timeseries.len() as u64;
+        match encode(&req) {
+            Ok(body) => Batch { seq: snapshot.seq(), samples, body: Ok(body) },
+            Err(e) => Batch { seq: snapshot.seq(), samples, body: Err(e.to_string()) },
+        }
+    }
+
+    fn send(&self, batch: &Batch) -> Result<(), SendError> {
+        let body = batch.body.as_ref().map_err(|e| SendError::Rejected { status: 0, body: e.clone() })?;
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", CONTENT_TYPE)
+            .header("X-Prometheus-Remote-Write-Version", PROTOCOL_VERSION);
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        http::outcome(req.send(body.as_slice())).map(http::finish)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::prometheus;
+
+    fn labels(ts: &TimeSeries) -> Vec<(&str, &str)> {
+        ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect()
+    }
+
+    /// Every sample line of the text export, as `(name{sorted labels}, value)`.
+    fn text_samples(text: &str) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (series, value) = l.rsplit_once(' ').unwrap();
+                let v = match value {
+                    "+Inf" => f64::INFINITY,
+                    v => v.parse().unwrap(),
+                };
+                let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+                let mut ls: Vec<&str> = labels.trim_end_matches('}').split(',').filter(|s| !s.is_empty()).collect();
+                ls.sort();
+                (format!("{name}{{{}}}", ls.join(",")), v)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn sample_keys(req: &WriteRequest, ignore: &[&str]) -> Vec<(String, f64)> {
+        let mut out: Vec<(String, f64)> = req
+            .timeseries
+            .iter()
+            .map(|ts| {
+                let name = ts.labels.iter().find(|l| l.name == "__name__").unwrap().value.clone();
+                let mut ls: Vec<String> = ts
+                    .labels
+                    .iter()
+                    .filter(|l| l.name != "__name__" && !ignore.contains(&l.name.as_str()))
+                    .map(|l| format!("{}=\"{}\"", l.name, l.value))
+                    .collect();
+                ls.sort();
+                (format!("{name}{{{}}}", ls.join(",")), ts.samples[0].value)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn sample_registry() -> (Registry, Arc<Snapshot>) {
+        let r = Registry::builder().manual().build();
+        r.counter("requests").help("Requests").label("route", "/api").build().unwrap().add(42);
+        r.gauge("temperature").build().unwrap().set(-3.5);
+        let h = r.histogram("latency").unit(Unit::Milliseconds).label("zone", "eu").build().unwrap();
+        for v in 1..=100 {
+            h.record(v);
+        }
+        let bytes = r.histogram("payload").buckets(&[10.0, 100.0]).build().unwrap();
+        bytes.record(5);
+        bytes.record(50);
+        bytes.record(500);
+        let snap = r.flush();
+        (r, snap)
+    }
+
+    #[test]
+    fn samples_match_the_text_export() {
+        let (_r, snap) = sample_registry();
+        let req = write_request(&snap, &[("job".into(), "test".into())], 1_000, true);
+        assert_eq!(sample_keys(&req, &["job"]), text_samples(&prometheus::render(&snap)));
+        assert_eq!(req.timeseries.len() as u64, crate::export::retry::sample_count(&snap));
+    }
+
+    #[test]
+    fn labels_are_sorted_with_name_and_external_labels() {
+        let (_r, snap) = sample_registry();
+        let ext = vec![("instance".to_owned(), "h1".to_owned()), ("job".to_owned(), "svc".to_owned())];
+        let req = write_request(&snap, &ext, 7, false);
+        assert!(req.metadata.is_empty());
+        for ts in &req.timeseries {
+            let names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
+            let mut sorted = names.clone();
+            sorted.sort();
+            assert_eq!(names, sorted);
+            assert_eq!(ts.samples, vec![Sample { value: ts.samples[0].value, timestamp: 7 }]);
+        }
+        let counter = req.timeseries.iter().find(|ts| ts.labels[0].value == "requests_total").unwrap();
+        assert_eq!(
+            labels(counter),
+            [("__name__", "requests_total"), ("instance", "h1"), ("job", "svc"), ("route", "/api")]
+        );
+        assert_eq!(counter.samples[0].value, 42.0);
+        let bucket = req
+            .timeseries
+            .iter()
+            .find(|ts| ts.labels[0].value == "latency_seconds_bucket" && ts.labels.iter().any(|l| l.value == "0.05"))
+            .unwrap();
+        assert_eq!(
+            labels(bucket),
+            [
+                ("__name__", "latency_seconds_bucket"),
+                ("instance", "h1"),
+                ("job", "svc"),
+                ("le", "0.05"),
+                ("zone", "eu")
+            ]
+        );
+        assert!((bucket.samples[0].value - 50.0).abs() <= 2.0, "{}", bucket.samples[0].value);
+        let sum = req.timeseries.iter().find(|ts| ts.labels[0].value == "latency_seconds_sum").unwrap();
+        assert!((sum.samples[0].value - 5.05).abs() < 1e-9, "sum in seconds: {}", sum.samples[0].value);
+    }
+
+    #[test]
+    fn series_labels_win_over_external_labels() {
+        let r = Registry::builder().manual().build();
+        r.counter("c").label("job", "own").build().unwrap().inc();
+        let req = write_request(&r.flush(), &[("job".into(), "external".into())], 0, false);
+        let c = req.timeseries.iter().find(|ts| ts.labels[0].value == "c_total").unwrap();
+        assert_eq!(labels(c), [("__name__", "c_total"), ("job", "own")]);
+    }
+
+    #[test]
+    fn metadata_describes_each_family() {
+        let (_r, snap) = sample_registry();
+        let req = write_request(&snap, &[], 0, true);
+        let m = |n: &str| req.metadata.iter().find(|m| m.metric_family_name == n).unwrap().clone();
+        assert_eq!(m("requests_total").r#type, MetricType::Counter as i32);
+        assert_eq!(m("requests_total").help, "Requests");
+        assert_eq!(m("temperature").r#type, MetricType::Gauge as i32);
+        assert_eq!(m("latency_seconds").r#type, MetricType::Histogram as i32);
+        assert_eq!(m("latency_seconds").unit, "seconds");
+    }
+
+    #[test]
+    fn encode_round_trips_through_snappy_and_protobuf() {
+        let (_r, snap) = sample_registry();
+        let req = write_request(&snap, &[("job".into(), "x".into())], 123, true);
+        let body = encode(&req).unwrap();
+        // Snappy block format starts with the uncompressed length as a varint.
+        let raw = req.encode_to_vec();
+        let mut len = 0usize;
+        for (i, b) in body.iter().take(5).enumerate() {
+            len |= ((b & 0x7f) as usize) << (7 * i);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        assert_eq!(len, raw.len());
+        assert_eq!(decode(&body).unwrap(), req);
+        assert!(decode(b"not snappy").is_err());
+    }
+
+    #[test]
+    fn timestamps_strictly_increase() {
+        let r = Registry::builder().manual().build();
+        let sink = RemoteWrite::builder("http://127.0.0.1:1/api/v1/write").build(&r).unwrap().sink;
+        let snap = r.flush();
+        let a = sink.timestamp(&snap);
+        let b = sink.timestamp(&snap);
+        let c = sink.timestamp(&snap);
+        assert!(a < b && b < c, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn builder_validates() {
+        let r = Registry::builder().manual().build();
+        let err = |b: RemoteWriteBuilder| b.build(&r).unwrap_err();
+        assert!(matches!(err(RemoteWrite::builder("localhost:9090")), ExportError::InvalidUrl { .. }));
+        assert!(matches!(err(RemoteWrite::builder("ftp://h/x")), ExportError::InvalidUrl { .. }));
+        assert!(matches!(
+            err(RemoteWrite::builder("http://h/x").external_label("__x", "1")),
+            ExportError::InvalidLabelName { .. }
+        ));
+        assert!(matches!(
+            err(RemoteWrite::builder("http://h/x").header("bad header", "1")),
+            ExportError::InvalidHeader { .. }
+        ));
+        assert!(RemoteWrite::builder("http://h:1/x").external_label("job", "a").build(&r).is_ok());
+    }
+}
