@@ -58,6 +58,7 @@ mod error;
 pub mod export;
 mod metric;
 mod registry;
+pub mod scrape;
 mod shard;
 mod snapshot;
 mod sync;

@@ -3,8 +3,11 @@
 
 #![forbid(unsafe_code)]
 
+use crate::Unit;
+
 #[cfg(feature = "json")]
 pub mod json;
+pub mod openmetrics;
 pub mod prometheus;
 
 /// Escapes a label value for the Prometheus / OpenMetrics text formats: `\` → `\\`,
@@ -58,6 +61,52 @@ pub(crate) fn write_u64(out: &mut String, v: u64) {
     out.push_str(itoa::Buffer::new().format(v));
 }
 
+/// Converts a classic-histogram `le` boundary from the exported base unit (seconds) into the
+/// unit the values were recorded in. Multiplies by the exact integer factor and snaps results
+/// within a rounding error of an integer, so `3e-8` s is 30 ns, not `29.999999999999996`
+/// (which would leave a value of exactly 30 ns out of its `le="3e-8"` bucket).
+pub(crate) fn bound_in_unit(bound: f64, unit: Unit) -> f64 {
+    let factor = match unit {
+        Unit::Nanoseconds => 1e9,
+        Unit::Microseconds => 1e6,
+        Unit::Milliseconds => 1e3,
+        _ => return bound,
+    };
+    let x = bound * factor;
+    let r = x.round();
+    if (x - r).abs() <= r.abs() * 4.0 * f64::EPSILON {
+        r
+    } else {
+        x
+    }
+}
+
+/// Writes `name suffix {labels[,le="…"]} ` (everything before the value).
+#[inline]
+pub(crate) fn sample_start(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&str>) {
+    out.push_str(name);
+    out.push_str(suffix);
+    match (labels.is_empty(), le) {
+        (true, None) => {}
+        (false, None) => {
+            out.push('{');
+            out.push_str(labels);
+            out.push('}');
+        }
+        (empty, Some(le)) => {
+            out.push('{');
+            out.push_str(labels);
+            if !empty {
+                out.push(',');
+            }
+            out.push_str("le=\"");
+            out.push_str(le);
+            out.push_str("\"}");
+        }
+    }
+    out.push(' ');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +127,16 @@ mod tests {
         assert_eq!(f(1e-6), "1e-6");
         assert_eq!(f(1e300).parse::<f64>().unwrap(), 1e300);
         assert_eq!(f(-0.0), "0");
+    }
+
+    #[test]
+    fn bounds_convert_exactly() {
+        for (s, ns) in [(3e-8, 30.0), (1e-7, 100.0), (7e-7, 700.0), (1e-6, 1000.0), (2.5e-6, 2500.0)] {
+            assert_eq!(bound_in_unit(s, Unit::Nanoseconds), ns, "{s}");
+        }
+        assert_eq!(bound_in_unit(1e-3, Unit::Microseconds), 1000.0);
+        assert_eq!(bound_in_unit(0.5, Unit::Seconds), 0.5);
+        assert!((bound_in_unit(1.0000001e-9, Unit::Nanoseconds) - 1.0000001).abs() < 1e-12);
     }
 
     #[test]

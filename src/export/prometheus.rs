@@ -7,7 +7,7 @@
 //! * Label values and HELP text are escaped; floats use `NaN`, `+Inf`, `-Inf`.
 
 use crate::{
-    export::{escape_help, write_f64, write_u64},
+    export::{bound_in_unit, escape_help, sample_start, write_f64, write_u64},
     snapshot::{FamilyInfo, Series, Snapshot, Value},
     Kind, Unit,
 };
@@ -17,8 +17,8 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Default `le` boundaries for time histograms, in seconds: 1-2.5-5 steps from 1 µs to 10 s.
 pub const DEFAULT_TIME_BUCKETS: &[f64] = &[
-    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0, 10.0,
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Default `le` boundaries for other histograms: 1-2.5-5 steps from 1 to 5·10⁹.
@@ -89,7 +89,7 @@ fn render_family(out: &mut String, series: &[Series]) {
                     le.clear();
                     write_f64(&mut le, bound);
                     sample_start(out, &name, "_bucket", labels, Some(&le));
-                    write_u64(out, h.count_le(bound / scale));
+                    write_u64(out, h.count_le(bound_in_unit(bound, info.unit())));
                     out.push('\n');
                 }
                 sample_start(out, &name, "_bucket", labels, Some("+Inf"));
@@ -108,30 +108,4 @@ fn render_family(out: &mut String, series: &[Series]) {
             }
         }
     }
-}
-
-/// Writes `name suffix {labels[,le="…"]} ` (everything before the value).
-#[inline]
-fn sample_start(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&str>) {
-    out.push_str(name);
-    out.push_str(suffix);
-    match (labels.is_empty(), le) {
-        (true, None) => {}
-        (false, None) => {
-            out.push('{');
-            out.push_str(labels);
-            out.push('}');
-        }
-        (empty, Some(le)) => {
-            out.push('{');
-            out.push_str(labels);
-            if !empty {
-                out.push(',');
-            }
-            out.push_str("le=\"");
-            out.push_str(le);
-            out.push_str("\"}");
-        }
-    }
-    out.push(' ');
 }
