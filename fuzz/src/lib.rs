@@ -161,6 +161,13 @@ fn isolated(f: impl FnOnce() + Send) {
     });
 }
 
+/// Sorted `(name, value)` label pairs.
+type LabelSet = Vec<(String, String)>;
+/// A series: sample name and sorted labels.
+type SeriesKey = (String, LabelSet);
+/// A classic histogram point: `(le, cumulative count)` buckets and `_count`.
+type Point = (Vec<(f64, f64)>, Option<f64>);
+
 fn same_f64(a: f64, b: f64) -> bool {
     a == b || (a.is_nan() && b.is_nan())
 }
@@ -172,7 +179,7 @@ fn sorted(labels: &[(String, String)]) -> Vec<(String, String)> {
 }
 
 /// Samples keyed by (sample name, sorted labels); panics on a duplicate series.
-fn index(families: &[MetricFamily]) -> BTreeMap<(String, Vec<(String, String)>), &Sample> {
+fn index(families: &[MetricFamily]) -> BTreeMap<SeriesKey, &Sample> {
     let mut map = BTreeMap::new();
     for f in families {
         for s in &f.samples {
@@ -189,7 +196,7 @@ fn index(families: &[MetricFamily]) -> BTreeMap<(String, Vec<(String, String)>),
 /// timestamps are skipped (one series may then hold several points).
 pub fn check_histogram_invariants(families: &[MetricFamily], require_count: bool) {
     for f in families.iter().filter(|f| f.kind == scrape::MetricType::Histogram) {
-        let mut points: BTreeMap<Vec<(String, String)>, (Vec<(f64, f64)>, Option<f64>)> = BTreeMap::new();
+        let mut points: BTreeMap<LabelSet, Point> = BTreeMap::new();
         for s in f.samples.iter().filter(|s| s.timestamp.is_none()) {
             let mut key: Vec<(String, String)> = s.labels.iter().filter(|(k, _)| k != "le").cloned().collect();
             key.sort();
