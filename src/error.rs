@@ -32,6 +32,12 @@ pub enum Error {
     InvalidPrecision { name: String, precision: u8 },
     /// Export bucket boundaries must be finite and strictly increasing.
     InvalidBuckets { name: String },
+    /// The metric would be exported under a family or sample name another metric already
+    /// uses: `x` and `x_total` are both the counter `x_total`; a nanosecond histogram `lat` is
+    /// exported as `lat_seconds`; OpenMetrics reserves `x`, `x_total` and `x_created` for a
+    /// counter `x_total`, and `h_bucket`, `h_count`, `h_sum` for a histogram `h`. Rename one of
+    /// the two.
+    ExpositionClash { name: String, exported: String, other: String },
     /// The registry ran out of cell storage (over 4 billion counters or 16 million histograms).
     StorageExhausted { name: String },
 }
@@ -82,6 +88,11 @@ impl fmt::Display for Error {
             Error::InvalidBuckets { name } => write!(
                 f,
                 "histogram {name:?}: export bucket boundaries must be finite, non-empty and strictly increasing"
+            ),
+            Error::ExpositionClash { name, exported, other } => write!(
+                f,
+                "metric {name:?} would be exported as {exported:?}, which metric {other:?} already uses; \
+                 rename one of them"
             ),
             Error::StorageExhausted { name } => {
                 write!(f, "cannot register {name:?}: the registry's cell storage is exhausted")

@@ -519,6 +519,8 @@ type SeriesKey = (Arc<str>, Labels);
 pub(crate) struct Catalogue {
     families: Vec<FamilyEntry>,
     family_by_name: HashMap<Arc<str>, usize>,
+    /// Every family and sample name the text renders use, with the family that uses it.
+    exposed: HashMap<String, Arc<str>>,
     pub(crate) series: Vec<SeriesEntry>,
     by_key: HashMap<SeriesKey, usize>,
     counters: usize,
@@ -544,6 +546,7 @@ impl Catalogue {
         Catalogue {
             families: Vec::new(),
             family_by_name: HashMap::new(),
+            exposed: HashMap::new(),
             series: Vec::new(),
             by_key: HashMap::new(),
             counters: 0,
@@ -647,6 +650,14 @@ impl Catalogue {
             precision: def.precision,
             buckets: def.buckets.as_deref().map(Arc::from),
         };
+        let exposed = crate::export::exposition_names(&info);
+        if let Some((n, other)) = exposed.iter().find_map(|n| self.exposed.get(n).map(|o| (n, o))) {
+            let (exported, other) = (n.clone(), other.to_string());
+            return Err(Error::ExpositionClash { name: def.name.clone(), exported, other });
+        }
+        for n in exposed {
+            self.exposed.insert(n, name.clone());
+        }
         self.families.push(FamilyEntry { info: Arc::new(info), label_names: sorted.into(), series: 0, overflow: None });
         self.family_by_name.insert(name, self.families.len() - 1);
         Ok(self.families.len() - 1)

@@ -459,7 +459,6 @@ pub fn parse_prometheus(input: &str) -> Result<Vec<MetricFamily>, ParseError> {
     let mut by_name: HashMap<String, usize> = HashMap::new();
     for (n, line) in input.split('\n').enumerate() {
         let err = |message: String| ParseError { line: n + 1, message };
-        let line = line.strip_suffix('\r').unwrap_or(line);
         let mut c = Cursor { s: line, pos: 0 };
         c.skip_blanks();
         if c.at_end() {

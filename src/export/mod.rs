@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::Unit;
+use crate::{snapshot::FamilyInfo, Kind, Unit};
 
 #[cfg(feature = "http")]
 pub mod http;
@@ -21,6 +21,25 @@ pub mod pushgateway;
 pub mod remote_write;
 #[cfg(not(shardmetrics_loom))]
 pub mod retry;
+
+/// Every family and sample name a family occupies in the Prometheus and OpenMetrics renders
+/// (including OpenMetrics' reserved `_created`). Two families sharing one would render a
+/// duplicate `# TYPE` or a clash that strict parsers reject, so the registry refuses the second.
+pub(crate) fn exposition_names(info: &FamilyInfo) -> Vec<String> {
+    let exported = prometheus::exported_name(info);
+    let mut names = match info.kind() {
+        Kind::Counter => {
+            let family = openmetrics::family_name(info);
+            vec![format!("{family}_total"), format!("{family}_created"), family]
+        }
+        Kind::Gauge => Vec::new(),
+        Kind::Histogram => ["_bucket", "_count", "_sum", "_created"].iter().map(|s| format!("{exported}{s}")).collect(),
+    };
+    names.push(exported);
+    names.sort();
+    names.dedup();
+    names
+}
 
 /// Escapes a label value for the Prometheus / OpenMetrics text formats: `\` → `\\`,
 /// `"` → `\"`, newline → `\n`.

@@ -748,7 +748,7 @@ pub(crate) mod http {
         match url.parse::<ureq::http::Uri>() {
             Err(e) => bad(&e.to_string()),
             Ok(u) if !matches!(u.scheme_str(), Some("http" | "https")) => bad("the scheme must be http or https"),
-            Ok(u) if u.host().map_or(true, str::is_empty) => bad("it has no host"),
+            Ok(u) if u.host().is_none_or(str::is_empty) => bad("it has no host"),
             Ok(_) => Ok(()),
         }
     }
