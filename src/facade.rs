@@ -88,8 +88,11 @@
 //! A handle the facade returned (`let c = counter!("x");`) records straight into the shard:
 //! one dynamic call, then the same wait-free path as a native [`Counter`]/[`Histogram`] (a
 //! gauge is one atomic cell, as natively). Calling the macro every time also looks the key up:
-//! one arc-swap load of a copy-on-write hash map keyed by the key's precomputed hash (no lock,
-//! no allocation), plus the `Arc` clone and drop that the facade's owned handle types require.
+//! a hash look-up in the calling thread's own cache (keyed by the key's precomputed hash; no
+//! lock, no allocation, no write to memory another thread writes) and the `Arc` clone and drop
+//! that the facade's owned handle types require — on a per-thread copy of the handle, so
+//! threads calling the same macro do not bounce one reference count between cores. A thread's
+//! first use of a key reads a process-wide copy-on-write map through arc-swap (lock-free).
 //! Only the first use of a key takes the recorder's mutex and the catalogue lock.
 //! Keys sent to an overflow series by a cardinality cap and keys that fail to register are not
 //! cached, so the cache stays bounded by the registry's caps; such keys take the slow path on
@@ -98,12 +101,14 @@
 #![forbid(unsafe_code)]
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
     fmt,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
+    thread::LocalKey,
 };
 
 use metrics::{Key, KeyName, Metadata, SharedString};
@@ -241,11 +246,13 @@ impl Scale {
     }
 }
 
-/// The facade's view of one counter series.
+/// The facade's view of one counter series. Each thread gets its own copy (see [`Cache`]);
+/// copies share the series and the high-water mark.
+#[derive(Clone)]
 struct FacadeCounter {
     counter: Counter,
     /// Largest value passed to `absolute` (see the module docs).
-    high_water: AtomicU64,
+    high_water: Arc<AtomicU64>,
 }
 
 impl metrics::CounterFn for FacadeCounter {
@@ -266,6 +273,7 @@ impl metrics::CounterFn for FacadeCounter {
 }
 
 /// The facade's view of one gauge series.
+#[derive(Clone)]
 struct FacadeGauge(Gauge);
 
 impl metrics::GaugeFn for FacadeGauge {
@@ -286,6 +294,7 @@ impl metrics::GaugeFn for FacadeGauge {
 }
 
 /// The facade's view of one histogram series.
+#[derive(Clone)]
 struct FacadeHistogram {
     hist: Histogram,
     scale: Arc<Scale>,
@@ -297,9 +306,11 @@ impl FacadeHistogram {
     #[inline]
     fn scaled(&self, value: f64) -> Option<u64> {
         let x = value * self.scale.for_record();
-        // `x >= 0.0` is false for NaN; `as` saturates finite values above `u64::MAX`. Adding
+        // The range excludes NaN, negative values and infinity; `as` saturates finite values above `u64::MAX`. Adding
         // 0.5 and truncating rounds half away from zero for the non-negative values left.
-        (x >= 0.0 && x < f64::INFINITY).then(|| (x + 0.5) as u64)
+        (0.0..f64::INFINITY)
+            .contains(&x)
+            .then_some((x + 0.5) as u64)
     }
 }
 
@@ -354,17 +365,69 @@ impl metrics::HistogramFn for Rejecting {
 }
 
 const CACHE_SHARDS: usize = 16;
+/// Keys one thread caches for itself; past this, its look-ups share the process-wide entry.
+const LOCAL_CAP: usize = 4096;
 
 type KeyMap<W> = hashbrown::HashMap<Key, Arc<W>>;
 
-/// `metrics::Key` → handle, read without a lock: copy-on-write maps published through
-/// arc-swap, split by the key's precomputed hash so one insert copies a sixteenth of the keys.
-/// Written only under the recorder's state mutex.
+/// One thread's copies of the handles of one recorder (the last one it looked a key up in).
+struct Local<W> {
+    recorder: u64,
+    map: KeyMap<W>,
+}
+
+impl<W> Default for Local<W> {
+    fn default() -> Self {
+        Local {
+            recorder: 0,
+            map: KeyMap::default(),
+        }
+    }
+}
+
+thread_local! {
+    static LOCAL_COUNTERS: RefCell<Local<FacadeCounter>> = RefCell::default();
+    static LOCAL_GAUGES: RefCell<Local<FacadeGauge>> = RefCell::default();
+    static LOCAL_HISTOGRAMS: RefCell<Local<FacadeHistogram>> = RefCell::default();
+}
+
+/// A facade handle type with a per-thread cache.
+trait Cached: Clone + 'static {
+    fn local() -> &'static LocalKey<RefCell<Local<Self>>>;
+}
+
+impl Cached for FacadeCounter {
+    fn local() -> &'static LocalKey<RefCell<Local<Self>>> {
+        &LOCAL_COUNTERS
+    }
+}
+
+impl Cached for FacadeGauge {
+    fn local() -> &'static LocalKey<RefCell<Local<Self>>> {
+        &LOCAL_GAUGES
+    }
+}
+
+impl Cached for FacadeHistogram {
+    fn local() -> &'static LocalKey<RefCell<Local<Self>>> {
+        &LOCAL_HISTOGRAMS
+    }
+}
+
+/// `metrics::Key` → handle, in two levels.
+///
+/// * Process-wide: copy-on-write maps published through arc-swap, split by the key's
+///   precomputed hash so one insert copies a sixteenth of the keys. Read without a lock;
+///   written only under the recorder's state mutex. Holds the canonical handle of each key.
+/// * Per thread: the thread's own copy of each handle (its own `Arc` allocation). The facade
+///   hands out `Arc`s and every macro call clones and drops one; with one shared `Arc` per key,
+///   threads calling the same macro would bounce its reference count between cores. A thread
+///   keeps copies for the last recorder it used only, at most [`LOCAL_CAP`] of them.
 struct Cache<W> {
     shards: [Published<KeyMap<W>>; CACHE_SHARDS],
 }
 
-impl<W> Cache<W> {
+impl<W: Cached> Cache<W> {
     fn new() -> Self {
         Cache {
             shards: std::array::from_fn(|_| Published::new(Arc::new(KeyMap::default()))),
@@ -376,9 +439,47 @@ impl<W> Cache<W> {
         &self.shards[(key.get_hash() % CACHE_SHARDS as u64) as usize]
     }
 
+    /// The process-wide entry.
     #[inline]
-    fn get(&self, key: &Key) -> Option<Arc<W>> {
+    fn shared(&self, key: &Key) -> Option<Arc<W>> {
         self.shard(key).read(|m| m.get(key).cloned())
+    }
+
+    /// This thread's copy of the handle of `key` in recorder `recorder`, if the key is known.
+    #[inline]
+    fn get(&self, recorder: u64, key: &Key) -> Option<Arc<W>> {
+        let local = W::local().try_with(|l| {
+            // A failed borrow would mean re-entry from inside this closure; nothing here calls
+            // out, but fall back rather than panic.
+            let mut l = l.try_borrow_mut().ok()?;
+            if l.recorder == recorder {
+                if let Some(w) = l.map.get(key) {
+                    return Some(Some(w.clone()));
+                }
+            }
+            Some(self.local_miss(&mut l, recorder, key))
+        });
+        match local {
+            Ok(Some(found)) => found,
+            // The thread is exiting (its thread-locals are gone) or re-entered.
+            _ => self.shared(key),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn local_miss(&self, l: &mut Local<W>, recorder: u64, key: &Key) -> Option<Arc<W>> {
+        let shared = self.shared(key)?;
+        if l.recorder != recorder {
+            l.recorder = recorder;
+            l.map = KeyMap::default();
+        }
+        if l.map.len() >= LOCAL_CAP {
+            return Some(shared);
+        }
+        let mine = Arc::new((*shared).clone());
+        l.map.insert(key.clone(), mine.clone());
+        Some(mine)
     }
 
     /// Caller holds the state mutex (the only writer).
@@ -412,6 +513,8 @@ struct State {
 }
 
 struct Inner {
+    /// Never-reused id (≥ 1) that keys the per-thread caches.
+    id: u64,
     /// Keeps the aggregator thread running while the recorder lives (e.g. installed globally).
     registry: Registry,
     core: Arc<Core>,
@@ -422,6 +525,20 @@ struct Inner {
     rejecting: Arc<Rejecting>,
     registration_errors: AtomicU64,
 }
+
+/// A series the recorder found or registered for a key.
+struct NewSeries {
+    store: Store,
+    /// A cardinality cap redirected the key to the family's overflow series.
+    overflowed: bool,
+    /// The family's unit.
+    unit: Unit,
+    /// Histograms: the family's scale.
+    scale: Option<Arc<Scale>>,
+}
+
+/// Ids start at 1: 0 marks an empty per-thread cache.
+static NEXT_RECORDER: AtomicU64 = AtomicU64::new(1);
 
 /// A [`metrics::Recorder`] that records into a [`Registry`]. Cheap to clone (`Arc`).
 ///
@@ -450,6 +567,7 @@ impl Recorder {
         let core = registry.core().clone();
         Recorder {
             inner: Arc::new(Inner {
+                id: NEXT_RECORDER.fetch_add(1, Ordering::Relaxed),
                 rejecting: Arc::new(Rejecting(core.clone())),
                 core,
                 registry,
@@ -521,14 +639,12 @@ impl Recorder {
     }
 
     /// Registers `key` as a series of `kind` in the catalogue. Caller holds the state mutex.
-    /// Returns the store, whether a cap redirected it to an overflow series, the family's unit,
-    /// and (histograms) its scale.
     fn register_series(
         &self,
         state: &mut State,
         kind: Kind,
         key: &Key,
-    ) -> Result<(Store, bool, Unit, Option<Arc<Scale>>), Error> {
+    ) -> Result<NewSeries, Error> {
         let name = sanitize_metric_name(key.name());
         let labels: Vec<(String, String)> = key
             .labels()
@@ -571,17 +687,27 @@ impl Recorder {
         if let Some(s) = &scale {
             state.scales.entry(name).or_insert_with(|| s.clone());
         }
-        Ok((store, overflowed, unit, scale))
+        Ok(NewSeries {
+            store,
+            overflowed,
+            unit,
+            scale,
+        })
     }
 
     #[cold]
     #[inline(never)]
     fn counter_slow(&self, key: &Key) -> Result<Arc<FacadeCounter>, Error> {
         let mut state = lock(&self.inner.state);
-        if let Some(w) = self.inner.counters.get(key) {
+        if let Some(w) = self.inner.counters.shared(key) {
             return Ok(w);
         }
-        let (store, overflowed, unit, _) = self.register_series(&mut state, Kind::Counter, key)?;
+        let NewSeries {
+            store,
+            overflowed,
+            unit,
+            ..
+        } = self.register_series(&mut state, Kind::Counter, key)?;
         let Store::Counter { index, .. } = store else {
             unreachable!("the catalogue returned a non-counter store")
         };
@@ -592,7 +718,7 @@ impl Recorder {
             .or_insert_with(|| {
                 Arc::new(FacadeCounter {
                     counter: Counter::from_store(core.clone(), store, unit),
-                    high_water: AtomicU64::new(0),
+                    high_water: Arc::new(AtomicU64::new(0)),
                 })
             })
             .clone();
@@ -606,10 +732,15 @@ impl Recorder {
     #[inline(never)]
     fn gauge_slow(&self, key: &Key) -> Result<Arc<FacadeGauge>, Error> {
         let mut state = lock(&self.inner.state);
-        if let Some(w) = self.inner.gauges.get(key) {
+        if let Some(w) = self.inner.gauges.shared(key) {
             return Ok(w);
         }
-        let (store, overflowed, unit, _) = self.register_series(&mut state, Kind::Gauge, key)?;
+        let NewSeries {
+            store,
+            overflowed,
+            unit,
+            ..
+        } = self.register_series(&mut state, Kind::Gauge, key)?;
         let Store::Gauge(loc) = store else {
             unreachable!("the catalogue returned a non-gauge store")
         };
@@ -629,11 +760,15 @@ impl Recorder {
     #[inline(never)]
     fn histogram_slow(&self, key: &Key) -> Result<Arc<FacadeHistogram>, Error> {
         let mut state = lock(&self.inner.state);
-        if let Some(w) = self.inner.histograms.get(key) {
+        if let Some(w) = self.inner.histograms.shared(key) {
             return Ok(w);
         }
-        let (store, overflowed, unit, scale) =
-            self.register_series(&mut state, Kind::Histogram, key)?;
+        let NewSeries {
+            store,
+            overflowed,
+            unit,
+            scale,
+        } = self.register_series(&mut state, Kind::Histogram, key)?;
         let Store::Histogram { index, .. } = store else {
             unreachable!("the catalogue returned a non-histogram store")
         };
@@ -723,7 +858,7 @@ impl metrics::Recorder for Recorder {
 
     #[inline]
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> metrics::Counter {
-        match self.inner.counters.get(key) {
+        match self.inner.counters.get(self.inner.id, key) {
             Some(w) => metrics::Counter::from_arc(w),
             None => match self.counter_slow(key) {
                 Ok(w) => metrics::Counter::from_arc(w),
@@ -737,7 +872,7 @@ impl metrics::Recorder for Recorder {
 
     #[inline]
     fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> metrics::Gauge {
-        match self.inner.gauges.get(key) {
+        match self.inner.gauges.get(self.inner.id, key) {
             Some(w) => metrics::Gauge::from_arc(w),
             None => match self.gauge_slow(key) {
                 Ok(w) => metrics::Gauge::from_arc(w),
@@ -751,7 +886,7 @@ impl metrics::Recorder for Recorder {
 
     #[inline]
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> metrics::Histogram {
-        match self.inner.histograms.get(key) {
+        match self.inner.histograms.get(self.inner.id, key) {
             Some(w) => metrics::Histogram::from_arc(w),
             None => match self.histogram_slow(key) {
                 Ok(w) => metrics::Histogram::from_arc(w),

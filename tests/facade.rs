@@ -304,7 +304,12 @@ fn absolute_adds_only_past_the_high_water_mark() {
                 metrics::with_local_recorder(recorder, || {
                     let c = counter!("external");
                     for i in 0..10_000u64 {
-                        c.absolute(i * THREADS + t);
+                        if t % 2 == 0 {
+                            c.absolute(i * THREADS + t);
+                        } else {
+                            // Per-thread copies of the handle share the high-water mark.
+                            counter!("external").absolute(i * THREADS + t);
+                        }
                     }
                 });
             });
@@ -455,6 +460,28 @@ fn overflowed_keys_go_to_the_overflow_series() {
     assert_eq!(snap.counter("per_user", &[("user", "3")]), None);
     assert_eq!(snap.counter("per_user", &[("overflow", "true")]), Some(14));
     assert_eq!(snap.counter(shardmetrics::OVERFLOW_METRIC, &[]), Some(14));
+}
+
+#[test]
+fn one_thread_alternating_between_recorders_keeps_them_apart() {
+    let (reg_a, rec_a) = setup();
+    let (reg_b, rec_b) = setup();
+    for i in 0..100u64 {
+        let (rec, n) = if i % 2 == 0 {
+            (&rec_a, 1)
+        } else {
+            (&rec_b, 10)
+        };
+        metrics::with_local_recorder(rec, || {
+            counter!("shared_name").increment(n);
+            histogram!("shared_hist").record(n as f64);
+        });
+    }
+    let (a, b) = (reg_a.flush(), reg_b.flush());
+    assert_eq!(a.counter("shared_name", &[]), Some(50));
+    assert_eq!(b.counter("shared_name", &[]), Some(500));
+    assert_eq!(a.histogram("shared_hist", &[]).unwrap().max(), Some(1));
+    assert_eq!(b.histogram("shared_hist", &[]).unwrap().min(), Some(10));
 }
 
 #[test]
