@@ -56,6 +56,8 @@ mod aggregator;
 pub mod buckets;
 mod error;
 pub mod export;
+#[cfg(all(feature = "metrics-facade", not(shardmetrics_loom)))]
+pub mod facade;
 mod metric;
 mod registry;
 pub mod scrape;

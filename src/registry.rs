@@ -663,6 +663,36 @@ impl Catalogue {
         Ok(self.families.len() - 1)
     }
 
+    /// The kind and unit of the family called `name`, if one is registered.
+    pub(crate) fn family_kind_unit(&self, name: &str) -> Option<(Kind, Unit)> {
+        let f = *self.family_by_name.get(name)?;
+        Some((self.families[f].info.kind, self.families[f].info.unit))
+    }
+
+    /// Fills in the help text and unit of an already registered family, each only while it is
+    /// still empty (`""`, [`Unit::None`]); `Unit::None` leaves the unit alone. For descriptions
+    /// that arrive after the first series was registered (the `metrics` facade's `describe_*!`).
+    /// Callers make sure a new unit does not reinterpret values already recorded.
+    pub(crate) fn describe(&mut self, name: &str, help: &str, unit: Unit) {
+        let Some(&f) = self.family_by_name.get(name) else {
+            return;
+        };
+        let fam = &mut self.families[f];
+        let set_help = fam.info.help.is_empty() && !help.is_empty();
+        let set_unit = fam.info.unit == Unit::None && unit != Unit::None;
+        if set_help || set_unit {
+            let mut info = (*fam.info).clone();
+            if set_help {
+                info.help = Arc::from(help);
+            }
+            if set_unit {
+                info.unit = unit;
+            }
+            fam.info = Arc::new(info);
+            self.dirty = true;
+        }
+    }
+
     /// Registers (or finds) a single series from a builder.
     pub(crate) fn register(&mut self, def: Def) -> Result<Registered, Error> {
         let names: Vec<Arc<str>> = def.labels.iter().map(|(k, _)| Arc::from(k.as_str())).collect();
