@@ -53,7 +53,9 @@
 #![warn(missing_debug_implementations)]
 
 mod aggregator;
+pub mod alert;
 pub mod buckets;
+pub mod collect;
 mod error;
 pub mod export;
 mod metric;
