@@ -554,6 +554,12 @@ impl Alerts {
     /// Registers the alert metrics, starts the notifier thread (if there are callbacks) and
     /// adds the evaluating observer to `registry`.
     pub fn install(self, registry: &Registry) -> Result<(), Error> {
+        let engine = self.engine(registry)?;
+        registry.add_observer(engine);
+        Ok(())
+    }
+
+    fn engine(self, registry: &Registry) -> Result<Engine, Error> {
         let state =
             registry.gauge(STATE_METRIC).help("Alert rule state: 0 ok, 1 warning, 2 critical").family(&["rule"])?;
         let value = registry
@@ -592,8 +598,7 @@ impl Alerts {
                 .expect("failed to spawn the shardmetrics alert notifier thread");
             Some(tx)
         };
-        registry.add_observer(Engine { rules: live, tx, sent, dropped });
-        Ok(())
+        Ok(Engine { rules: live, tx, sent, dropped })
     }
 }
 
@@ -918,5 +923,119 @@ fn hist_or_counter(
             Err(format!("rate() needs a counter or a histogram, and `{}` is {}", q.metric, kind_name(v)))
         }
         (v, stat) => Err(format!("{stat}() needs a histogram or an operation, and `{}` is {}", q.metric, kind_name(v))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+
+    fn engine(rule: Rule) -> (Registry, Gauge, Engine, mpsc::Receiver<Notification>) {
+        let registry = Registry::builder().manual().build();
+        let g = registry.gauge("latency").unit(Unit::Seconds).build().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let e = Alerts::new()
+            .rule(rule)
+            .unwrap()
+            .on_notify(move |n| tx.send(n.clone()).unwrap())
+            .engine(&registry)
+            .unwrap();
+        (registry, g, e, rx)
+    }
+
+    fn kinds(rx: &mpsc::Receiver<Notification>, n: usize) -> Vec<(String, AlertState)> {
+        (0..n)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).expect("notification"))
+            .map(|n| (n.kind.as_str().to_owned(), n.state))
+            .collect()
+    }
+
+    #[test]
+    fn for_duration_fires_on_the_first_tick_at_least_that_long_after_the_first_breach() {
+        let rule = Rule::new("slow", "value(latency) > 50ms").unwrap().for_duration(Duration::from_secs(30));
+        let (registry, g, mut e, rx) = engine(rule);
+        let t0 = Instant::now();
+        g.set(0.08);
+        let snap = registry.flush();
+        for (secs, want) in [(0, AlertState::Ok), (10, AlertState::Ok), (29, AlertState::Ok), (30, AlertState::Warning)]
+        {
+            e.step(&snap, t0 + Duration::from_secs(secs));
+            assert_eq!(e.rules[0].state, want, "at {secs}s");
+        }
+        // A tick without the breach restarts the clock.
+        g.set(0.01);
+        let clear = registry.flush();
+        e.step(&clear, t0 + Duration::from_secs(31));
+        assert_eq!(e.rules[0].state, AlertState::Ok);
+        e.step(&snap, t0 + Duration::from_secs(40));
+        e.step(&snap, t0 + Duration::from_secs(69));
+        assert_eq!(e.rules[0].state, AlertState::Ok);
+        e.step(&snap, t0 + Duration::from_secs(70));
+        assert_eq!(e.rules[0].state, AlertState::Warning);
+        assert_eq!(
+            kinds(&rx, 3),
+            vec![
+                ("fired".into(), AlertState::Warning),
+                ("resolved".into(), AlertState::Ok),
+                ("fired".into(), AlertState::Warning)
+            ]
+        );
+    }
+
+    #[test]
+    fn cooldown_is_measured_from_the_last_raise() {
+        let rule = Rule::new("slow", "value(latency) > 50ms").unwrap().cooldown(Duration::from_secs(60));
+        let (registry, g, mut e, rx) = engine(rule);
+        let t0 = Instant::now();
+        g.set(0.08);
+        let hot = registry.flush();
+        g.set(0.0);
+        let cold = registry.flush();
+        let at = |s| t0 + Duration::from_secs(s);
+        e.step(&hot, at(0)); // fired
+        e.step(&cold, at(1)); // resolved
+        e.step(&hot, at(2)); // suppressed
+        assert_eq!(e.rules[0].state, AlertState::Warning);
+        e.step(&cold, at(3)); // nothing: the receiver never heard of the raise
+        e.step(&hot, at(30)); // suppressed
+        e.step(&hot, at(59)); // suppressed
+        e.step(&hot, at(60)); // cooldown over, still firing: notified
+        e.step(&cold, at(61)); // resolved
+        assert_eq!(
+            kinds(&rx, 4),
+            vec![
+                ("fired".into(), AlertState::Warning),
+                ("resolved".into(), AlertState::Ok),
+                ("fired".into(), AlertState::Warning),
+                ("resolved".into(), AlertState::Ok)
+            ]
+        );
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn levels_are_checked() {
+        let e = Rule::new("r", "p99(x) > 50ms").unwrap().critical("10ms").unwrap().compile().unwrap_err();
+        assert_eq!(e.field, "critical");
+        assert!(e.message.contains("below the warning threshold"), "{e}");
+        let e = Rule::new("r", "hit_rate(c) < 80%").unwrap().critical("90%").unwrap().compile().unwrap_err();
+        assert!(e.message.contains("above the warning threshold"), "{e}");
+        let e = Rule::new("r", "p99(x) > 50ms").unwrap().critical("1GiB").unwrap().compile().unwrap_err();
+        assert!(e.message.contains("is a byte size"), "{e}");
+        let e = Rule::new("r", "p99(x) > 50ms").unwrap().critical("< 1s").unwrap().compile().unwrap_err();
+        assert!(e.message.contains("differs from the rule's"), "{e}");
+        let e = Rule::new("r", "p99(x) > 50ms").unwrap().warning("1s").unwrap().compile().unwrap_err();
+        assert!(e.message.contains("given twice"), "{e}");
+        let e = Rule::new("r", "p99(x)").unwrap().compile().unwrap_err();
+        assert!(e.message.contains("no comparison"), "{e}");
+        let c = Rule::new("r", "p99(x)").unwrap().warning("> 1s").unwrap().critical("2s").unwrap().compile().unwrap();
+        assert_eq!(c.op, Op::Gt);
+        assert_eq!(c.levels.iter().map(|l| l.as_ref().map(|t| t.value)).collect::<Vec<_>>(), [Some(1.0), Some(2.0)]);
+        let c = Rule::new("r", "p99(x) > 2s").unwrap().severity(Severity::Critical).compile().unwrap();
+        assert_eq!(c.levels[0], None);
+        assert_eq!(c.levels[1].as_ref().map(|t| t.value), Some(2.0));
+        assert_eq!(Rule::new(" ", "p99(x) > 1").unwrap_err().field, "name");
     }
 }
