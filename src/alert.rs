@@ -1038,4 +1038,42 @@ mod tests {
         assert_eq!(c.levels[1].as_ref().map(|t| t.value), Some(2.0));
         assert_eq!(Rule::new(" ", "p99(x) > 1").unwrap_err().field, "name");
     }
+
+    /// Evaluation cost per rule and tick (printed, not asserted).
+    #[test]
+    fn evaluation_cost() {
+        let registry = Registry::builder().manual().build();
+        let mut alerts = Alerts::new();
+        let kinds = [
+            "p99(op{i=\"N\"})[1m] > 50ms",
+            "error_rate(op{i=\"N\"})[10s] > 5%",
+            "p99(op{i=\"N\"}) > 50ms",
+            "g{i=\"N\"} > 5",
+        ];
+        for i in 0..25 {
+            let op = registry.operation("op").label("i", &i.to_string()).build().unwrap();
+            let g = registry.gauge("g").label("i", &i.to_string()).build().unwrap();
+            g.set(1.0);
+            for t in 0..1000u64 {
+                op.record(Duration::from_micros(100 + t * 37 % 5000), t % 50 != 0);
+            }
+            for (k, kind) in kinds.iter().enumerate() {
+                alerts.add(Rule::new(&format!("r{i}_{k}"), &kind.replace('N', &i.to_string())).unwrap()).unwrap();
+            }
+        }
+        let mut e = alerts.engine(&registry).unwrap();
+        for _ in 0..60 {
+            registry.flush();
+        }
+        let snap = registry.flush();
+        let rules = e.rules.len();
+        let iters = 200;
+        let t = Instant::now();
+        for _ in 0..iters {
+            e.step(&snap, Instant::now());
+        }
+        let per_rule = t.elapsed() / (iters * rules as u32);
+        println!("alert evaluation: {per_rule:?} per rule per tick ({rules} rules: windowed p99, windowed error_rate, cumulative p99, gauge)");
+        assert!(e.rules.iter().all(|l| l.invalid.is_none()));
+    }
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use shardmetrics::{
-    alert::{AlertState, Alerts, Notification, NotificationKind, Rule, Severity},
+    alert::{AlertState, Alerts, Notification, NotificationKind, Rule},
     Registry, Unit,
 };
 
@@ -201,12 +201,13 @@ fn cooldown_silences_flapping_but_not_the_state() {
     quiet(&rx);
 }
 
+#[cfg(feature = "json")]
 #[test]
 fn state_metric_is_in_every_export() {
     let registry = Registry::builder().manual().build();
     let g = registry.gauge("temp").build().unwrap();
     Alerts::new()
-        .rule(Rule::new("hot", "temp > 90").unwrap().severity(Severity::Critical))
+        .rule(Rule::new("hot", "temp > 90").unwrap().severity(shardmetrics::alert::Severity::Critical))
         .unwrap()
         .install(&registry)
         .unwrap();
@@ -221,6 +222,7 @@ fn state_metric_is_in_every_export() {
     assert_eq!(series["value"], 2.0);
 }
 
+#[cfg(feature = "json")]
 /// The JSON series object with this name and `rule` label, wherever the render nests it.
 fn find_series<'a>(v: &'a serde_json::Value, name: &str, rule: &str) -> Option<&'a serde_json::Value> {
     match v {
@@ -451,6 +453,7 @@ fn the_notifier_thread_ends_with_its_registry() {
     }
 }
 
+#[cfg(any(feature = "alerts-toml", feature = "json"))]
 const GOOD_TOML: &str = r#"
 [[rule]]
 name = "db_slow"
@@ -535,6 +538,7 @@ fn toml_errors_point_at_the_rule_and_field() {
     }
 }
 
+#[cfg(feature = "json")]
 #[test]
 fn json_rules_and_errors() {
     let ok = r#"{"rules": [
@@ -554,6 +558,7 @@ fn json_rules_and_errors() {
     assert!(e.to_string().starts_with("alert rules: invalid JSON"), "{e}");
 }
 
+#[cfg(feature = "json")]
 #[test]
 fn load_picks_the_format_by_extension() {
     let dir = std::env::temp_dir().join(format!("shardmetrics-alerts-{}", std::process::id()));

@@ -19,9 +19,13 @@
 //! (required), `severity`, `warning`, `critical`, `target`, `for`, `cooldown`, `description`.
 //! Every error names the rule (position and name) and the field.
 
-use std::{fmt, path::Path, time::Duration};
+#[cfg(any(feature = "json", feature = "alerts-toml"))]
+use std::time::Duration;
+use std::{fmt, path::Path};
 
-use super::{expr, Alerts, Rule, RuleError, Severity};
+use super::Alerts;
+#[cfg(any(feature = "json", feature = "alerts-toml"))]
+use super::{expr, Rule, RuleError, Severity};
 
 /// Why a rule file could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +63,7 @@ impl ConfigError {
     }
 }
 
+#[cfg(any(feature = "json", feature = "alerts-toml"))]
 /// A field value, whatever the file format.
 #[derive(Debug, Clone)]
 pub(crate) enum Raw {
@@ -68,9 +73,11 @@ pub(crate) enum Raw {
     Other(&'static str),
 }
 
+#[cfg(any(feature = "json", feature = "alerts-toml"))]
 const FIELDS: &[&str] =
     &["name", "expr", "severity", "warning", "critical", "target", "for", "cooldown", "description"];
 
+#[cfg(any(feature = "json", feature = "alerts-toml"))]
 /// Builds the rules of a file from its `(field, value)` lists.
 pub(crate) fn build(rules: Vec<Vec<(String, Raw)>>) -> Result<Alerts, ConfigError> {
     let mut alerts = Alerts::new();
@@ -165,6 +172,7 @@ pub(crate) fn build(rules: Vec<Vec<(String, Raw)>>) -> Result<Alerts, ConfigErro
     Ok(alerts)
 }
 
+#[cfg(any(feature = "json", feature = "alerts-toml"))]
 fn raw_type(v: &Raw) -> &'static str {
     match v {
         Raw::Str(_) => "a string",
@@ -174,6 +182,7 @@ fn raw_type(v: &Raw) -> &'static str {
     }
 }
 
+#[cfg(any(feature = "json", feature = "alerts-toml"))]
 fn show(v: &Raw) -> String {
     match v {
         Raw::Str(s) => format!("{s:?}"),
