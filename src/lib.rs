@@ -53,7 +53,11 @@
 #![warn(missing_debug_implementations)]
 
 mod aggregator;
+// Alerts run on std threads and channels; the loom build compiles only the core.
+#[cfg(not(shardmetrics_loom))]
+pub mod alert;
 pub mod buckets;
+pub mod collect;
 mod error;
 pub mod export;
 #[cfg(all(feature = "metrics-facade", not(shardmetrics_loom)))]

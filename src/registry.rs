@@ -213,6 +213,17 @@ impl Drop for Owner {
         if let Some(t) = lock(&self.ticker).take() {
             t.stop();
         }
+        // No tick can run any more (no ticker, no `Registry` left to flush), so collectors and
+        // observers are dead weight — and they hold handles whose `Arc<Core>` would keep the
+        // core, and any thread they own (the alert notifier), alive in a cycle. `try_lock`:
+        // if the last clone is dropped inside a tick on this thread, leave them be.
+        let hooks = self
+            .core
+            .aggregator
+            .try_lock()
+            .ok()
+            .map(|mut a| (std::mem::take(&mut a.collectors), std::mem::take(&mut a.observers)));
+        drop(hooks);
     }
 }
 
