@@ -66,7 +66,7 @@ pub(crate) struct Aggregator {
     /// Previous cumulative buckets per histogram index, for per-tick bucket deltas.
     prev_buckets: Vec<Box<[(u32, u64)]>>,
     scratch: Vec<u64>,
-    windows: Arc<[Duration]>,
+    windows: std::sync::Arc<[Duration]>,
     history: VecDeque<std::sync::Arc<TickDelta>>,
     /// Idle-series expiry (see `expired`): ticks without change per series id, whether the
     /// series is hidden, and the cumulative value it restarts from.

@@ -674,12 +674,14 @@ impl Catalogue {
         Ok(self.families.len() - 1)
     }
 
+    #[cfg(feature = "metrics-facade")]
     /// The kind and unit of the family called `name`, if one is registered.
     pub(crate) fn family_kind_unit(&self, name: &str) -> Option<(Kind, Unit)> {
         let f = *self.family_by_name.get(name)?;
         Some((self.families[f].info.kind, self.families[f].info.unit))
     }
 
+    #[cfg(feature = "metrics-facade")]
     /// Fills in the help text and unit of an already registered family, each only while it is
     /// still empty (`""`, [`Unit::None`]); `Unit::None` leaves the unit alone. For descriptions
     /// that arrive after the first series was registered (the `metrics` facade's `describe_*!`).
