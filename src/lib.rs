@@ -72,8 +72,9 @@ pub mod trend;
 mod unit;
 pub mod window;
 
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doc tests (with the default features, which
+/// the runnable ones need).
+#[cfg(all(doctest, feature = "json", feature = "http"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
