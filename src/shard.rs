@@ -480,7 +480,7 @@ pub(crate) fn with_shard<R>(id: u64, shards: &ShardList, f: impl FnOnce(&Shard) 
 /// exit): own a shard for just this one record.
 #[cold]
 #[inline(never)]
-fn with_temporary_shard<R>(shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
+pub(crate) fn with_temporary_shard<R>(shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
     let shard = shards.claim();
     let r = f(&shard);
     shard.release();
