@@ -34,47 +34,95 @@ struct Seen {
 
 /// Checks one snapshot's invariants and that nothing went backwards since `prev`.
 fn check(snap: &Snapshot, prev: &mut Seen) {
-    assert!(snap.seq() >= prev.seq, "snapshot seq went backwards: {} after {}", snap.seq(), prev.seq);
+    assert!(
+        snap.seq() >= prev.seq,
+        "snapshot seq went backwards: {} after {}",
+        snap.seq(),
+        prev.seq
+    );
     let counter = snap.counter("churn_total", &[]).unwrap_or(0);
-    let family = ROUTES.map(|r| snap.counter("churn_route_total", &[("route", r)]).unwrap_or(0));
+    let family = ROUTES.map(|r| {
+        snap.counter("churn_route_total", &[("route", r)])
+            .unwrap_or(0)
+    });
     let hist_count = match snap.histogram("churn_latency", &[]) {
         None => 0,
         Some(h) => {
             let bucket_sum: u64 = h.buckets().map(|b| b.count).sum();
-            assert_eq!(h.count(), bucket_sum, "count != Σ buckets (seq {})", snap.seq());
+            assert_eq!(
+                h.count(),
+                bucket_sum,
+                "count != Σ buckets (seq {})",
+                snap.seq()
+            );
             if h.count() > 0 {
                 let (min, max) = (h.min().unwrap(), h.max().unwrap());
                 let (p50, p99) = (h.quantile(0.5).unwrap(), h.quantile(0.99).unwrap());
-                assert!(min <= p50 && p50 <= p99 && p99 <= max, "min {min} p50 {p50} p99 {p99} max {max}");
+                assert!(
+                    min <= p50 && p50 <= p99 && p99 <= max,
+                    "min {min} p50 {p50} p99 {p99} max {max}"
+                );
                 let mean = h.mean().unwrap();
-                assert!(min as f64 <= mean && mean <= max as f64, "mean {mean} outside [{min}, {max}]");
+                assert!(
+                    min as f64 <= mean && mean <= max as f64,
+                    "mean {mean} outside [{min}, {max}]"
+                );
             }
             h.count()
         }
     };
     if snap.seq() > prev.seq {
-        assert!(counter >= prev.counter, "counter went backwards: {} after {}", counter, prev.counter);
+        assert!(
+            counter >= prev.counter,
+            "counter went backwards: {} after {}",
+            counter,
+            prev.counter
+        );
         for (r, (now, before)) in family.iter().zip(prev.family).enumerate() {
-            assert!(*now >= before, "family series {} went backwards: {now} after {before}", ROUTES[r]);
+            assert!(
+                *now >= before,
+                "family series {} went backwards: {now} after {before}",
+                ROUTES[r]
+            );
         }
-        assert!(hist_count >= prev.hist_count, "histogram count went backwards");
-        *prev = Seen { seq: snap.seq(), counter, family, hist_count };
+        assert!(
+            hist_count >= prev.hist_count,
+            "histogram count went backwards"
+        );
+        *prev = Seen {
+            seq: snap.seq(),
+            counter,
+            family,
+            hist_count,
+        };
     }
 }
 
 #[test]
 fn churn_with_concurrent_snapshots_and_flushes() {
     let started = Instant::now();
-    let registry = Registry::builder().interval(Duration::from_millis(1)).build();
+    let registry = Registry::builder()
+        .interval(Duration::from_millis(1))
+        .build();
     let counter = registry.counter("churn_total").build().unwrap();
-    let family = Arc::new(registry.counter("churn_route_total").family(&["route"]).unwrap());
+    let family = Arc::new(
+        registry
+            .counter("churn_route_total")
+            .family(&["route"])
+            .unwrap(),
+    );
     let hist = registry.histogram("churn_latency").build().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
 
     let reader = {
         let (registry, stop) = (registry.clone(), stop.clone());
         thread::spawn(move || {
-            let mut prev = Seen { seq: 0, counter: 0, family: [0; 3], hist_count: 0 };
+            let mut prev = Seen {
+                seq: 0,
+                counter: 0,
+                family: [0; 3],
+                hist_count: 0,
+            };
             let mut checked = 0u64;
             while !stop.load(Ordering::Acquire) {
                 check(&registry.snapshot(), &mut prev);
@@ -87,7 +135,12 @@ fn churn_with_concurrent_snapshots_and_flushes() {
     let flusher = {
         let (registry, stop, flushes) = (registry.clone(), stop.clone(), flushes.clone());
         thread::spawn(move || {
-            let mut prev = Seen { seq: 0, counter: 0, family: [0; 3], hist_count: 0 };
+            let mut prev = Seen {
+                seq: 0,
+                counter: 0,
+                family: [0; 3],
+                hist_count: 0,
+            };
             while !stop.load(Ordering::Acquire) {
                 check(&registry.flush(), &mut prev);
                 flushes.fetch_add(1, Ordering::Relaxed);
@@ -105,7 +158,12 @@ fn churn_with_concurrent_snapshots_and_flushes() {
             .map(|k| {
                 let w = wave * PER_WAVE + k;
                 expected_hist_sum += (0..OPS).map(|i| value(w, i)).sum::<u64>();
-                let (counter, family, hist, barrier) = (counter.clone(), family.clone(), hist.clone(), barrier.clone());
+                let (counter, family, hist, barrier) = (
+                    counter.clone(),
+                    family.clone(),
+                    hist.clone(),
+                    barrier.clone(),
+                );
                 thread::spawn(move || {
                     barrier.wait();
                     for i in 0..OPS {
@@ -130,10 +188,18 @@ fn churn_with_concurrent_snapshots_and_flushes() {
     flusher.join().unwrap();
 
     let snap = registry.flush();
-    assert_eq!(snap.counter("churn_total", &[]), Some(OPS * writers * (writers + 1) / 2));
+    assert_eq!(
+        snap.counter("churn_total", &[]),
+        Some(OPS * writers * (writers + 1) / 2)
+    );
     for r in ROUTES {
-        let per_route = OPS / 3 + u64::from(ROUTES.iter().position(|x| *x == r).unwrap() < (OPS % 3) as usize);
-        assert_eq!(snap.counter("churn_route_total", &[("route", r)]), Some(per_route * writers), "route {r}");
+        let per_route =
+            OPS / 3 + u64::from(ROUTES.iter().position(|x| *x == r).unwrap() < (OPS % 3) as usize);
+        assert_eq!(
+            snap.counter("churn_route_total", &[("route", r)]),
+            Some(per_route * writers),
+            "route {r}"
+        );
     }
     let h = snap.histogram("churn_latency", &[]).unwrap();
     assert_eq!(h.count(), OPS * writers);
@@ -142,7 +208,10 @@ fn churn_with_concurrent_snapshots_and_flushes() {
 
     let shards = registry.shard_count();
     let memory = registry.shard_memory_bytes();
-    assert!(shards <= PER_WAVE as usize, "{shards} shards for at most {PER_WAVE} live writers");
+    assert!(
+        shards <= PER_WAVE as usize,
+        "{shards} shards for at most {PER_WAVE} live writers"
+    );
     // Re-used shards keep their cells; the only growth churn can cause is a bucket group a
     // re-used shard had not needed yet (lazily allocated, 2^5 × 8 B each at the default
     // precision). The values span 2^9..2^27, i.e. at most GROUPS groups per shard.
@@ -153,7 +222,11 @@ fn churn_with_concurrent_snapshots_and_flushes() {
         "shard memory grew beyond the bucket groups the value range needs: {memory} B after, \
          {memory_after_first_wave} B after the first wave"
     );
-    assert!(memory / shards <= 16 << 10, "{} B per shard", memory / shards);
+    assert!(
+        memory / shards <= 16 << 10,
+        "{} B per shard",
+        memory / shards
+    );
     let elapsed = started.elapsed();
     println!(
         "churn: {writers} writers in {WAVES} waves, {} records, {snapshots_checked} snapshots checked, {} flushes, \

@@ -61,10 +61,17 @@ fn records_from_another_thread_locals_destructor_are_kept() {
     let snap = registry.flush();
     assert_eq!(snap.counter("late_total", &[]), Some(expected));
     let hs = snap.histogram("late_values", &[]).unwrap();
-    assert_eq!((hs.count(), hs.sum(), hs.min(), hs.max()), (64, (100..164).sum(), Some(100), Some(163)));
+    assert_eq!(
+        (hs.count(), hs.sum(), hs.min(), hs.max()),
+        (64, (100..164).sum(), Some(100), Some(163))
+    );
     // Sequential threads: the bound shard and the one-off shard are both released at exit,
     // so at most two shards exist whatever the destructor order.
-    assert!(registry.shard_count() <= 2, "{} shards for one thread at a time", registry.shard_count());
+    assert!(
+        registry.shard_count() <= 2,
+        "{} shards for one thread at a time",
+        registry.shard_count()
+    );
 }
 
 /// (b) A thread that never exits (the main thread's pattern: its thread-local destructors may
@@ -95,7 +102,11 @@ fn values_of_a_thread_that_never_exits_are_in_the_snapshot() {
     assert_eq!(snap.histogram("immortal_values", &[]).unwrap().count(), 1);
     thread::spawn(move || c.inc()).join().unwrap();
     assert_eq!(registry.flush().counter("immortal_total", &[]), Some(42));
-    assert_eq!(registry.shard_count(), 2, "the live thread's shard must not be handed out");
+    assert_eq!(
+        registry.shard_count(),
+        2,
+        "the live thread's shard must not be handed out"
+    );
 }
 
 /// (c) 1,000 short-lived threads one after another: one shard in all, exact total.
@@ -113,14 +124,24 @@ fn thousand_sequential_threads_share_one_shard() {
         .join()
         .unwrap();
         if i % 250 == 0 {
-            assert_eq!(registry.flush().counter("seq_total", &[]), Some(i * (i + 1) / 2));
+            assert_eq!(
+                registry.flush().counter("seq_total", &[]),
+                Some(i * (i + 1) / 2)
+            );
         }
     }
     let snap = registry.flush();
     assert_eq!(snap.counter("seq_total", &[]), Some(999 * 1000 / 2));
     let hs = snap.histogram("seq_values", &[]).unwrap();
-    assert_eq!((hs.count(), hs.sum(), hs.min(), hs.max()), (1_000, 999 * 1000 / 2, Some(0), Some(999)));
-    assert_eq!(registry.shard_count(), 1, "exited threads' shards were not re-used");
+    assert_eq!(
+        (hs.count(), hs.sum(), hs.min(), hs.max()),
+        (1_000, 999 * 1000 / 2, Some(0), Some(999))
+    );
+    assert_eq!(
+        registry.shard_count(),
+        1,
+        "exited threads' shards were not re-used"
+    );
 }
 
 /// (c) 1,000 short-lived threads in 125 waves of 8 that are all alive at once (a barrier holds
@@ -130,7 +151,10 @@ fn thousand_threads_in_waves_use_peak_live_shards() {
     const WAVE: usize = 8;
     let registry = manual();
     let c = registry.counter("wave_total").build().unwrap();
-    let fam = registry.counter("wave_hits_total").family(&["slot"]).unwrap();
+    let fam = registry
+        .counter("wave_hits_total")
+        .family(&["slot"])
+        .unwrap();
     let fam = Arc::new(fam);
     let mut expected = 0u64;
     for wave in 0..125u64 {
@@ -154,6 +178,9 @@ fn thousand_threads_in_waves_use_peak_live_shards() {
     let snap = registry.flush();
     assert_eq!(snap.counter("wave_total", &[]), Some(expected));
     for k in 0..WAVE {
-        assert_eq!(snap.counter("wave_hits_total", &[("slot", &k.to_string())]), Some(125));
+        assert_eq!(
+            snap.counter("wave_hits_total", &[("slot", &k.to_string())]),
+            Some(125)
+        );
     }
 }

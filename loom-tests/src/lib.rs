@@ -79,21 +79,44 @@ pub fn counter_total(snap: &shardmetrics::Snapshot, name: &str) -> u64 {
 /// Checks the histogram invariants of one published snapshot (count == Σ buckets,
 /// min ≤ p0 ≤ p50 ≤ p99 ≤ p100 ≤ max, `None` exactly while empty) and returns its count.
 pub fn check_histogram(snap: &shardmetrics::Snapshot, name: &str) -> u64 {
-    let Some(h) = snap.histogram(name, &[]) else { return 0 };
+    let Some(h) = snap.histogram(name, &[]) else {
+        return 0;
+    };
     let bucket_sum: u64 = h.buckets().map(|b| b.count).sum();
-    assert_eq!(h.count(), bucket_sum, "count != Σ buckets in snapshot #{}", snap.seq());
+    assert_eq!(
+        h.count(),
+        bucket_sum,
+        "count != Σ buckets in snapshot #{}",
+        snap.seq()
+    );
     if h.count() == 0 {
-        assert_eq!((h.min(), h.max(), h.quantile(0.5)), (None, None, None), "empty histogram reports values");
+        assert_eq!(
+            (h.min(), h.max(), h.quantile(0.5)),
+            (None, None, None),
+            "empty histogram reports values"
+        );
         return 0;
     }
     let (min, max, mean) = (h.min().unwrap(), h.max().unwrap(), h.mean().unwrap());
-    assert!(min as f64 <= mean && mean <= max as f64, "mean {mean} outside [min {min}, max {max}]");
-    let qs: Vec<u64> = [0.0, 0.5, 0.99, 1.0].iter().map(|&q| h.quantile(q).unwrap()).collect();
+    assert!(
+        min as f64 <= mean && mean <= max as f64,
+        "mean {mean} outside [min {min}, max {max}]"
+    );
+    let qs: Vec<u64> = [0.0, 0.5, 0.99, 1.0]
+        .iter()
+        .map(|&q| h.quantile(q).unwrap())
+        .collect();
     assert!(min <= qs[0], "min {min} > p0 {}", qs[0]);
-    assert!(qs.windows(2).all(|w| w[0] <= w[1]), "quantiles not monotone: {qs:?}");
+    assert!(
+        qs.windows(2).all(|w| w[0] <= w[1]),
+        "quantiles not monotone: {qs:?}"
+    );
     assert!(qs[3] <= max, "p100 {} > max {max}", qs[3]);
     for b in h.buckets() {
-        assert!(b.low <= max && b.high >= min, "bucket {b:?} outside [min {min}, max {max}]");
+        assert!(
+            b.low <= max && b.high >= min,
+            "bucket {b:?} outside [min {min}, max {max}]"
+        );
     }
     h.count()
 }

@@ -28,21 +28,37 @@ fn counter_registered_while_recording_and_ticking() {
         let r = registry.clone();
         let ticker = thread::spawn(move || {
             let snap = r.flush();
-            (counter_total(&snap, "a_total"), snap.counter("b_total", &[]))
+            (
+                counter_total(&snap, "a_total"),
+                snap.counter("b_total", &[]),
+            )
         });
         registrar.join().unwrap();
         writer.join().unwrap();
         let seen = ticker.join().unwrap();
         assert!([0, 2].contains(&seen.0), "a_total {}", seen.0);
-        assert!([None, Some(0), Some(5)].contains(&seen.1), "b_total {:?}", seen.1);
+        assert!(
+            [None, Some(0), Some(5)].contains(&seen.1),
+            "b_total {:?}",
+            seen.1
+        );
         let snap = registry.flush();
-        assert_eq!((counter_total(&snap, "a_total"), counter_total(&snap, "b_total")), (2, 5));
+        assert_eq!(
+            (
+                counter_total(&snap, "a_total"),
+                counter_total(&snap, "b_total")
+            ),
+            (2, 5)
+        );
         // W may re-use R's shard if R's thread-locals were torn down before W's first record.
         assert!((1..=2).contains(&registry.shard_count()));
         seen
     });
     for b in [None, Some(0), Some(5)] {
-        assert!(outcomes.iter().any(|o| o.1 == b), "the ticker never saw b_total = {b:?}");
+        assert!(
+            outcomes.iter().any(|o| o.1 == b),
+            "the ticker never saw b_total = {b:?}"
+        );
     }
     assert!(outcomes.iter().any(|o| o.0 == 2) && outcomes.iter().any(|o| o.0 == 0));
 }
@@ -61,14 +77,21 @@ fn histogram_registered_while_recording() {
             assert_eq!(h1.shard_chunk(), 1, "histogram #1 should sit in chunk 1");
             h1.record(3);
             let snap = r.flush();
-            assert_eq!(check_histogram(&snap, "h1"), 1, "a flush missed its own thread's record");
+            assert_eq!(
+                check_histogram(&snap, "h1"),
+                1,
+                "a flush missed its own thread's record"
+            );
             check_histogram(&snap, "h0")
         });
         let writer = thread::spawn(move || h0.record(9));
         writer.join().unwrap();
         let seen = registrar.join().unwrap();
         let snap = registry.flush();
-        assert_eq!((check_histogram(&snap, "h0"), check_histogram(&snap, "h1")), (1, 1));
+        assert_eq!(
+            (check_histogram(&snap, "h0"), check_histogram(&snap, "h1")),
+            (1, 1)
+        );
         assert_eq!(snap.histogram("h1", &[]).unwrap().max(), Some(3));
         assert_eq!(snap.histogram("h0", &[]).unwrap().max(), Some(9));
         seen

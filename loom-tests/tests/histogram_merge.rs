@@ -21,18 +21,33 @@ const BUCKETS: [(u64, u64); 3] = [(6, 7), (1, 1), (32, 47)];
 /// (count, sum, min, max).
 fn check_against_values(snap: &Snapshot) -> (u64, u64, Option<u64>, Option<u64>) {
     let n = check_histogram(snap, "latency");
-    let h = snap.histogram("latency", &[]).expect("registered before any tick");
+    let h = snap
+        .histogram("latency", &[])
+        .expect("registered before any tick");
     let mut counted = Vec::new();
     for b in h.buckets() {
-        let i = BUCKETS.iter().position(|&r| r == (b.low, b.high)).unwrap_or_else(|| panic!("stray bucket {b:?}"));
+        let i = BUCKETS
+            .iter()
+            .position(|&r| r == (b.low, b.high))
+            .unwrap_or_else(|| panic!("stray bucket {b:?}"));
         assert_eq!(b.count, 1, "bucket {b:?} counted a value twice");
         counted.push(VALUES[i]);
     }
     if let (Some(min), Some(max)) = (h.min(), h.max()) {
-        assert!(VALUES.contains(&min) && VALUES.contains(&max), "min {min} / max {max} were never recorded");
-        assert!(counted.iter().all(|&v| min <= v && v <= max), "[{min}, {max}] does not cover {counted:?}");
+        assert!(
+            VALUES.contains(&min) && VALUES.contains(&max),
+            "min {min} / max {max} were never recorded"
+        );
+        assert!(
+            counted.iter().all(|&v| min <= v && v <= max),
+            "[{min}, {max}] does not cover {counted:?}"
+        );
         let (lo, hi): (u64, u64) = (counted.iter().sum(), VALUES.iter().sum());
-        assert!((lo..=hi).contains(&h.sum()), "sum {} outside [{lo}, {hi}]", h.sum());
+        assert!(
+            (lo..=hi).contains(&h.sum()),
+            "sum {} outside [{lo}, {hi}]",
+            h.sum()
+        );
     }
     (n, h.sum(), h.min(), h.max())
 }
@@ -64,9 +79,15 @@ fn snapshots_stay_consistent_while_recording() {
         seen
     });
     for n in 0..=3 {
-        assert!(outcomes.iter().any(|&(a, b)| a == n || b == n), "no tick ever counted exactly {n} values");
+        assert!(
+            outcomes.iter().any(|&(a, b)| a == n || b == n),
+            "no tick ever counted exactly {n} values"
+        );
     }
-    assert!(outcomes.iter().any(|&(a, b)| a < b), "the two ticks never saw different counts");
+    assert!(
+        outcomes.iter().any(|&(a, b)| a < b),
+        "the two ticks never saw different counts"
+    );
 }
 
 /// Two writers on one histogram (two shards): the second flushes right after its own record
@@ -83,7 +104,10 @@ fn two_shards_merge_consistently() {
         let w2 = thread::spawn(move || {
             h2.record(VALUES[2]);
             let seen = check_against_values(&r.flush());
-            assert!(seen.0 >= 1 && seen.3 == Some(40), "a flush missed its own thread's record: {seen:?}");
+            assert!(
+                seen.0 >= 1 && seen.3 == Some(40),
+                "a flush missed its own thread's record: {seen:?}"
+            );
             seen
         });
         w1.join().unwrap();
@@ -94,7 +118,16 @@ fn two_shards_merge_consistently() {
         assert_eq!((h.sum(), h.min(), h.max()), (46, Some(6), Some(40)));
         seen
     });
-    assert!(outcomes.contains(&(1, 40, Some(40), Some(40))), "the other shard was never invisible");
-    assert!(outcomes.contains(&(1, 40, Some(6), Some(40))), "an uncounted record never widened the bounds");
-    assert!(outcomes.contains(&(2, 46, Some(6), Some(40))), "the other shard was never fully visible");
+    assert!(
+        outcomes.contains(&(1, 40, Some(40), Some(40))),
+        "the other shard was never invisible"
+    );
+    assert!(
+        outcomes.contains(&(1, 40, Some(6), Some(40))),
+        "an uncounted record never widened the bounds"
+    );
+    assert!(
+        outcomes.contains(&(2, 46, Some(6), Some(40))),
+        "the other shard was never fully visible"
+    );
 }

@@ -15,7 +15,11 @@ fn last_registry_dropped_while_recording() {
     let outcomes = explore(|| {
         let registry = Registry::builder().manual().build();
         let c = registry.counter("drop_total").build().unwrap();
-        let h = registry.histogram("drop_hist").precision(1).build().unwrap();
+        let h = registry
+            .histogram("drop_hist")
+            .precision(1)
+            .build()
+            .unwrap();
         let writer = thread::spawn(move || {
             c.inc();
             h.record(2);

@@ -46,17 +46,36 @@ fn exited_writer_shard_is_reused_while_flushing() {
         .join()
         .unwrap();
         let seen = flusher.join().unwrap();
-        assert!([0, 1, 2, 5, 7].contains(&seen), "flushed total {seen} is not a prefix sum of the writes");
+        assert!(
+            [0, 1, 2, 5, 7].contains(&seen),
+            "flushed total {seen} is not a prefix sum of the writes"
+        );
         let shards = registry.shard_count();
-        assert!((1..=2).contains(&shards), "{shards} shards for two sequential writers");
-        assert_eq!(counter_total(&registry.flush(), "handoff_total"), 7, "a re-used shard lost or doubled values");
+        assert!(
+            (1..=2).contains(&shards),
+            "{shards} shards for two sequential writers"
+        );
+        assert_eq!(
+            counter_total(&registry.flush(), "handoff_total"),
+            7,
+            "a re-used shard lost or doubled values"
+        );
         (shards, seen)
     });
     let shards: Vec<usize> = outcomes.iter().map(|o| o.0).collect();
-    assert!(shards.contains(&1), "no execution re-used the released shard");
-    assert!(shards.contains(&2), "no execution claimed while T1 still owned its shard");
+    assert!(
+        shards.contains(&1),
+        "no execution re-used the released shard"
+    );
+    assert!(
+        shards.contains(&2),
+        "no execution claimed while T1 still owned its shard"
+    );
     for seen in [0, 1, 2, 5, 7] {
-        assert!(outcomes.contains(&(1, seen)), "the flusher never saw {seen} with the shard re-used");
+        assert!(
+            outcomes.contains(&(1, seen)),
+            "the flusher never saw {seen} with the shard re-used"
+        );
     }
 }
 
@@ -76,15 +95,24 @@ fn racing_exit_and_claim_lose_nothing() {
         t1.join().unwrap();
         t2.join().unwrap();
         let seen = flusher.join().unwrap();
-        assert!([0, 2, 5, 7].contains(&seen), "flushed total {seen} is not a sum of whole writes");
+        assert!(
+            [0, 2, 5, 7].contains(&seen),
+            "flushed total {seen} is not a sum of whole writes"
+        );
         let shards = registry.shard_count();
         assert!((1..=2).contains(&shards), "{shards} shards for two writers");
         assert_eq!(counter_total(&registry.flush(), "handoff_total"), 7);
         (shards, seen)
     });
-    assert!(outcomes.iter().any(|o| o.0 == 1), "T2 never re-used T1's shard");
+    assert!(
+        outcomes.iter().any(|o| o.0 == 1),
+        "T2 never re-used T1's shard"
+    );
     for seen in [0, 2, 5, 7] {
-        assert!(outcomes.iter().any(|o| o.1 == seen), "the flusher never saw {seen}");
+        assert!(
+            outcomes.iter().any(|o| o.1 == seen),
+            "the flusher never saw {seen}"
+        );
     }
 }
 
@@ -115,7 +143,10 @@ fn record_after_binding_destroyed_is_kept() {
         // Any subset of the three records: a flush that does not happen-after a record may
         // miss it, and cells of different shards are read with no order between them (T1's
         // `10` can be seen without its earlier `1`); a record is never seen in part.
-        assert!([0, 1, 10, 11, 100, 101, 110, 111].contains(&seen), "flushed total {seen} is not a sum of whole writes");
+        assert!(
+            [0, 1, 10, 11, 100, 101, 110, 111].contains(&seen),
+            "flushed total {seen} is not a sum of whole writes"
+        );
         assert_eq!(counter_total(&registry.flush(), "handoff_total"), 111);
         // T1's bound shard stays owned; the two one-off records share a second shard or (when
         // they overlap) take one each.
@@ -123,9 +154,18 @@ fn record_after_binding_destroyed_is_kept() {
         assert!((2..=3).contains(&shards), "{shards} shards");
         (shards, seen)
     });
-    assert!(outcomes.iter().any(|o| o.0 == 2), "the one-off shard was never re-used");
-    assert!(outcomes.iter().any(|o| o.0 == 3), "the one-off records never overlapped");
+    assert!(
+        outcomes.iter().any(|o| o.0 == 2),
+        "the one-off shard was never re-used"
+    );
+    assert!(
+        outcomes.iter().any(|o| o.0 == 3),
+        "the one-off records never overlapped"
+    );
     for seen in [0, 1, 11, 100, 101, 111] {
-        assert!(outcomes.iter().any(|o| o.1 == seen), "the flusher never saw {seen}");
+        assert!(
+            outcomes.iter().any(|o| o.1 == seen),
+            "the flusher never saw {seen}"
+        );
     }
 }

@@ -34,7 +34,12 @@ fn snapshot_after_flush_via_flag() {
             let snap = r.snapshot();
             let v = counter_total(&snap, "pub_total");
             if raised {
-                assert_eq!(v, 3, "snapshot() after the flag shows an older snapshot (seq {})", snap.seq());
+                assert_eq!(
+                    v,
+                    3,
+                    "snapshot() after the flag shows an older snapshot (seq {})",
+                    snap.seq()
+                );
                 assert!(snap.seq() >= 1);
             } else {
                 assert!([0, 3].contains(&v), "partial value {v}");
@@ -47,9 +52,18 @@ fn snapshot_after_flush_via_flag() {
         assert_eq!(counter_total(&registry.snapshot(), "pub_total"), 3);
         seen
     });
-    assert!(outcomes.contains(&(true, 3)), "the reader never saw the flag");
-    assert!(outcomes.contains(&(false, 0)), "the reader never ran before the flush");
-    assert!(outcomes.contains(&(false, 3)), "the reader never saw the snapshot before the flag");
+    assert!(
+        outcomes.contains(&(true, 3)),
+        "the reader never saw the flag"
+    );
+    assert!(
+        outcomes.contains(&(false, 0)),
+        "the reader never ran before the flush"
+    );
+    assert!(
+        outcomes.contains(&(false, 3)),
+        "the reader never saw the snapshot before the flag"
+    );
 }
 
 /// Two flushes race; each publishes in sequence order, so a reader that happens-after both
@@ -70,15 +84,28 @@ fn concurrent_flushes_publish_in_order() {
             let a = r2.snapshot();
             let b = r2.flush();
             let d = r2.snapshot();
-            assert!(a.seq() < b.seq() && b.seq() <= d.seq(), "seq {} {} {}", a.seq(), b.seq(), d.seq());
+            assert!(
+                a.seq() < b.seq() && b.seq() <= d.seq(),
+                "seq {} {} {}",
+                a.seq(),
+                b.seq(),
+                d.seq()
+            );
             assert!(counter_total(&d, "pub_total") >= counter_total(&b, "pub_total"));
-            assert!(counter_total(&b, "pub_total") >= 10, "a flush missed its own thread's record");
+            assert!(
+                counter_total(&b, "pub_total") >= 10,
+                "a flush missed its own thread's record"
+            );
             b.seq()
         });
         let s1 = t1.join().unwrap();
         let s2 = t2.join().unwrap();
         let last = registry.snapshot();
-        assert_eq!(last.seq(), s1.max(s2), "the latest snapshot is not the last flush");
+        assert_eq!(
+            last.seq(),
+            s1.max(s2),
+            "the latest snapshot is not the last flush"
+        );
         assert_eq!(counter_total(&last, "pub_total"), 11);
         (s1, s2)
     });
