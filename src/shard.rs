@@ -435,6 +435,11 @@ impl LocalShards {
         let p = match bound.iter().find(|(i, _)| *i == id) {
             Some((_, s)) => Arc::as_ptr(s),
             None => {
+                // Forget shards of registries that are gone: a list holds a reference to each
+                // of its shards while it lives, so a count of 1 means only this binding is left
+                // (and, ids never being re-used, nothing can look it up again). Without this a
+                // long-lived thread kept one shard per dropped registry it had recorded into.
+                bound.retain(|(_, s)| Arc::strong_count(s) > 1);
                 let s = shards.claim();
                 let p = Arc::as_ptr(&s);
                 bound.push((id, s));

@@ -184,3 +184,59 @@ fn thousand_threads_in_waves_use_peak_live_shards() {
         );
     }
 }
+
+/// Counts the bytes each thread allocated minus the bytes it freed, so a test can measure what
+/// one thread retains while other tests run in parallel.
+struct PerThreadNet;
+
+thread_local! {
+    static NET_BYTES: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
+// bookkeeping touches only a const-initialised thread-local `Cell` (no allocation, no
+// destructor), and `try_with` tolerates a thread-local that is already gone.
+unsafe impl std::alloc::GlobalAlloc for PerThreadNet {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = NET_BYTES.try_with(|n| n.set(n.get() + layout.size() as isize));
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        let _ = NET_BYTES.try_with(|n| n.set(n.get() - layout.size() as isize));
+        // SAFETY: same contract as ours.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: PerThreadNet = PerThreadNet;
+
+/// A long-lived thread that records into many short-lived registries must not keep the shards
+/// of registries that are gone (its binding list would grow by one shard, with its cells, per
+/// registry until the thread exits).
+#[test]
+fn long_lived_thread_does_not_retain_shards_of_dropped_registries() {
+    fn one_registry() {
+        let registry = manual();
+        let c = registry.counter("short_lived_total").build().unwrap();
+        let h = registry.histogram("short_lived_values").build().unwrap();
+        c.inc();
+        h.record(1_000);
+        assert_eq!(registry.flush().counter("short_lived_total", &[]), Some(1));
+    }
+    // Warm up thread-local and std bookkeeping.
+    for _ in 0..8 {
+        one_registry();
+    }
+    let before = NET_BYTES.with(|n| n.get());
+    for _ in 0..500 {
+        one_registry();
+    }
+    let retained = NET_BYTES.with(|n| n.get()) - before;
+    assert!(
+        retained < 64 << 10,
+        "{retained} B retained after 500 dropped registries"
+    );
+}
