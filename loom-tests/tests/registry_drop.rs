@@ -53,3 +53,32 @@ fn registry_clone_dropped_while_recording() {
         assert_eq!(counter_total(&registry.flush(), "drop_total"), 4);
     });
 }
+
+/// A thread records into registry A, every handle of A is dropped, then the same thread records
+/// into registry B while another thread flushes B: binding B's shard forgets A's dead shard
+/// (the thread-local holds its last reference), which must neither leak nor free anything
+/// still in use.
+#[test]
+fn binding_forgets_shards_of_dropped_registries() {
+    let outcomes = explore(|| {
+        let b = Registry::builder().manual().build();
+        let cb = b.counter("b_total").build().unwrap();
+        let flusher = {
+            let b = b.clone();
+            thread::spawn(move || counter_total(&b.flush(), "b_total"))
+        };
+        let writer = thread::spawn(move || {
+            let a = Registry::builder().manual().build();
+            let ca = a.counter("a_total").build().unwrap();
+            ca.add(1);
+            drop((a, ca));
+            cb.add(2);
+        });
+        writer.join().unwrap();
+        let seen = flusher.join().unwrap();
+        assert_eq!(counter_total(&b.flush(), "b_total"), 2);
+        assert_eq!(b.shard_count(), 1);
+        seen
+    });
+    assert_eq!(outcomes.into_iter().collect::<Vec<_>>(), [0, 2]);
+}
