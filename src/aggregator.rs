@@ -288,7 +288,11 @@ pub(crate) fn merge_histogram(core: &Core, loc: Loc, p: u8, scratch: &mut Vec<u6
     let mut h = HistogramSnapshot::empty(p);
     if count > 0 {
         h.count = count;
-        h.sum = sum;
+        // `sum` can already include values whose bucket increments this tick did not see (the
+        // owner stores sum before the bucket), so sum/count could exceed max (loom model
+        // `histogram_merge`). Cap it at count·max: the rest is published with those buckets on a
+        // later tick (sums are cumulative), and the cap never makes the sum go backwards.
+        h.sum = sum.min(count.saturating_mul(max));
         h.min = !min_inv;
         h.max = max;
         h.buckets = out.into();

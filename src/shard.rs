@@ -463,12 +463,14 @@ impl LocalShards {
     /// The shard bound to registry `id`, claiming one on first use; updates [`CACHE`].
     fn bind(&self, id: u64, shards: &ShardList) -> *const Shard {
         let mut bound = self.bound.borrow_mut();
-        // A shard whose registry was dropped is referenced by this list alone: let it go, so
-        // a thread that outlives many registries does not keep their shards.
-        bound.retain(|(_, s)| Arc::strong_count(s) > 1);
         let p = match bound.iter().find(|(i, _)| *i == id) {
             Some((_, s)) => Arc::as_ptr(s),
             None => {
+                // Forget shards of registries that are gone: a list holds a reference to each
+                // of its shards while it lives, so a count of 1 means only this binding is left
+                // (and, ids never being re-used, nothing can look it up again). Without this a
+                // long-lived thread kept one shard per dropped registry it had recorded into.
+                bound.retain(|(_, s)| Arc::strong_count(s) > 1);
                 let s = shards.claim();
                 let p = Arc::as_ptr(&s);
                 bound.push((id, s));
@@ -529,6 +531,14 @@ pub(crate) fn with_shard<R>(id: u64, shards: &ShardList, f: impl FnOnce(&Shard) 
     let r = f(unsafe { &*p });
     drop(temporary);
     r
+}
+
+/// Owns a shard for one record: the path a record takes when this thread's binding is already
+/// destroyed (driven directly by the loom models, whose thread-local teardown order varies).
+#[cfg(shardmetrics_loom)]
+pub(crate) fn with_temporary_shard<R>(shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
+    let t = Temporary(shards.claim());
+    f(&t.0)
 }
 
 /// First record of this thread into registry `id` (bind a shard), or a record after this

@@ -54,6 +54,23 @@ impl Counter {
     pub fn noop() -> Counter {
         crate::registry::sink().counter("noop_total").build().expect("valid")
     }
+
+    /// Loom models only: adds `n` the way a record made after the thread's shard binding was
+    /// destroyed does (from another thread-local's destructor): through a shard claimed for
+    /// this one record. Loom cannot order thread-local destructors deterministically, so the
+    /// models drive this path directly.
+    #[cfg(shardmetrics_loom)]
+    #[doc(hidden)]
+    pub fn add_after_binding_destroyed(&self, n: u64) {
+        crate::shard::with_temporary_shard(&self.core.shards, |s| single_writer_add(s.counter_cell(self.loc), n));
+    }
+
+    /// Loom models only: the shard chunk this series' cells live in.
+    #[cfg(shardmetrics_loom)]
+    #[doc(hidden)]
+    pub fn shard_chunk(&self) -> usize {
+        usize::from(self.loc.chunk)
+    }
 }
 
 impl fmt::Debug for Counter {

@@ -84,6 +84,13 @@ impl Histogram {
     pub fn noop() -> Histogram {
         crate::registry::sink().histogram("noop_histogram").build().expect("valid")
     }
+
+    /// Loom models only: the shard chunk this series' slots live in.
+    #[cfg(shardmetrics_loom)]
+    #[doc(hidden)]
+    pub fn shard_chunk(&self) -> usize {
+        usize::from(self.loc.chunk)
+    }
 }
 
 impl fmt::Debug for Histogram {
