@@ -69,7 +69,7 @@ impl Counter {
     #[cfg(shardmetrics_loom)]
     #[doc(hidden)]
     pub fn shard_chunk(&self) -> usize {
-        usize::from(self.loc.chunk)
+        self.loc.chunk()
     }
 }
 

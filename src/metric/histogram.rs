@@ -89,7 +89,7 @@ impl Histogram {
     #[cfg(shardmetrics_loom)]
     #[doc(hidden)]
     pub fn shard_chunk(&self) -> usize {
-        usize::from(self.loc.chunk)
+        self.loc.chunk()
     }
 }
 
