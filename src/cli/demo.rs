@@ -269,8 +269,9 @@ impl Service {
                 if self.breaker.state() == "open" && now - w.opened_at >= 3.0 {
                     self.breaker.set("half_open");
                 }
-                let pull = if incident { 1.5 } else { -0.3 };
-                w.queue = (w.queue + pull + (rng.unit() - 0.5) * 4.0).clamp(0.0, 500.0);
+                // The queue drifts towards a few waiting requests, and piles up during incidents.
+                let target = if incident { 120.0 } else { 6.0 };
+                w.queue = (w.queue + (target - w.queue) * 0.02 + (rng.unit() - 0.5) * 3.0).clamp(0.0, 500.0);
                 self.queue.set(w.queue.round());
                 self.cache.set_size(w.cache_entries * threads);
             }

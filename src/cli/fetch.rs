@@ -141,11 +141,11 @@ impl FetchError {
     /// One line for the dashboard's status bar.
     pub fn short(&self) -> String {
         match self {
-            FetchError::Refused { url } => format!("{url}: connection refused"),
-            FetchError::Unreachable { url, detail } => format!("{url}: {detail}"),
-            FetchError::Timeout { url } => format!("{url}: no answer (timeout)"),
-            FetchError::Status { url, status, .. } => format!("{url}: HTTP {status}"),
-            FetchError::Invalid { url, detail } => format!("{url}: {detail}"),
+            FetchError::Refused { url } => format!("connection refused ({url})"),
+            FetchError::Unreachable { url, detail } => format!("{detail} ({url})"),
+            FetchError::Timeout { url } => format!("no answer in time ({url})"),
+            FetchError::Status { url, status, .. } => format!("HTTP {status} ({url})"),
+            FetchError::Invalid { url, detail } => format!("{detail} ({url})"),
         }
     }
 }

@@ -2,16 +2,16 @@
 //! `TestBackend` in tests and for text captures ([`to_text`]).
 //!
 //! ```text
-//!  header: target · format · tick · scrapes · up/down · sort · filter
-//! ┌ Latency ───────────────────────────────┐┌ p99 over time ────────────┐
-//! │ operations/histograms: calls/s, err%,   ││ chart of the first rows    │
-//! │ p50 p90 p99 max, p99 sparkline          ││                            │
-//! └─────────────────────────────────────────┘└────────────────────────────┘
-//! ┌ Rates ──────────────────────────────────┐┌ Gauges · caches · states ──┐
-//! └─────────────────────────────────────────┘└────────────────────────────┘
-//! ┌ Process ────────────────────────────────┐┌ Alerts ────────────────────┐
-//! └─────────────────────────────────────────┘└────────────────────────────┘
-//!  keys / connection status
+//!  header: target · format · window · tick · scrapes · up/down · paused
+//! ┌ Latency: operations, histograms, summaries — calls/s calls err% p50 p90 p99 max trend ┐
+//! └────────────────────────────────────────────────────────────────────────────────────────┘
+//! ┌ Rates: counters per second, totals, trend ──────┐┌ p99 over time (log scale) ─────────┐
+//! └─────────────────────────────────────────────────┘└────────────────────────────────────┘
+//! ┌ Gauges · caches · states ───────────────────────┐┌ Process ───────────────────────────┐
+//! │                                                 │└────────────────────────────────────┘
+//! │                                                 │┌ Alerts ────────────────────────────┐
+//! └─────────────────────────────────────────────────┘└────────────────────────────────────┘
+//!  keys, filter, or why the endpoint is down
 //! ```
 
 use ratatui::{
@@ -27,7 +27,7 @@ use ratatui::{
 use super::{
     app::{App, Status},
     human::{self, Measure},
-    model::{LatencyKind, LatencyRow, Sort},
+    model::{LatencyKind, LatencyRow, SeriesKey, Sort},
 };
 
 /// Error ratio above which a row is shown as failing.
@@ -58,6 +58,28 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
     draw_gauges(f, gauges, app);
     draw_process(f, process, app);
     draw_alerts(f, alerts, app);
+}
+
+/// `name{labels}` if it fits in `width` columns, else `name{value,value}` (label values only),
+/// else cut short with `…`.
+fn fit_key(key: &SeriesKey, width: usize) -> String {
+    let full = key.to_string();
+    if full.chars().count() <= width {
+        return full;
+    }
+    let values: Vec<&str> = key.labels.iter().map(|(_, v)| v.as_str()).collect();
+    let compact = if values.is_empty() { full } else { format!("{}{{{}}}", key.name, values.join(",")) };
+    if compact.chars().count() <= width || width == 0 {
+        compact
+    } else {
+        compact.chars().take(width - 1).collect::<String>() + "…"
+    }
+}
+
+/// Width left for a table's one `Fill`/`Min` column inside a bordered `area`.
+fn rest_width(area: Rect, fixed: &[u16], spacing: u16) -> usize {
+    let used: u16 = fixed.iter().sum::<u16>() + spacing * fixed.len() as u16 + 2;
+    area.width.saturating_sub(used) as usize
 }
 
 /// Renders one frame of `app` at `width` × `height` and returns it as text, one line per row
@@ -102,7 +124,11 @@ fn header_line(app: &App) -> Line<'static> {
         if let Some(seq) = m.seq {
             s.push_str(&format!(", tick {seq}"));
         }
-        s.push_str(&format!(" │ {} scrapes, {} ", m.scrapes, human::bytes(Some(m.bytes as f64))));
+        s.push_str(&format!(" │ {} scrapes", m.scrapes));
+        if m.bytes > 0 {
+            s.push_str(&format!(", {}", human::bytes(Some(m.bytes as f64))));
+        }
+        s.push(' ');
         spans.push(Span::raw(s));
     }
     match &app.status {
@@ -123,10 +149,11 @@ fn header_line(app: &App) -> Line<'static> {
 
 fn footer_line(app: &App) -> Line<'static> {
     if let Status::Down { error, attempts, retry_in } = &app.status {
+        // Most important first: narrow terminals cut the end.
         return Line::from(vec![
             Span::styled(" endpoint down ", Style::default().fg(Color::White).bg(Color::Red)),
             Span::raw(format!(
-                " {error} — retrying in {} (attempt {attempts}) · q quit",
+                " retrying in {} (attempt {attempts}) · q quit · {error}",
                 human::duration(Some(retry_in.as_secs_f64().round()))
             )),
         ]);
@@ -212,12 +239,19 @@ impl Col {
         )
     }
 
-    fn cell(self, r: &LatencyRow) -> Cell<'static> {
+    fn fixed_width(self) -> u16 {
+        match self.width() {
+            Constraint::Length(n) => n,
+            _ => 0,
+        }
+    }
+
+    fn cell(self, r: &LatencyRow, name_width: usize) -> Cell<'static> {
         match self {
             Col::Name => Cell::from(match r.kind {
-                LatencyKind::Operation => r.key.to_string(),
-                LatencyKind::Histogram => format!("{} (hist)", r.key),
-                LatencyKind::Summary => format!("{} (summary)", r.key),
+                LatencyKind::Operation => fit_key(&r.key, name_width),
+                LatencyKind::Histogram => format!("{} (hist)", fit_key(&r.key, name_width.saturating_sub(7))),
+                LatencyKind::Summary => format!("{} (summary)", fit_key(&r.key, name_width.saturating_sub(10))),
             }),
             Col::Rate => right(human::si(r.rate)),
             Col::Calls => right(human::si(Some(r.count))),
@@ -256,7 +290,9 @@ fn draw_latency(f: &mut Frame<'_>, area: Rect, app: &App, rows: &[&LatencyRow]) 
         _ => &[Col::Name, Col::Rate, Col::Calls, Col::Errors, Col::P50, Col::P90, Col::P99, Col::Max, Col::Trend],
     };
     let header = Row::new(cols.iter().map(|c| header_cell(c.header(), c.sorted(s))));
-    let body = rows.iter().map(|r| Row::new(cols.iter().map(|c| c.cell(r))));
+    let fixed: Vec<u16> = cols.iter().skip(1).map(|c| c.fixed_width()).collect();
+    let name_width = rest_width(area, &fixed, 1);
+    let body = rows.iter().map(|r| Row::new(cols.iter().map(|c| c.cell(r, name_width))));
     let title = format!("Latency — {} of {} series, by {}", rows.len(), app.model.latencies.len(), s.as_str());
     let table =
         Table::new(body, cols.iter().map(|c| c.width())).header(header).block(block(title, app)).column_spacing(1);
@@ -286,12 +322,16 @@ fn draw_chart(f: &mut Frame<'_>, area: Rect, app: &App, rows: &[&LatencyRow]) {
         .take(CHART_COLORS.len())
         .copied()
         .collect();
+    // Log scale: latencies of 200 µs and 150 ms both stay readable on one chart.
     let series: Vec<Vec<(f64, f64)>> = shown
         .iter()
-        .map(|r| r.p99_history.iter().filter_map(|(t, v)| Some((t - now, (*v)? * 1e3))).collect())
+        .map(|r| r.p99_history.iter().filter_map(|(t, v)| Some((t - now, v.filter(|v| *v > 0.0)?.log10()))).collect())
         .collect();
     let span = shown.iter().filter_map(|r| r.p99_history.front()).map(|(t, _)| now - t).fold(10.0f64, f64::max);
-    let top = series.iter().flatten().map(|p| p.1).fold(0.0f64, f64::max).max(1e-3) * 1.1;
+    let (lo, hi) =
+        series.iter().flatten().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    let (lo, hi) =
+        if lo.is_finite() { (lo.floor() as i32, (hi.ceil() as i32).max(lo.floor() as i32 + 1)) } else { (-3, 0) };
     let datasets: Vec<Dataset<'_>> = shown
         .iter()
         .zip(&series)
@@ -319,9 +359,8 @@ fn draw_chart(f: &mut Frame<'_>, area: Rect, app: &App, rows: &[&LatencyRow]) {
         f.render_widget(Paragraph::new(msg).block(block("p99 over time".into(), app)), area);
         return;
     }
-    let y_label = |ms: f64| human::duration(Some(ms / 1e3));
     let chart = Chart::new(datasets)
-        .block(block(format!("p99 over time — top {} by {}", shown.len(), app.sort.as_str()), app))
+        .block(block(format!("p99 over time (log) — top {} by {}", shown.len(), app.sort.as_str()), app))
         .x_axis(
             Axis::default()
                 .bounds([-span, 0.0])
@@ -330,34 +369,57 @@ fn draw_chart(f: &mut Frame<'_>, area: Rect, app: &App, rows: &[&LatencyRow]) {
         )
         .y_axis(
             Axis::default()
-                .bounds([0.0, top])
-                .labels(["0".to_owned(), y_label(top / 2.0), y_label(top)])
+                .bounds([f64::from(lo), f64::from(hi)])
+                .labels(decade_labels(lo, hi, area.height.saturating_sub(3)))
                 .style(Style::default().fg(Color::DarkGray)),
         )
-        .legend_position(Some(LegendPosition::TopLeft))
+        .legend_position(Some(LegendPosition::TopRight))
         .hidden_legend_constraints((Constraint::Percentage(90), Constraint::Percentage(60)));
     f.render_widget(chart, area);
 }
 
+/// One label per decade when there are rows enough for them, else the two ends.
+fn decade_labels(lo: i32, hi: i32, rows: u16) -> Vec<String> {
+    let label = |k: i32| human::duration(Some(10f64.powi(k)));
+    if i32::from(rows) >= 2 * (hi - lo + 1) {
+        (lo..=hi).map(label).collect()
+    } else {
+        vec![label(lo), label(hi)]
+    }
+}
+
 fn draw_rates(f: &mut Frame<'_>, area: Rect, app: &App) {
     let rows = app.model.rate_rows(app.sort, &app.filter);
-    let header = Row::new([
+    // Narrow: the names need the room more than the trend does.
+    let trend = if area.width >= 90 { TREND_WIDTH as u16 } else { 0 };
+    let mut header = vec![
         header_cell("counter", app.sort == Sort::Name),
         header_cell("per second", app.sort != Sort::Name),
         header_cell("total", false),
-        header_cell("trend", false),
-    ]);
+    ];
+    let mut widths = vec![Constraint::Fill(1), Constraint::Length(11), Constraint::Length(9)];
+    let mut fixed = vec![11, 9];
+    if trend > 0 {
+        header.push(header_cell("trend", false));
+        widths.push(Constraint::Length(trend));
+        fixed.push(trend);
+    }
+    let name_width = rest_width(area, &fixed, 1);
     let body = rows.iter().map(|r| {
-        Row::new([
-            Cell::from(r.key.to_string()),
+        let mut cells = vec![
+            Cell::from(fit_key(&r.key, name_width)),
             right(r.measure.rate(r.rate)),
             right(r.measure.format(Some(r.total))),
-            Cell::from(human::sparkline(r.history.iter().copied(), TREND_WIDTH))
-                .style(Style::default().fg(Color::Green)),
-        ])
+        ];
+        if trend > 0 {
+            cells.push(
+                Cell::from(human::sparkline(r.history.iter().copied(), TREND_WIDTH))
+                    .style(Style::default().fg(Color::Green)),
+            );
+        }
+        Row::new(cells)
     });
-    let widths =
-        [Constraint::Fill(1), Constraint::Length(11), Constraint::Length(9), Constraint::Length(TREND_WIDTH as u16)];
+    let header = Row::new(header);
     let title = format!("Rates — {} of {} counters", rows.len(), app.model.rates.len());
     f.render_widget(Table::new(body, widths).header(header).block(block(title, app)), area);
 }
