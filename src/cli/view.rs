@@ -292,7 +292,9 @@ fn draw_latency(f: &mut Frame<'_>, area: Rect, app: &App, rows: &[&LatencyRow]) 
     let header = Row::new(cols.iter().map(|c| header_cell(c.header(), c.sorted(s))));
     let fixed: Vec<u16> = cols.iter().skip(1).map(|c| c.fixed_width()).collect();
     let name_width = rest_width(area, &fixed, 1);
-    let body = rows.iter().map(|r| Row::new(cols.iter().map(|c| c.cell(r, name_width))));
+    // Only the rows that fit are built (a node_exporter scrape has thousands).
+    let visible = area.height.saturating_sub(3) as usize;
+    let body = rows.iter().take(visible).map(|r| Row::new(cols.iter().map(|c| c.cell(r, name_width))));
     let title = format!("Latency — {} of {} series, by {}", rows.len(), app.model.latencies.len(), s.as_str());
     let table =
         Table::new(body, cols.iter().map(|c| c.width())).header(header).block(block(title, app)).column_spacing(1);
@@ -405,7 +407,7 @@ fn draw_rates(f: &mut Frame<'_>, area: Rect, app: &App) {
         fixed.push(trend);
     }
     let name_width = rest_width(area, &fixed, 1);
-    let body = rows.iter().map(|r| {
+    let body = rows.iter().take(area.height.saturating_sub(3) as usize).map(|r| {
         let mut cells = vec![
             Cell::from(fit_key(&r.key, name_width)),
             right(r.measure.rate(r.rate)),
@@ -458,7 +460,7 @@ fn draw_gauges(f: &mut Frame<'_>, area: Rect, app: &App) {
         }
         lines.push(pair(format!("cache {}", c.key), v, Style::default().fg(Color::Cyan)));
     }
-    for (k, v) in m.plain_gauges(&app.filter) {
+    for (k, v) in m.plain_gauges(&app.filter).into_iter().take(area.height as usize) {
         lines.push(pair(k.to_string(), Measure::from_name(&k.name).format(Some(v)), Style::default()));
     }
     if lines.is_empty() {
@@ -497,6 +499,7 @@ fn draw_process(f: &mut Frame<'_>, area: Rect, app: &App) {
 
 fn draw_alerts(f: &mut Frame<'_>, area: Rect, app: &App) {
     let alerts = app.model.alerts();
+    let firing = alerts.iter().filter(|a| a.state == "firing").count();
     let lines: Vec<Line<'static>> = if alerts.is_empty() {
         vec![Line::from("  no alert states exported")]
     } else {
@@ -512,6 +515,5 @@ fn draw_alerts(f: &mut Frame<'_>, area: Rect, app: &App) {
             })
             .collect()
     };
-    let firing = app.model.alerts().iter().filter(|a| a.state == "firing").count();
     f.render_widget(Paragraph::new(lines).block(block(format!("Alerts — {firing} firing"), app)), area);
 }
