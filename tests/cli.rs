@@ -12,6 +12,8 @@ use std::{
 
 use serde_json::Value as Json;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_shardmetrics");
 
 /// A running `shardmetrics demo`, killed when dropped.
@@ -334,4 +336,40 @@ fn bad_flags_give_usage() {
     let out = run(&["--help"], Duration::from_secs(30));
     assert!(out.status.success());
     assert!(out.stdout.contains("Exit codes:") && out.stdout.contains("top") && out.stdout.contains("report"));
+}
+
+/// A real Go-client exposition (Prometheus' own `/metrics`: client_golang like node_exporter,
+/// with histograms, summaries and process_* series): `top` falls back from /metrics.json to
+/// /metrics, computes rates from successive scrapes, and `report` reads it.
+#[test]
+fn top_and_report_against_a_real_prometheus() {
+    let Some(prometheus) = common::tool("prometheus") else { return };
+    let dir = common::temp_dir("cli-prom");
+    let port = common::free_port();
+    std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 1s\n").unwrap();
+    let args = vec![
+        format!("--config.file={}", dir.join("prometheus.yml").display()),
+        format!("--storage.tsdb.path={}", dir.join("data").display()),
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--log.level=warn".to_owned(),
+    ];
+    let guard = common::spawn(&prometheus, &args, dir);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    common::wait_for(Duration::from_secs(30), &guard, "prometheus to be ready", || {
+        common::request(addr, "GET", "/-/ready", &[]).ok().filter(|r| r.status == 200)
+    });
+    let base = format!("http://127.0.0.1:{port}");
+
+    let out = run(&["top", &base, "--no-tui", "--seconds", "3", "--interval", "500ms"], Duration::from_secs(60));
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains(&format!("{base}/metrics · prometheus text")), "{}", out.stdout);
+    let last = out.stdout.rsplit("── ").nth(1).unwrap();
+    // Rates need two scrapes: the last table has them (its own /metrics handler counts our scrapes).
+    assert!(last.contains("per second") && last.contains("promhttp_metric_handler_requests_total"), "{last}");
+    assert!(last.contains("process: ") && last.contains("rss "), "{last}");
+
+    let out = run(&["report", &base], Duration::from_secs(60));
+    assert!(out.status.success(), "{}", out.stderr);
+    let slowest = out.stdout.split("Most called").next().unwrap();
+    assert!(slowest.contains("prometheus_http_request_duration_seconds{/metrics}"), "{}", out.stdout);
 }

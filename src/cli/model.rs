@@ -45,6 +45,22 @@ impl SeriesKey {
         SeriesKey { name: name.to_owned(), labels: self.labels.clone() }
     }
 
+    /// `name{labels}` if it fits in `width` columns, else `name{value,value}` (label values
+    /// only), else cut short with `…`.
+    pub fn fit(&self, width: usize) -> String {
+        let full = self.to_string();
+        if full.chars().count() <= width {
+            return full;
+        }
+        let values: Vec<&str> = self.labels.iter().map(|(_, v)| v.as_str()).collect();
+        let compact = if values.is_empty() { full } else { format!("{}{{{}}}", self.name, values.join(",")) };
+        if compact.chars().count() <= width || width == 0 {
+            compact
+        } else {
+            compact.chars().take(width - 1).collect::<String>() + "…"
+        }
+    }
+
     /// Case-insensitive substring match against `name{labels}`; an empty filter matches all.
     pub fn matches(&self, filter: &str) -> bool {
         filter.is_empty() || self.to_string().to_lowercase().contains(&filter.to_lowercase())
@@ -905,6 +921,19 @@ mod tests {
         let mut m = Model::new();
         m.update(0.0, s);
         assert_eq!(m.latencies[&SeriesKey::new("db", [])].error_rate, Some(0.25));
+    }
+
+    #[test]
+    fn keys_fit_their_column() {
+        let k = SeriesKey::new(
+            "req_total",
+            [("route".to_owned(), "/api".to_owned()), ("code".to_owned(), "200".to_owned())],
+        );
+        assert_eq!(k.to_string(), "req_total{code=\"200\",route=\"/api\"}");
+        assert_eq!(k.fit(40), k.to_string());
+        assert_eq!(k.fit(20), "req_total{200,/api}");
+        assert_eq!(k.fit(12), "req_total{2…");
+        assert_eq!(SeriesKey::new("abcdef", []).fit(4), "abc…");
     }
 
     #[test]

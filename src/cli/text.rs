@@ -24,20 +24,15 @@ impl Default for Thresholds {
 }
 
 fn name_width<'a>(names: impl Iterator<Item = &'a String>) -> usize {
-    names.map(|n| n.chars().count()).max().unwrap_or(10).clamp(10, 56)
+    names.map(|n| n.chars().count()).max().unwrap_or(10).clamp(10, NAME_MAX)
 }
 
-fn clip(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        s.to_owned()
-    } else {
-        s.chars().take(width - 1).collect::<String>() + "…"
-    }
-}
+/// The widest name column a plain table uses.
+const NAME_MAX: usize = 56;
 
 /// The latency table: `operation calls/s calls err% p50 p90 p99 max`.
 fn latency_table(out: &mut String, rows: &[&LatencyRow], indent: &str) {
-    let names: Vec<String> = rows.iter().map(|r| r.key.to_string()).collect();
+    let names: Vec<String> = rows.iter().map(|r| r.key.fit(NAME_MAX)).collect();
     let w = name_width(names.iter());
     let _ = writeln!(
         out,
@@ -50,7 +45,7 @@ fn latency_table(out: &mut String, rows: &[&LatencyRow], indent: &str) {
         let _ = writeln!(
             out,
             "{indent}{:<w$} {:>9} {:>9} {:>7} {:>8} {:>8} {:>8} {:>8}",
-            clip(name, w),
+            name,
             human::si(r.rate),
             human::si(Some(r.count)),
             err,
@@ -133,17 +128,11 @@ pub fn table(m: &Model, title: &str, limit: usize) -> String {
     }
     let rates: Vec<_> = m.rate_rows(Sort::P99, "").into_iter().filter(|r| r.rate.is_some_and(|r| r > 0.0)).collect();
     if !rates.is_empty() {
-        let names: Vec<String> = rates.iter().take(limit).map(|r| r.key.to_string()).collect();
+        let names: Vec<String> = rates.iter().take(limit).map(|r| r.key.fit(NAME_MAX)).collect();
         let w = name_width(names.iter());
         let _ = writeln!(out, "  {:<w$} {:>12} {:>10}", "counter", "per second", "total");
         for (r, n) in rates.iter().zip(&names) {
-            let _ = writeln!(
-                out,
-                "  {:<w$} {:>12} {:>10}",
-                clip(n, w),
-                r.measure.rate(r.rate),
-                r.measure.format(Some(r.total))
-            );
+            let _ = writeln!(out, "  {:<w$} {:>12} {:>10}", n, r.measure.rate(r.rate), r.measure.format(Some(r.total)));
         }
     }
     gauges_block(&mut out, m, limit, "  ");
@@ -207,20 +196,25 @@ pub fn report(m: &Model, url: &str, limit: usize, t: Thresholds) -> String {
     let scope = if m.window.is_some() { "over the window" } else { "since the service started" };
 
     let _ = writeln!(out, "\nSlowest operations (by p99, {scope})");
-    let slow = m.latency_rows(Sort::P99, "");
+    // Series that never saw a call say nothing about speed or traffic.
+    let slow: Vec<&LatencyRow> = m.latency_rows(Sort::P99, "").into_iter().filter(|r| r.count > 0.0).collect();
+    let idle = m.latencies.len() - slow.len();
     if slow.is_empty() {
-        let _ = writeln!(out, "  none: the endpoint exports no operations, histograms or summaries");
+        let _ = writeln!(out, "  none: the endpoint exports no operations, histograms or summaries with calls");
     } else {
         latency_table(&mut out, &slow[..slow.len().min(limit)], "  ");
     }
+    if idle > 0 {
+        let _ = writeln!(out, "  ({idle} series without calls not shown)");
+    }
 
     let _ = writeln!(out, "\nMost called");
-    let mut busy = m.latency_rows(Sort::Calls, "");
+    let mut busy: Vec<&LatencyRow> = m.latency_rows(Sort::Calls, "").into_iter().filter(|r| r.count > 0.0).collect();
     busy.sort_by(|a, b| b.count.total_cmp(&a.count));
     if busy.is_empty() {
         let _ = writeln!(out, "  none");
     } else {
-        let names: Vec<String> = busy.iter().take(limit).map(|r| r.key.to_string()).collect();
+        let names: Vec<String> = busy.iter().take(limit).map(|r| r.key.fit(NAME_MAX)).collect();
         let w = name_width(names.iter());
         let total: f64 = busy.iter().map(|r| r.count).sum();
         let _ = writeln!(out, "  {:<w$} {:>10} {:>7} {:>9}", "operation", "calls", "share", "calls/s");
@@ -229,7 +223,7 @@ pub fn report(m: &Model, url: &str, limit: usize, t: Thresholds) -> String {
             let _ = writeln!(
                 out,
                 "  {:<w$} {:>10} {:>7} {:>9}",
-                clip(n, w),
+                n,
                 human::si(Some(r.count)),
                 human::percent(share),
                 human::si(r.rate)
@@ -245,14 +239,14 @@ pub fn report(m: &Model, url: &str, limit: usize, t: Thresholds) -> String {
         let with_errors = m.latencies.values().any(|r| r.errors.is_some());
         let _ = writeln!(out, "  {}", if with_errors { "no failed calls" } else { "no operations count errors" });
     } else {
-        let names: Vec<String> = failing.iter().map(|r| r.key.to_string()).collect();
+        let names: Vec<String> = failing.iter().map(|r| r.key.fit(NAME_MAX)).collect();
         let w = name_width(names.iter());
         let _ = writeln!(out, "  {:<w$} {:>10} {:>10} {:>7}", "operation", "errors", "calls", "err%");
         for (r, n) in failing.iter().zip(&names) {
             let _ = writeln!(
                 out,
                 "  {:<w$} {:>10} {:>10} {:>7}",
-                clip(n, w),
+                n,
                 human::si(r.errors),
                 human::si(Some(r.count)),
                 human::percent(r.error_rate)
@@ -268,17 +262,11 @@ pub fn report(m: &Model, url: &str, limit: usize, t: Thresholds) -> String {
     if counters.is_empty() {
         let _ = writeln!(out, "  none");
     } else {
-        let names: Vec<String> = counters.iter().take(limit).map(|r| r.key.to_string()).collect();
+        let names: Vec<String> = counters.iter().take(limit).map(|r| r.key.fit(NAME_MAX)).collect();
         let w = name_width(names.iter());
         let _ = writeln!(out, "  {:<w$} {:>12} {:>10}", "counter", "per second", "total");
         for (r, n) in counters.iter().zip(&names) {
-            let _ = writeln!(
-                out,
-                "  {:<w$} {:>12} {:>10}",
-                clip(n, w),
-                r.measure.rate(r.rate),
-                r.measure.format(Some(r.total))
-            );
+            let _ = writeln!(out, "  {:<w$} {:>12} {:>10}", n, r.measure.rate(r.rate), r.measure.format(Some(r.total)));
         }
     }
 

@@ -27,7 +27,7 @@ use ratatui::{
 use super::{
     app::{App, Status},
     human::{self, Measure},
-    model::{LatencyKind, LatencyRow, SeriesKey, Sort},
+    model::{LatencyKind, LatencyRow, Sort},
 };
 
 /// Error ratio above which a row is shown as failing.
@@ -58,22 +58,6 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
     draw_gauges(f, gauges, app);
     draw_process(f, process, app);
     draw_alerts(f, alerts, app);
-}
-
-/// `name{labels}` if it fits in `width` columns, else `name{value,value}` (label values only),
-/// else cut short with `…`.
-fn fit_key(key: &SeriesKey, width: usize) -> String {
-    let full = key.to_string();
-    if full.chars().count() <= width {
-        return full;
-    }
-    let values: Vec<&str> = key.labels.iter().map(|(_, v)| v.as_str()).collect();
-    let compact = if values.is_empty() { full } else { format!("{}{{{}}}", key.name, values.join(",")) };
-    if compact.chars().count() <= width || width == 0 {
-        compact
-    } else {
-        compact.chars().take(width - 1).collect::<String>() + "…"
-    }
 }
 
 /// Width left for a table's one `Fill`/`Min` column inside a bordered `area`.
@@ -249,9 +233,9 @@ impl Col {
     fn cell(self, r: &LatencyRow, name_width: usize) -> Cell<'static> {
         match self {
             Col::Name => Cell::from(match r.kind {
-                LatencyKind::Operation => fit_key(&r.key, name_width),
-                LatencyKind::Histogram => format!("{} (hist)", fit_key(&r.key, name_width.saturating_sub(7))),
-                LatencyKind::Summary => format!("{} (summary)", fit_key(&r.key, name_width.saturating_sub(10))),
+                LatencyKind::Operation => r.key.fit(name_width),
+                LatencyKind::Histogram => format!("{} (hist)", r.key.fit(name_width.saturating_sub(7))),
+                LatencyKind::Summary => format!("{} (summary)", r.key.fit(name_width.saturating_sub(10))),
             }),
             Col::Rate => right(human::si(r.rate)),
             Col::Calls => right(human::si(Some(r.count))),
@@ -409,7 +393,7 @@ fn draw_rates(f: &mut Frame<'_>, area: Rect, app: &App) {
     let name_width = rest_width(area, &fixed, 1);
     let body = rows.iter().take(area.height.saturating_sub(3) as usize).map(|r| {
         let mut cells = vec![
-            Cell::from(fit_key(&r.key, name_width)),
+            Cell::from(r.key.fit(name_width)),
             right(r.measure.rate(r.rate)),
             right(r.measure.format(Some(r.total))),
         ];
