@@ -373,3 +373,78 @@ fn top_and_report_against_a_real_prometheus() {
     let slowest = out.stdout.split("Most called").next().unwrap();
     assert!(slowest.contains("prometheus_http_request_duration_seconds{/metrics}"), "{}", out.stdout);
 }
+
+/// Serves like node_exporter: Prometheus text on /metrics, an HTML landing page (status 200)
+/// on every other path. Returns the base URL; the thread serves `n` requests.
+fn fake_node_exporter(n: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().take(n).enumerate() {
+            let Ok(mut s) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+                head.push(byte[0]);
+            }
+            let path = String::from_utf8_lossy(&head).split_whitespace().nth(1).unwrap_or("").to_owned();
+            let (ct, body) = if path == "/metrics" {
+                let text = format!(
+                    "# TYPE node_network_receive_bytes_total counter\nnode_network_receive_bytes_total{{device=\"eth0\"}} {}\n\
+                     # TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 2.097152e+07\n",
+                    1_000_000 * (i + 1)
+                );
+                ("text/plain; version=0.0.4; charset=utf-8", text)
+            } else {
+                ("text/html; charset=UTF-8", "<html><head><title>Node Exporter</title></head></html>".to_owned())
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+#[test]
+fn a_base_address_that_answers_html_falls_back_to_metrics() {
+    let base = fake_node_exporter(64);
+    let out = run(&["report", &base], Duration::from_secs(30));
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains(&format!("{base}/metrics (prometheus text")), "{}", out.stdout);
+    assert!(out.stdout.contains("rss 20.0MiB"), "{}", out.stdout);
+    // `export --format json` asks /metrics.json only, and says what it got instead.
+    let out = run(&["export", &base, "--format", "json"], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(out.stderr.contains("text/html") && out.stderr.contains("--format prometheus"), "{}", out.stderr);
+}
+
+/// The real node_exporter, when installed (Debian package prometheus-node-exporter).
+#[test]
+fn top_against_a_real_node_exporter() {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).map(|p| p.join("prometheus-node-exporter")).find(|p| p.is_file())
+    });
+    let Some(exporter) = found else {
+        eprintln!("skipping: prometheus-node-exporter is not installed");
+        return;
+    };
+    let dir = common::temp_dir("cli-node");
+    let port = common::free_port();
+    let guard = common::spawn(&exporter, &[format!("--web.listen-address=127.0.0.1:{port}")], dir);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    common::wait_for(Duration::from_secs(30), &guard, "node_exporter to answer", || {
+        common::request(addr, "GET", "/metrics", &[]).ok().filter(|r| r.status == 200)
+    });
+    let base = format!("127.0.0.1:{port}");
+    let out = run(&["top", &base, "--no-tui", "--seconds", "3", "--interval", "1s"], Duration::from_secs(60));
+    assert!(out.status.success(), "{}", out.stderr);
+    let last = out.stdout.rsplit("── ").nth(1).unwrap();
+    assert!(last.contains("node_") && last.contains("per second") && last.contains("process: cpu "), "{last}");
+    assert!(
+        last.contains("go_memstats_last_gc_time_seconds = ") && last.contains(" ago"),
+        "timestamps as ages: {last}"
+    );
+}

@@ -2,8 +2,9 @@
 //! how to fix it.
 //!
 //! A base address (`http://127.0.0.1:9464`, or just `127.0.0.1:9464`) is tried as
-//! `/metrics.json` (shardmetrics' richer document) and, if that is 404, as `/metrics` (any
-//! Prometheus exporter, node_exporter included). A full URL is used as given.
+//! `/metrics.json` (shardmetrics' richer document) and, if that is 404 or not JSON
+//! (node_exporter answers every path with an HTML page), as `/metrics` (any Prometheus
+//! exporter). A full URL is used as given.
 
 use std::{fmt, io, time::Duration};
 
@@ -216,7 +217,8 @@ impl Fetcher {
         self.resolved.clone().unwrap_or_else(|| self.target.display())
     }
 
-    /// One scrape. With a base address, a 404 on `/metrics.json` falls through to `/metrics`.
+    /// One scrape. With a base address, a 404 or a non-JSON answer on `/metrics.json` falls
+    /// through to `/metrics`.
     pub fn fetch(&mut self) -> Result<Fetched, FetchError> {
         let candidates = match &self.resolved {
             Some(resolved) => vec![self.with_window(resolved)],
@@ -224,8 +226,13 @@ impl Fetcher {
         };
         let mut last = None;
         for (i, url) in candidates.iter().enumerate() {
+            let more = i + 1 < candidates.len();
             match self.get(url) {
-                Err(FetchError::Status { status: 404, .. }) if i + 1 < candidates.len() => continue,
+                Err(FetchError::Status { status: 404, .. }) if more => continue,
+                // node_exporter answers every path with its HTML landing page: not our JSON.
+                Ok(f) if more && !f.content_type.as_deref().is_some_and(|c| c.starts_with("application/json")) => {
+                    continue
+                }
                 Err(e) => {
                     last = Some(e);
                     break;

@@ -104,6 +104,8 @@ pub fn percent(ratio: Option<f64>) -> String {
 pub enum Measure {
     Seconds,
     Bytes,
+    /// Seconds since the Unix epoch (`process_start_time_seconds`), shown as an age.
+    Timestamp,
     Plain,
 }
 
@@ -111,7 +113,9 @@ impl Measure {
     /// From a metric name's unit suffix (`_seconds`, `_bytes`), as Prometheus naming has it.
     pub fn from_name(name: &str) -> Measure {
         let base = name.strip_suffix("_total").unwrap_or(name);
-        if base.ends_with("_seconds") {
+        if base.ends_with("_time_seconds") || base.ends_with("_timestamp_seconds") {
+            Measure::Timestamp
+        } else if base.ends_with("_seconds") {
             Measure::Seconds
         } else if base.ends_with("_bytes") {
             Measure::Bytes
@@ -134,8 +138,23 @@ impl Measure {
         match self {
             Measure::Seconds => duration(v),
             Measure::Bytes => bytes(v),
+            Measure::Timestamp => age(v, std::time::SystemTime::now()),
             Measure::Plain => si(v),
         }
+    }
+}
+
+/// A Unix timestamp as its distance from `now`: `3.2h ago`, `in 5.00s`, `never` for 0.
+pub fn age(unix_seconds: Option<f64>, now: std::time::SystemTime) -> String {
+    let Some(t) = unix_seconds.filter(|t| t.is_finite()) else { return "-".into() };
+    if t == 0.0 {
+        return "never".into();
+    }
+    let now = now.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    if now >= t {
+        format!("{} ago", duration(Some(now - t)))
+    } else {
+        format!("in {}", duration(Some(t - now)))
     }
 }
 
@@ -211,6 +230,12 @@ mod tests {
         assert_eq!(Measure::from_name("process_cpu_seconds_total"), Measure::Seconds);
         assert_eq!(Measure::from_name("process_resident_memory_bytes"), Measure::Bytes);
         assert_eq!(Measure::from_name("queue_depth"), Measure::Plain);
+        assert_eq!(Measure::from_name("process_start_time_seconds"), Measure::Timestamp);
+        assert_eq!(Measure::from_name("node_boot_time_seconds"), Measure::Timestamp);
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        assert_eq!(age(Some(1_000_000.0 - 3.0 * 3600.0), now), "3.0h ago");
+        assert_eq!(age(Some(1_000_005.0), now), "in 5.00s");
+        assert_eq!(age(Some(0.0), now), "never");
         assert_eq!(Measure::Bytes.rate(Some(2048.0)), "2.00KiB/s");
         assert_eq!(Measure::Bytes.rate(None), "-");
         assert_eq!(Measure::Seconds.rate(Some(0.5)), "0.50");

@@ -323,8 +323,17 @@ impl Scrape {
                         }
                     }
                 }
-                MetricType::Histogram | MetricType::GaugeHistogram => histogram_family(&mut out, fam, measure),
-                MetricType::Summary => summary_family(&mut out, fam, measure),
+                // A distribution of `…_time_seconds` is of durations, not of timestamps.
+                MetricType::Histogram | MetricType::GaugeHistogram => histogram_family(
+                    &mut out,
+                    fam,
+                    if measure == Measure::Timestamp { Measure::Seconds } else { measure },
+                ),
+                MetricType::Summary => summary_family(
+                    &mut out,
+                    fam,
+                    if measure == Measure::Timestamp { Measure::Seconds } else { measure },
+                ),
                 MetricType::Info => {}
             }
         }

@@ -476,7 +476,7 @@ fn draw_process(f: &mut Frame<'_>, area: Rect, app: &App) {
         if r.threads.is_some() {
             parts.push(format!("threads {}", human::si(r.threads)));
         }
-        Line::from(format!("  {}", parts.join("  ·  ")))
+        Line::from(format!("  {}", parts.join(" · ")))
     };
     f.render_widget(Paragraph::new(text).block(block("Process".into(), app)), area);
 }
