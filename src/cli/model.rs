@@ -1,0 +1,961 @@
+//! The dashboard's data: one scrape (our JSON, Prometheus text or OpenMetrics) becomes a
+//! [`Scrape`]; successive scrapes feed a [`Model`], which works out what the screen shows:
+//! request rates (the source's own rates for JSON, differences of successive totals for text),
+//! recent latency quantiles (the JSON window's, or computed from the change in a text
+//! histogram's buckets since the previous scrape), error rates, process resources, alert and
+//! state-set states, cache hit ratios, and short histories for sparklines and charts.
+//!
+//! Nothing here touches a terminal or the network: the caller passes the scrape's body and
+//! the time it was taken, so tests can replay recorded scrapes.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fmt,
+};
+
+use serde_json::Value as Json;
+use shardmetrics::scrape::{self, MetricType};
+
+use super::human::Measure;
+
+/// How many scrapes of history each row keeps for its sparkline and the chart.
+pub const HISTORY: usize = 120;
+
+/// A series' identity: metric name and labels, sorted by label name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+}
+
+impl SeriesKey {
+    pub fn new(name: &str, labels: impl IntoIterator<Item = (String, String)>) -> SeriesKey {
+        let mut labels: Vec<(String, String)> = labels.into_iter().collect();
+        labels.sort();
+        SeriesKey { name: name.to_owned(), labels }
+    }
+
+    /// The value of label `name`.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The same labels under another metric name.
+    fn renamed(&self, name: &str) -> SeriesKey {
+        SeriesKey { name: name.to_owned(), labels: self.labels.clone() }
+    }
+
+    /// `name{labels}` if it fits in `width` columns, else `name{value,value}` (label values
+    /// only), else cut short with `…`.
+    pub fn fit(&self, width: usize) -> String {
+        let full = self.to_string();
+        if full.chars().count() <= width {
+            return full;
+        }
+        let values: Vec<&str> = self.labels.iter().map(|(_, v)| v.as_str()).collect();
+        let compact = if values.is_empty() { full } else { format!("{}{{{}}}", self.name, values.join(",")) };
+        if compact.chars().count() <= width || width == 0 {
+            compact
+        } else {
+            compact.chars().take(width - 1).collect::<String>() + "…"
+        }
+    }
+
+    /// Case-insensitive substring match against `name{labels}`; an empty filter matches all.
+    pub fn matches(&self, filter: &str) -> bool {
+        filter.is_empty() || self.to_string().to_lowercase().contains(&filter.to_lowercase())
+    }
+}
+
+impl fmt::Display for SeriesKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if !self.labels.is_empty() {
+            f.write_str("{")?;
+            for (i, (k, v)) in self.labels.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(",")?;
+                }
+                write!(f, "{k}=\"{v}\"")?;
+            }
+            f.write_str("}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What kind of document a scrape was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// shardmetrics' `/metrics.json`: operations, quantiles and rates computed by the service.
+    Json,
+    /// Prometheus text format 0.0.4 (node_exporter and the like).
+    Prometheus,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Json => "json",
+            Source::Prometheus => "prometheus text",
+            Source::OpenMetrics => "openmetrics",
+        }
+    }
+}
+
+/// Where a latency row comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyKind {
+    /// An operation: calls, errors and a duration histogram sharing a name and labels.
+    Operation,
+    /// A histogram on its own.
+    Histogram,
+    /// A summary (quantiles computed by the service).
+    Summary,
+}
+
+/// A counter as scraped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterObs {
+    pub measure: Measure,
+    /// Total in the base unit (seconds for time counters).
+    pub total: f64,
+    /// Per second, as the source computed it (JSON); text sources leave it to the model.
+    pub rate: Option<f64>,
+}
+
+/// Latency quantiles in the base unit (seconds for durations).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Quantiles {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// An operation, histogram or summary as scraped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyObs {
+    pub kind: LatencyKind,
+    pub measure: Measure,
+    /// Calls (operations) or observations, cumulative.
+    pub count: f64,
+    /// Failed calls, cumulative (operations only).
+    pub errors: Option<f64>,
+    /// Calls per second as the source computed it (JSON).
+    pub rate: Option<f64>,
+    /// Error ratio over the source's window (JSON with `?window=`).
+    pub recent_error_rate: Option<f64>,
+    /// Quantiles as the source reported them (JSON: over the window if there is one; summaries).
+    pub quantiles: Option<Quantiles>,
+    /// Cumulative classic-histogram buckets `(le, count)`, ascending, `+Inf` last (text sources).
+    pub buckets: Vec<(f64, f64)>,
+}
+
+/// One scrape, normalised: base units, operations recognised, families split by type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scrape {
+    pub source: Source,
+    pub counters: BTreeMap<SeriesKey, CounterObs>,
+    pub gauges: BTreeMap<SeriesKey, f64>,
+    pub latencies: BTreeMap<SeriesKey, LatencyObs>,
+    /// JSON: the aggregator tick that produced it.
+    pub seq: Option<u64>,
+    /// JSON: the windows the service keeps (`10s`, `1m`, …).
+    pub windows: Vec<String>,
+    /// JSON: the window this scrape's recent figures cover, if one was asked for.
+    pub window: Option<String>,
+    /// Size of the document.
+    pub bytes: usize,
+}
+
+impl Scrape {
+    fn empty(source: Source, bytes: usize) -> Scrape {
+        Scrape {
+            source,
+            counters: BTreeMap::new(),
+            gauges: BTreeMap::new(),
+            latencies: BTreeMap::new(),
+            seq: None,
+            windows: Vec::new(),
+            window: None,
+            bytes,
+        }
+    }
+
+    /// Parses a response body, choosing the parser by its `Content-Type` (JSON for
+    /// `application/json`, OpenMetrics for `application/openmetrics-text`, Prometheus text
+    /// otherwise) and falling back to sniffing a body that starts with `{`.
+    pub fn parse(body: &str, content_type: Option<&str>) -> Result<Scrape, String> {
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        if ct.starts_with("application/json") || (ct.is_empty() && body.trim_start().starts_with('{')) {
+            Scrape::from_json(body)
+        } else {
+            Scrape::from_text(body, scrape::Format::from_content_type(&ct))
+        }
+    }
+
+    /// Reads shardmetrics' JSON document (`export::json`).
+    pub fn from_json(body: &str) -> Result<Scrape, String> {
+        let doc: Json = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+        let mut s = Scrape::from_json_value(&doc)?;
+        s.bytes = body.len();
+        Ok(s)
+    }
+
+    /// Reads an already parsed JSON document (the demo feeds its own snapshot this way).
+    pub fn from_json_value(doc: &Json) -> Result<Scrape, String> {
+        let series = doc
+            .get("series")
+            .and_then(Json::as_array)
+            .ok_or("JSON without a \"series\" array: not a shardmetrics /metrics.json document")?;
+        let mut out = Scrape::empty(Source::Json, 0);
+        out.seq = doc.get("seq").and_then(Json::as_u64);
+        out.windows = doc
+            .get("windows")
+            .and_then(Json::as_array)
+            .map(|w| w.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        out.window = doc.pointer("/window/length").and_then(Json::as_str).map(str::to_owned);
+        let operations = doc.get("operations").and_then(Json::as_array).map(Vec::as_slice).unwrap_or_default();
+        let op_histograms: Vec<SeriesKey> = operations
+            .iter()
+            .filter_map(|o| Some(json_key(&format!("{}_duration", o.get("name")?.as_str()?), o.get("labels"))))
+            .collect();
+        for s in series {
+            let (Some(name), Some(kind)) = (s.get("name").and_then(Json::as_str), s.get("type").and_then(Json::as_str))
+            else {
+                continue;
+            };
+            let key = json_key(name, s.get("labels"));
+            let unit = s.get("unit").and_then(Json::as_str).unwrap_or("");
+            let (scale, measure) = unit_scale(unit, name);
+            let window = s.get("window");
+            match kind {
+                "counter" => {
+                    let total = num(s.get("value")).unwrap_or(0.0) * scale;
+                    let rate = num(window.and_then(|w| w.get("rate"))).or(num(s.get("rate"))).map(|r| r * scale);
+                    out.counters.insert(key, CounterObs { measure, total, rate });
+                }
+                "gauge" => {
+                    if let Some(v) = num(s.get("value")) {
+                        out.gauges.insert(key, v * scale);
+                    }
+                }
+                "histogram" if !op_histograms.contains(&key) => {
+                    let src = window.unwrap_or(s);
+                    let q = |k: &str| num(src.get(k)).map(|v| v * scale);
+                    out.latencies.insert(
+                        key,
+                        LatencyObs {
+                            kind: LatencyKind::Histogram,
+                            measure,
+                            count: num(s.get("count")).unwrap_or(0.0),
+                            errors: None,
+                            rate: num(src.get("rate")),
+                            recent_error_rate: None,
+                            quantiles: Some(Quantiles { p50: q("p50"), p90: q("p90"), p99: q("p99"), max: q("max") }),
+                            buckets: Vec::new(),
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        for o in operations {
+            let Some(name) = o.get("name").and_then(Json::as_str) else { continue };
+            let Some(stats) = o.get("stats") else { continue };
+            let recent = o.get("window");
+            let src = recent.unwrap_or(stats);
+            let ns = |k: &str| num(src.get(k)).map(|v| v * 1e-9);
+            out.latencies.insert(
+                json_key(name, o.get("labels")),
+                LatencyObs {
+                    kind: LatencyKind::Operation,
+                    measure: Measure::Seconds,
+                    count: num(stats.get("count")).unwrap_or(0.0),
+                    errors: num(stats.get("errors")),
+                    rate: num(src.get("throughput")),
+                    recent_error_rate: recent.and_then(|w| num(w.get("error_rate"))),
+                    quantiles: Some(Quantiles {
+                        p50: ns("p50_ns"),
+                        p90: ns("p90_ns"),
+                        p99: ns("p99_ns"),
+                        max: ns("max_ns"),
+                    }),
+                    buckets: Vec::new(),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Reads Prometheus text 0.0.4 or OpenMetrics with [`shardmetrics::scrape`].
+    pub fn from_text(body: &str, format: scrape::Format) -> Result<Scrape, String> {
+        let families = scrape::parse(body, format).map_err(|e| format!("cannot parse the exposition: {e}"))?;
+        let source = match format {
+            scrape::Format::Prometheus => Source::Prometheus,
+            scrape::Format::OpenMetrics => Source::OpenMetrics,
+        };
+        let mut out = Scrape::empty(source, body.len());
+        for fam in &families {
+            let measure = match fam.unit.as_deref() {
+                Some("seconds") => Measure::Seconds,
+                Some("bytes") => Measure::Bytes,
+                _ => Measure::from_name(&fam.name),
+            };
+            match fam.kind {
+                MetricType::Counter => {
+                    for s in fam.samples.iter().filter(|s| !s.name.ends_with("_created")) {
+                        let key = SeriesKey::new(&s.name, s.labels.iter().cloned());
+                        out.counters.insert(key, CounterObs { measure, total: s.value, rate: None });
+                    }
+                }
+                MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => {
+                    for s in &fam.samples {
+                        let key = SeriesKey::new(&s.name, s.labels.iter().cloned());
+                        if fam.kind == MetricType::Unknown && s.name.ends_with("_total") {
+                            out.counters.insert(key, CounterObs { measure, total: s.value, rate: None });
+                        } else {
+                            out.gauges.insert(key, s.value);
+                        }
+                    }
+                }
+                // A distribution of `…_time_seconds` is of durations, not of timestamps.
+                MetricType::Histogram | MetricType::GaugeHistogram => histogram_family(
+                    &mut out,
+                    fam,
+                    if measure == Measure::Timestamp { Measure::Seconds } else { measure },
+                ),
+                MetricType::Summary => summary_family(
+                    &mut out,
+                    fam,
+                    if measure == Measure::Timestamp { Measure::Seconds } else { measure },
+                ),
+                MetricType::Info => {}
+            }
+        }
+        recognise_operations(&mut out);
+        Ok(out)
+    }
+}
+
+/// Labels of a JSON series or operation.
+fn json_key(name: &str, labels: Option<&Json>) -> SeriesKey {
+    let labels = labels.and_then(Json::as_object).map(|m| {
+        m.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect::<Vec<_>>()
+    });
+    SeriesKey::new(name, labels.unwrap_or_default())
+}
+
+/// A JSON number, or one of the strings `"NaN"`, `"+Inf"`, `"-Inf"` the exporter writes for
+/// non-finite values.
+fn num(v: Option<&Json>) -> Option<f64> {
+    match v? {
+        Json::Number(n) => n.as_f64(),
+        Json::String(s) => match s.as_str() {
+            "NaN" => Some(f64::NAN),
+            "+Inf" => Some(f64::INFINITY),
+            "-Inf" => Some(f64::NEG_INFINITY),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Factor from a JSON series' unit to its base unit, and what it measures.
+fn unit_scale(unit: &str, name: &str) -> (f64, Measure) {
+    match unit {
+        "nanoseconds" => (1e-9, Measure::Seconds),
+        "microseconds" => (1e-6, Measure::Seconds),
+        "milliseconds" => (1e-3, Measure::Seconds),
+        "seconds" => (1.0, Measure::Seconds),
+        "bytes" => (1.0, Measure::Bytes),
+        _ => (1.0, Measure::from_name(name)),
+    }
+}
+
+fn histogram_family(out: &mut Scrape, fam: &scrape::MetricFamily, measure: Measure) {
+    let mut groups: BTreeMap<SeriesKey, LatencyObs> = BTreeMap::new();
+    for s in &fam.samples {
+        let labels = s.labels.iter().filter(|(k, _)| k != "le").cloned();
+        let obs = groups.entry(SeriesKey::new(&fam.name, labels)).or_insert_with(|| LatencyObs {
+            kind: LatencyKind::Histogram,
+            measure,
+            count: 0.0,
+            errors: None,
+            rate: None,
+            recent_error_rate: None,
+            quantiles: None,
+            buckets: Vec::new(),
+        });
+        if s.name.ends_with("_bucket") {
+            if let Some(le) = s.label("le").and_then(parse_le) {
+                obs.buckets.push((le, s.value));
+            }
+        } else if s.name.ends_with("_count") || s.name.ends_with("_gcount") {
+            obs.count = s.value;
+        }
+    }
+    for (key, mut obs) in groups {
+        obs.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if obs.count == 0.0 {
+            obs.count = obs.buckets.last().map_or(0.0, |b| b.1);
+        }
+        out.latencies.insert(key, obs);
+    }
+}
+
+fn summary_family(out: &mut Scrape, fam: &scrape::MetricFamily, measure: Measure) {
+    let mut groups: BTreeMap<SeriesKey, LatencyObs> = BTreeMap::new();
+    for s in &fam.samples {
+        let labels = s.labels.iter().filter(|(k, _)| k != "quantile").cloned();
+        let obs = groups.entry(SeriesKey::new(&fam.name, labels)).or_insert_with(|| LatencyObs {
+            kind: LatencyKind::Summary,
+            measure,
+            count: 0.0,
+            errors: None,
+            rate: None,
+            recent_error_rate: None,
+            quantiles: Some(Quantiles::default()),
+            buckets: Vec::new(),
+        });
+        if s.name.ends_with("_count") {
+            obs.count = s.value;
+        } else if let (Some(q), Some(qs)) =
+            (s.label("quantile").and_then(|q| q.parse::<f64>().ok()), &mut obs.quantiles)
+        {
+            let v = Some(s.value).filter(|v| !v.is_nan());
+            if q == 0.5 {
+                qs.p50 = v;
+            } else if q == 0.9 {
+                qs.p90 = v;
+            } else if q == 0.99 {
+                qs.p99 = v;
+            } else if q == 1.0 {
+                qs.max = v;
+            }
+        }
+    }
+    out.latencies.extend(groups);
+}
+
+fn parse_le(le: &str) -> Option<f64> {
+    match le {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        v => v.parse().ok(),
+    }
+}
+
+/// shardmetrics exports an operation `x` as `x_duration_seconds` (histogram),
+/// `x_calls_total` and `x_errors_total`: fold the three back into one operation row.
+fn recognise_operations(out: &mut Scrape) {
+    let candidates: Vec<SeriesKey> = out
+        .latencies
+        .iter()
+        .filter(|(k, o)| o.kind == LatencyKind::Histogram && k.name.ends_with("_duration_seconds"))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in candidates {
+        let base = key.name.strip_suffix("_duration_seconds").unwrap_or(&key.name);
+        let Some(calls) = out.counters.get(&key.renamed(&format!("{base}_calls_total"))).map(|c| c.total) else {
+            continue;
+        };
+        let errors = out.counters.get(&key.renamed(&format!("{base}_errors_total"))).map(|c| c.total);
+        let Some(mut obs) = out.latencies.remove(&key) else { continue };
+        obs.kind = LatencyKind::Operation;
+        obs.count = calls;
+        obs.errors = errors;
+        out.latencies.insert(key.renamed(base), obs);
+    }
+}
+
+/// The value at quantile `q` of cumulative buckets, interpolating linearly inside the bucket
+/// like PromQL's `histogram_quantile`; the highest finite bound when the rank falls in `+Inf`.
+pub fn bucket_quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 || !total.is_finite() {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank && count > below {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            return Some(lower + (le - lower) * ((rank - below) / (count - below)).clamp(0.0, 1.0));
+        }
+        if le.is_finite() {
+            lower = le;
+        }
+        below = count;
+    }
+    Some(lower)
+}
+
+/// Bucket-wise difference `now - before` (a reset — any bucket going down — gives `now`).
+fn bucket_delta(now: &[(f64, f64)], before: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let reset = now.len() != before.len() || now.iter().zip(before).any(|(n, b)| n.0 != b.0 || n.1 < b.1);
+    if reset {
+        return now.to_vec();
+    }
+    now.iter().zip(before).map(|(n, b)| (n.0, n.1 - b.1)).collect()
+}
+
+/// What the rows are ordered by; `s` cycles through them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// Slowest first (p99), rates by rate.
+    #[default]
+    P99,
+    /// Most calls per second first.
+    Calls,
+    /// Highest error ratio first.
+    Errors,
+    /// Alphabetical.
+    Name,
+}
+
+impl Sort {
+    pub fn next(self) -> Sort {
+        match self {
+            Sort::P99 => Sort::Calls,
+            Sort::Calls => Sort::Errors,
+            Sort::Errors => Sort::Name,
+            Sort::Name => Sort::P99,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sort::P99 => "p99",
+            Sort::Calls => "calls/s",
+            Sort::Errors => "errors",
+            Sort::Name => "name",
+        }
+    }
+}
+
+/// A counter on screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateRow {
+    pub key: SeriesKey,
+    pub measure: Measure,
+    pub total: f64,
+    /// Per second; `None` until two scrapes of a text source.
+    pub rate: Option<f64>,
+    pub history: VecDeque<Option<f64>>,
+}
+
+/// An operation, histogram or summary on screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyRow {
+    pub key: SeriesKey,
+    pub kind: LatencyKind,
+    pub measure: Measure,
+    pub count: f64,
+    pub errors: Option<f64>,
+    /// Calls per second.
+    pub rate: Option<f64>,
+    /// Recent error ratio (the JSON window, or since the previous scrape), `None` without calls.
+    pub error_rate: Option<f64>,
+    /// Recent quantiles (`None` entries while idle).
+    pub q: Quantiles,
+    /// `(scrape time, p99)`, oldest first.
+    pub p99_history: VecDeque<(f64, Option<f64>)>,
+}
+
+/// Process resources, from the conventional `process_*` series.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Resources {
+    /// CPU time per second (1.0 = one core busy).
+    pub cpu: Option<f64>,
+    pub resident_bytes: Option<f64>,
+    pub virtual_bytes: Option<f64>,
+    pub open_fds: Option<f64>,
+    pub max_fds: Option<f64>,
+    pub threads: Option<f64>,
+}
+
+impl Resources {
+    pub fn is_empty(&self) -> bool {
+        *self == Resources::default()
+    }
+}
+
+/// An alert and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRow {
+    pub name: String,
+    pub state: String,
+}
+
+/// A state set (e.g. a circuit breaker) and its current state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRow {
+    pub name: String,
+    pub state: String,
+}
+
+/// A cache's hit ratio (recent when rates are known, else since start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheRow {
+    pub key: SeriesKey,
+    pub hit_ratio: Option<f64>,
+    pub lookups_per_second: Option<f64>,
+    pub size: Option<f64>,
+}
+
+/// Everything the dashboard shows, updated one scrape at a time.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub source: Option<Source>,
+    /// Scrapes taken in so far.
+    pub scrapes: u64,
+    /// Time of the latest scrape (the caller's clock, seconds).
+    pub last_at: Option<f64>,
+    pub seq: Option<u64>,
+    pub window: Option<String>,
+    pub bytes: usize,
+    pub rates: BTreeMap<SeriesKey, RateRow>,
+    pub latencies: BTreeMap<SeriesKey, LatencyRow>,
+    pub gauges: BTreeMap<SeriesKey, f64>,
+    prev: Option<(f64, Scrape)>,
+}
+
+impl Model {
+    pub fn new() -> Model {
+        Model::default()
+    }
+
+    /// Takes in a scrape made at `at` seconds (any monotonic clock, the same for every call).
+    pub fn update(&mut self, at: f64, scrape: Scrape) {
+        let prev = self.prev.take();
+        let dt = prev.as_ref().map(|(t, _)| at - t).filter(|dt| *dt > 0.0);
+        let before = prev.as_ref().map(|(_, s)| s);
+
+        let mut rates = BTreeMap::new();
+        for (key, c) in &scrape.counters {
+            let rate = c.rate.or_else(|| {
+                let old = before?.counters.get(key)?.total;
+                // A counter that went down was reset: everything since is new.
+                let inc = if c.total >= old { c.total - old } else { c.total };
+                Some(inc / dt?)
+            });
+            let mut history = self.rates.remove(key).map(|r| r.history).unwrap_or_default();
+            push(&mut history, rate);
+            rates.insert(key.clone(), RateRow { key: key.clone(), measure: c.measure, total: c.total, rate, history });
+        }
+
+        let mut latencies = BTreeMap::new();
+        for (key, o) in &scrape.latencies {
+            let old = before.and_then(|b| b.latencies.get(key));
+            let delta_count = old.map(|old| if o.count >= old.count { o.count - old.count } else { o.count });
+            let rate = o.rate.or_else(|| Some(delta_count? / dt?));
+            let error_rate = o.recent_error_rate.or_else(|| {
+                let errors = o.errors?;
+                match (old, delta_count) {
+                    (Some(old), Some(n)) if n > 0.0 => Some((errors - old.errors.unwrap_or(0.0)).max(0.0) / n),
+                    (Some(_), _) => None,
+                    (None, _) => (o.count > 0.0).then(|| errors / o.count),
+                }
+            });
+            let q = match (&o.quantiles, old) {
+                (Some(q), _) => *q,
+                (None, Some(old)) if !o.buckets.is_empty() => {
+                    let d = bucket_delta(&o.buckets, &old.buckets);
+                    quantiles_of(&d)
+                }
+                (None, _) => quantiles_of(&o.buckets),
+            };
+            let mut p99_history = self.latencies.remove(key).map(|r| r.p99_history).unwrap_or_default();
+            p99_history.push_back((at, q.p99));
+            while p99_history.len() > HISTORY {
+                p99_history.pop_front();
+            }
+            latencies.insert(
+                key.clone(),
+                LatencyRow {
+                    key: key.clone(),
+                    kind: o.kind,
+                    measure: o.measure,
+                    count: o.count,
+                    errors: o.errors,
+                    rate,
+                    error_rate,
+                    q,
+                    p99_history,
+                },
+            );
+        }
+
+        self.rates = rates;
+        self.latencies = latencies;
+        self.gauges = scrape.gauges.clone();
+        self.source = Some(scrape.source);
+        self.seq = scrape.seq;
+        self.window = scrape.window.clone();
+        self.bytes = scrape.bytes;
+        self.scrapes += 1;
+        self.last_at = Some(at);
+        self.prev = Some((at, scrape));
+    }
+
+    /// Latency rows matching `filter`, in `sort` order.
+    pub fn latency_rows(&self, sort: Sort, filter: &str) -> Vec<&LatencyRow> {
+        let mut rows: Vec<&LatencyRow> = self.latencies.values().filter(|r| r.key.matches(filter)).collect();
+        match sort {
+            // Durations first (a p99 of 8 KiB is not slower than one of 150 ms), slowest first.
+            Sort::P99 => rows.sort_by(|a, b| {
+                (a.measure != Measure::Seconds)
+                    .cmp(&(b.measure != Measure::Seconds))
+                    .then_with(|| desc(a.q.p99, b.q.p99))
+                    .then_with(|| desc(a.rate, b.rate))
+            }),
+            Sort::Calls => rows.sort_by(|a, b| desc(a.rate, b.rate).then_with(|| desc(Some(a.count), Some(b.count)))),
+            Sort::Errors => rows.sort_by(|a, b| desc(a.error_rate, b.error_rate).then_with(|| desc(a.rate, b.rate))),
+            Sort::Name => rows.sort_by(|a, b| a.key.cmp(&b.key)),
+        }
+        rows
+    }
+
+    /// Counter rows matching `filter`: busiest first, or alphabetical for [`Sort::Name`].
+    pub fn rate_rows(&self, sort: Sort, filter: &str) -> Vec<&RateRow> {
+        let mut rows: Vec<&RateRow> = self.rates.values().filter(|r| r.key.matches(filter)).collect();
+        if sort != Sort::Name {
+            rows.sort_by(|a, b| desc(a.rate, b.rate).then_with(|| desc(Some(a.total), Some(b.total))));
+        }
+        rows
+    }
+
+    fn gauge(&self, name: &str) -> Option<f64> {
+        self.gauges.iter().find(|(k, _)| k.name == name).map(|(_, v)| *v)
+    }
+
+    /// `process_*` series, if the endpoint exports them.
+    pub fn resources(&self) -> Resources {
+        Resources {
+            cpu: self.rates.values().find(|r| r.key.name == "process_cpu_seconds_total").and_then(|r| r.rate),
+            resident_bytes: self.gauge("process_resident_memory_bytes"),
+            virtual_bytes: self.gauge("process_virtual_memory_bytes"),
+            open_fds: self.gauge("process_open_fds"),
+            max_fds: self.gauge("process_max_fds"),
+            threads: self.gauge("process_threads"),
+        }
+    }
+
+    /// Alerts from `shardmetrics_alert_state` (or Prometheus' `ALERTS`), firing first.
+    ///
+    /// A series with a `state`/`alertstate` label is one state of an alert, active when its
+    /// value is non-zero; without one the value is the state: 0 inactive, 1 pending, 2 firing.
+    pub fn alerts(&self) -> Vec<AlertRow> {
+        let mut rows: Vec<AlertRow> = self
+            .gauges
+            .iter()
+            .filter(|(k, _)| k.name == "shardmetrics_alert_state" || k.name == "ALERTS")
+            .filter_map(|(k, v)| {
+                let name = ["alert", "alertname", "rule", "name"]
+                    .iter()
+                    .find_map(|l| k.label(l))
+                    .map_or_else(|| k.to_string(), str::to_owned);
+                let state = match k.label("state").or(k.label("alertstate")) {
+                    Some(_) if *v == 0.0 => return None,
+                    Some(s) => s.to_owned(),
+                    None => match *v as i64 {
+                        0 => "inactive".to_owned(),
+                        1 => "pending".to_owned(),
+                        2 => "firing".to_owned(),
+                        _ => super::human::si(Some(*v)),
+                    },
+                };
+                Some(AlertRow { name, state })
+            })
+            .collect();
+        let rank = |s: &str| match s {
+            "firing" => 0,
+            "pending" => 1,
+            _ => 2,
+        };
+        rows.sort_by(|a, b| rank(&a.state).cmp(&rank(&b.state)).then_with(|| a.name.cmp(&b.name)));
+        rows
+    }
+
+    /// State sets: gauge families `x{x="state"}` with 1 on the current state (shardmetrics'
+    /// `StateSet`, OpenMetrics `stateset`).
+    pub fn states(&self) -> Vec<StateRow> {
+        let mut by_name: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+        for (k, v) in &self.gauges {
+            if let [(label, value)] = k.labels.as_slice() {
+                if *label == k.name {
+                    let e = by_name.entry(&k.name).or_default();
+                    if *v >= 1.0 {
+                        *e = Some(value);
+                    }
+                }
+            }
+        }
+        by_name
+            .into_iter()
+            .map(|(name, state)| StateRow { name: name.to_owned(), state: state.unwrap_or("?").to_owned() })
+            .collect()
+    }
+
+    /// Caches: `x_hits_total` with `x_misses_total` (and `x_size`) under the same labels.
+    pub fn caches(&self) -> Vec<CacheRow> {
+        self.rates
+            .values()
+            .filter_map(|hits| {
+                let base = hits.key.name.strip_suffix("_hits_total")?;
+                let misses = self.rates.get(&hits.key.renamed(&format!("{base}_misses_total")))?;
+                let (ratio, lookups) = match (hits.rate, misses.rate) {
+                    (Some(h), Some(m)) if h + m > 0.0 => (Some(h / (h + m)), Some(h + m)),
+                    (Some(_), Some(_)) => (None, Some(0.0)),
+                    _ => {
+                        let n = hits.total + misses.total;
+                        ((n > 0.0).then(|| hits.total / n), None)
+                    }
+                };
+                Some(CacheRow {
+                    key: hits.key.renamed(base),
+                    hit_ratio: ratio,
+                    lookups_per_second: lookups,
+                    size: self.gauges.get(&hits.key.renamed(&format!("{base}_size"))).copied(),
+                })
+            })
+            .collect()
+    }
+
+    /// Gauges other than process resources, alerts and state sets, matching `filter`.
+    pub fn plain_gauges(&self, filter: &str) -> Vec<(&SeriesKey, f64)> {
+        self.gauges
+            .iter()
+            .filter(|(k, _)| {
+                !k.name.starts_with("process_")
+                    && k.name != "shardmetrics_alert_state"
+                    && k.name != "ALERTS"
+                    && !matches!(k.labels.as_slice(), [(l, _)] if *l == k.name)
+                    && k.matches(filter)
+            })
+            .map(|(k, v)| (k, *v))
+            .collect()
+    }
+}
+
+fn quantiles_of(buckets: &[(f64, f64)]) -> Quantiles {
+    Quantiles {
+        p50: bucket_quantile(0.5, buckets),
+        p90: bucket_quantile(0.9, buckets),
+        p99: bucket_quantile(0.99, buckets),
+        max: None,
+    }
+}
+
+fn push(history: &mut VecDeque<Option<f64>>, v: Option<f64>) {
+    history.push_back(v);
+    while history.len() > HISTORY {
+        history.pop_front();
+    }
+}
+
+/// Descending order with `None` (and NaN) last.
+fn desc(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+    let a = a.filter(|v| !v.is_nan());
+    let b = b.filter(|v| !v.is_nan());
+    match (a, b) {
+        (Some(a), Some(b)) => b.total_cmp(&a),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT_1: &str = "# TYPE req_total counter\nreq_total{route=\"/a\"} 100\n\
+        # TYPE lat_seconds histogram\nlat_seconds_bucket{le=\"0.1\"} 10\nlat_seconds_bucket{le=\"1\"} 10\n\
+        lat_seconds_bucket{le=\"+Inf\"} 10\nlat_seconds_sum 0.5\nlat_seconds_count 10\n";
+    const TEXT_2: &str = "# TYPE req_total counter\nreq_total{route=\"/a\"} 150\n\
+        # TYPE lat_seconds histogram\nlat_seconds_bucket{le=\"0.1\"} 10\nlat_seconds_bucket{le=\"1\"} 110\n\
+        lat_seconds_bucket{le=\"+Inf\"} 110\nlat_seconds_sum 50.5\nlat_seconds_count 110\n";
+
+    #[test]
+    fn text_rates_come_from_successive_scrapes() {
+        let mut m = Model::new();
+        m.update(10.0, Scrape::from_text(TEXT_1, scrape::Format::Prometheus).unwrap());
+        let key = SeriesKey::new("req_total", [("route".to_owned(), "/a".to_owned())]);
+        assert_eq!(m.rates[&key].rate, None, "one scrape has no rate");
+        m.update(12.0, Scrape::from_text(TEXT_2, scrape::Format::Prometheus).unwrap());
+        assert_eq!(m.rates[&key].rate, Some(25.0));
+        let lat = &m.latencies[&SeriesKey::new("lat_seconds", [])];
+        assert_eq!(lat.rate, Some(50.0));
+        // The 100 new observations all fell in (0.1, 1]: recent p50 is inside it, not in the
+        // first bucket the cumulative counts would point at.
+        let p50 = lat.q.p50.unwrap();
+        assert!((0.1..=1.0).contains(&p50) && (p50 - 0.55).abs() < 1e-9, "{p50}");
+    }
+
+    #[test]
+    fn counter_reset_is_not_a_negative_rate() {
+        let mut m = Model::new();
+        m.update(0.0, Scrape::from_text(TEXT_2, scrape::Format::Prometheus).unwrap());
+        m.update(1.0, Scrape::from_text(TEXT_1, scrape::Format::Prometheus).unwrap());
+        let key = SeriesKey::new("req_total", [("route".to_owned(), "/a".to_owned())]);
+        assert_eq!(m.rates[&key].rate, Some(100.0));
+    }
+
+    #[test]
+    fn quantiles_from_buckets() {
+        let b = [(0.1, 50.0), (0.2, 100.0), (f64::INFINITY, 100.0)];
+        assert_eq!(bucket_quantile(0.5, &b), Some(0.1));
+        assert!((bucket_quantile(0.75, &b).unwrap() - 0.15).abs() < 1e-12);
+        assert_eq!(bucket_quantile(0.5, &[(1.0, 0.0), (f64::INFINITY, 0.0)]), None);
+        // Everything in +Inf: the highest finite bound.
+        assert_eq!(bucket_quantile(0.99, &[(1.0, 0.0), (f64::INFINITY, 5.0)]), Some(1.0));
+    }
+
+    #[test]
+    fn operations_are_recognised_in_text() {
+        let text = "# TYPE db_calls_total counter\ndb_calls_total 20\n# TYPE db_errors_total counter\n\
+            db_errors_total 5\n# TYPE db_duration_seconds histogram\ndb_duration_seconds_bucket{le=\"0.01\"} 20\n\
+            db_duration_seconds_bucket{le=\"+Inf\"} 20\ndb_duration_seconds_sum 0.1\ndb_duration_seconds_count 20\n";
+        let s = Scrape::from_text(text, scrape::Format::Prometheus).unwrap();
+        let op = &s.latencies[&SeriesKey::new("db", [])];
+        assert_eq!(op.kind, LatencyKind::Operation);
+        assert_eq!((op.count, op.errors), (20.0, Some(5.0)));
+        let mut m = Model::new();
+        m.update(0.0, s);
+        assert_eq!(m.latencies[&SeriesKey::new("db", [])].error_rate, Some(0.25));
+    }
+
+    #[test]
+    fn keys_fit_their_column() {
+        let k = SeriesKey::new(
+            "req_total",
+            [("route".to_owned(), "/api".to_owned()), ("code".to_owned(), "200".to_owned())],
+        );
+        assert_eq!(k.to_string(), "req_total{code=\"200\",route=\"/api\"}");
+        assert_eq!(k.fit(40), k.to_string());
+        assert_eq!(k.fit(20), "req_total{200,/api}");
+        assert_eq!(k.fit(12), "req_total{2…");
+        assert_eq!(SeriesKey::new("abcdef", []).fit(4), "abc…");
+    }
+
+    #[test]
+    fn sorting() {
+        let mut m = Model::new();
+        let json = r#"{"seq":3,"series":[],"operations":[
+            {"name":"a","labels":{},"stats":{"count":10,"errors":0,"p99_ns":5000000,"throughput":100.0}},
+            {"name":"b","labels":{},"stats":{"count":99,"errors":9,"p99_ns":1000,"throughput":900.0}}]}"#;
+        m.update(0.0, Scrape::from_json(json).unwrap());
+        let names = |s| m.latency_rows(s, "").iter().map(|r| r.key.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(Sort::P99), ["a", "b"]);
+        assert_eq!(names(Sort::Calls), ["b", "a"]);
+        assert_eq!(names(Sort::Errors), ["b", "a"]);
+        assert_eq!(m.latency_rows(Sort::P99, "B").len(), 1);
+    }
+}

@@ -1,0 +1,115 @@
+//! `shardmetrics top URL`: scrapes an endpoint on a background thread and shows the dashboard
+//! (or, without a terminal, a plain table per scrape).
+//!
+//! The first scrape happens in the foreground, so a wrong address is an error at once (unless
+//! `--wait`). After that an endpoint that goes away is shown as down, with the last data kept
+//! on screen, and retried with exponential backoff until it answers again.
+
+use std::{
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use super::{
+    app::App,
+    args::TopArgs,
+    fetch::{FetchError, Fetcher, Target, Want},
+    model::Scrape,
+    terminal::{self, Update},
+    CliError, EXIT_UNREACHABLE, EXIT_USAGE,
+};
+
+/// Longest pause between retries of a down endpoint.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The pause before retry number `attempts` (1-based): the scrape interval (at least 500 ms)
+/// doubling per failure, capped at [`MAX_BACKOFF`].
+pub fn backoff(attempts: u32, interval: Duration) -> Duration {
+    let base = interval.max(Duration::from_millis(500));
+    base.saturating_mul(1 << attempts.saturating_sub(1).min(10)).min(MAX_BACKOFF)
+}
+
+/// One scrape, parsed.
+pub fn scrape_once(fetcher: &mut Fetcher) -> Result<(Scrape, Duration), FetchError> {
+    let f = fetcher.fetch()?;
+    let scrape = Scrape::parse(&f.body, f.content_type.as_deref())
+        .map_err(|detail| FetchError::Invalid { url: f.url.clone(), detail })?;
+    Ok((scrape, f.took))
+}
+
+/// Runs `top`; returns the exit code.
+pub fn run(args: TopArgs) -> Result<u8, CliError> {
+    let target = Target::parse(&args.endpoint.url).map_err(|e| CliError::new(EXIT_USAGE, e))?;
+    let mut fetcher = Fetcher::new(target, Want::Any, args.endpoint.timeout, args.endpoint.bearer.clone());
+    fetcher.window = args.window.clone();
+    let epoch = Instant::now();
+    let deadline = args.seconds.map(|s| epoch + Duration::from_secs(s));
+
+    let mut attempts = 0;
+    let (first, took) = loop {
+        match scrape_once(&mut fetcher) {
+            Ok(ok) => break ok,
+            Err(e) if args.wait && deadline.is_none_or(|d| Instant::now() < d) => {
+                attempts += 1;
+                let pause = backoff(attempts, args.interval);
+                eprintln!("{}; waiting {:.1}s (--wait)", e.short(), pause.as_secs_f64());
+                std::thread::sleep(pause);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // JSON: recent figures over the service's shortest window unless one was asked for.
+    if fetcher.window.is_none() && first.window.is_none() {
+        fetcher.window = first.windows.first().cloned();
+    }
+
+    let (tx, rx) = mpsc::channel();
+    let _ = tx.send(Update::Scrape { at: epoch.elapsed().as_secs_f64(), scrape: Box::new(first), took });
+    let interval = args.interval;
+    let mut app = App::new(fetcher.url());
+    std::thread::Builder::new().name("sm-top-scrape".into()).spawn(move || {
+        let mut failures = 0u32;
+        loop {
+            let pause = if failures == 0 { interval } else { backoff(failures, interval) };
+            std::thread::sleep(pause);
+            let update = match scrape_once(&mut fetcher) {
+                Ok((scrape, took)) => {
+                    failures = 0;
+                    Update::Scrape { at: epoch.elapsed().as_secs_f64(), scrape: Box::new(scrape), took }
+                }
+                Err(e) => {
+                    failures += 1;
+                    Update::Failed { error: e.short(), attempts: failures, retry_in: backoff(failures, interval) }
+                }
+            };
+            // The receiver is gone once the dashboard has quit.
+            if tx.send(update).is_err() {
+                return;
+            }
+        }
+    })?;
+
+    let feed = || rx.try_iter().collect();
+    if !args.no_tui && terminal::interactive() {
+        terminal::run_tui(&mut app, feed, deadline)?;
+        Ok(0)
+    } else {
+        let up = terminal::run_plain(&mut app, feed, deadline, epoch, args.frame)?;
+        Ok(if up { 0 } else { EXIT_UNREACHABLE })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let s = Duration::from_secs;
+        assert_eq!(backoff(1, s(1)), s(1));
+        assert_eq!(backoff(2, s(1)), s(2));
+        assert_eq!(backoff(4, s(1)), s(8));
+        assert_eq!(backoff(40, s(1)), MAX_BACKOFF);
+        assert_eq!(backoff(1, Duration::from_millis(10)), Duration::from_millis(500));
+    }
+}
