@@ -477,7 +477,9 @@ impl LocalShards {
                 p
             }
         };
-        CACHE.with(|c| c.set((id, p)));
+        // `try_with`: under loom thread-locals are torn down in any order (std never destroys
+        // `CACHE`, it has no destructor); a binding made during teardown is simply not cached.
+        let _ = CACHE.try_with(|c| c.set((id, p)));
         p
     }
 }
@@ -486,7 +488,7 @@ impl Drop for LocalShards {
     fn drop(&mut self) {
         // Forget the cached pointer first: a record made after this point (from another
         // thread-local's destructor) must not use a shard this thread no longer owns.
-        CACHE.with(|c| c.set((0, ptr::null())));
+        let _ = CACHE.try_with(|c| c.set((0, ptr::null())));
         for (_, shard) in self.bound.get_mut().drain(..) {
             shard.release();
         }
@@ -521,7 +523,9 @@ impl Drop for Temporary {
 /// cache can never match a different registry.
 #[inline(always)]
 pub(crate) fn with_shard<R>(id: u64, shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
-    let (cached, p) = CACHE.with(Cell::get);
+    // Infallible under std (no destructor, const-initialised: a plain `%fs`-relative load);
+    // under loom `CACHE` may already be torn down at thread exit, which takes the slow path.
+    let (cached, p) = CACHE.try_with(Cell::get).unwrap_or((0, ptr::null()));
     let mut temporary = None;
     let p = if cached == id { p } else { slow_shard(id, shards, &mut temporary) };
     // SAFETY: `p` is either the cached shard — kept alive by the `Arc` in this thread's
