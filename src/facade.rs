@@ -630,8 +630,16 @@ impl Recorder {
                 _ => (described.map_or(Unit::None, metadata_unit), None),
             },
         };
-        let def =
-            Def { name: name.clone(), kind, help, unit, labels, precision: buckets::DEFAULT_PRECISION, buckets: None };
+        let def = Def {
+            name: name.clone(),
+            kind,
+            help,
+            unit,
+            labels,
+            precision: buckets::DEFAULT_PRECISION,
+            buckets: None,
+            stateset: false,
+        };
         let mut overflowed = false;
         let store = self.inner.core.resolve(|c| {
             let r = c.register(def)?;

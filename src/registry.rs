@@ -392,6 +392,8 @@ pub(crate) struct Def {
     pub(crate) labels: Vec<(String, String)>,
     pub(crate) precision: u8,
     pub(crate) buckets: Option<Vec<f64>>,
+    /// A gauge family that is an OpenMetrics StateSet (one 0/1 series per state).
+    pub(crate) stateset: bool,
 }
 
 impl Def {
@@ -404,6 +406,7 @@ impl Def {
             labels: Vec::new(),
             precision: buckets::DEFAULT_PRECISION,
             buckets: None,
+            stateset: false,
         }
     }
 
@@ -472,6 +475,14 @@ impl<'r, M: crate::metric::Metric> MetricBuilder<'r, M> {
         let names: Vec<Arc<str>> = label_names.iter().map(|s| Arc::from(*s)).collect();
         let index = lock(&core.catalogue).register_family(&self.def, &names)?;
         Ok(Family::new(FamilyInner::new(core.clone(), index, Arc::from(self.def.name.as_str()), names, self.def.unit)))
+    }
+}
+
+impl MetricBuilder<'_, crate::Gauge> {
+    /// Marks the gauge family as an OpenMetrics StateSet (see [`crate::StateSet`]).
+    pub(crate) fn stateset(mut self) -> Self {
+        self.def.stateset = true;
+        self
     }
 }
 
@@ -660,6 +671,7 @@ impl Catalogue {
             unit: def.unit,
             precision: def.precision,
             buckets: def.buckets.as_deref().map(Arc::from),
+            stateset: def.stateset,
         };
         let exposed = crate::export::exposition_names(&info);
         if let Some((n, other)) = exposed.iter().find_map(|n| self.exposed.get(n).map(|o| (n, o))) {

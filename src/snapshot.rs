@@ -87,6 +87,7 @@ pub struct FamilyInfo {
     pub(crate) unit: Unit,
     pub(crate) precision: u8,
     pub(crate) buckets: Option<Arc<[f64]>>,
+    pub(crate) stateset: bool,
 }
 
 impl FamilyInfo {
@@ -105,6 +106,10 @@ impl FamilyInfo {
     /// Histogram precision (sub-bucket bits).
     pub fn precision(&self) -> u8 {
         self.precision
+    }
+    /// Whether this gauge family is a StateSet (exported as `stateset` in OpenMetrics).
+    pub fn is_stateset(&self) -> bool {
+        self.stateset
     }
     /// Configured classic-histogram `le` boundaries in the exported unit, if any.
     pub fn export_buckets(&self) -> Option<&[f64]> {

@@ -33,6 +33,8 @@ fn populated() -> Registry {
     }
     let sizes = r.histogram("interop_payload").help("Payload size").unit(Unit::Bytes).family(&["dir"]).unwrap();
     sizes.with(&["in"]).record(1500);
+    let breaker = r.state_set("interop_breaker", &["closed", "open"], "Circuit breaker").unwrap();
+    breaker.set("open");
     r.flush();
     r
 }
@@ -79,6 +81,8 @@ fn python_strict_openmetrics_parser_accepts_openmetrics() {
     assert!(out.contains("interop_requests_total [('route', '/api'), ('status', '200')] 42"), "{out}");
     assert!(out.contains("interop_latency_seconds_count [] 100"), "{out}");
     assert!(out.contains("interop_queue_depth [] -2.5"), "{out}");
+    assert!(text.contains("# TYPE interop_breaker stateset\n"), "{text}");
+    assert!(out.contains("interop_breaker [('interop_breaker', 'open')] 1"), "{out}");
 }
 
 #[test]

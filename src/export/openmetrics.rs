@@ -74,7 +74,7 @@ fn render_family(out: &mut String, series: &[Series]) {
     out.push_str("# TYPE ");
     out.push_str(&family);
     out.push(' ');
-    out.push_str(info.kind().as_str());
+    out.push_str(if info.is_stateset() { "stateset" } else { info.kind().as_str() });
     out.push('\n');
     if let Some(u) = unit(info) {
         out.push_str("# UNIT ");

@@ -254,7 +254,7 @@ impl StateSet {
         }
         let flags = states
             .iter()
-            .map(|s| registry.gauge(name).help(help).label(name, s).build())
+            .map(|s| registry.gauge(name).help(help).stateset().label(name, s).build())
             .collect::<Result<Vec<_>, _>>()?;
         let time_in_state = states
             .iter()
@@ -282,9 +282,8 @@ impl StateSet {
         })
     }
 
-    /// Moves to `state`. Unknown states are rejected (counted in
-    /// `shardmetrics_rejected_values_total` through the transition family's overflow path is
-    /// not used: the call returns `false`). Setting the current state again is a no-op.
+    /// Moves to `state` and returns `true`; an unknown state changes nothing and returns
+    /// `false`. Setting the current state again is a no-op.
     pub fn set(&self, state: &str) -> bool {
         let i = &*self.inner;
         let Some(next) = i.states.iter().position(|s| s == state) else { return false };
