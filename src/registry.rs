@@ -657,6 +657,7 @@ impl Catalogue {
                 if fam.info.help.is_empty() && !h.is_empty() {
                     let mut info = (*fam.info).clone();
                     info.help = Arc::from(h.as_str());
+                    info.headers = std::sync::OnceLock::new();
                     fam.info = Arc::new(info);
                     self.dirty = true;
                 }
@@ -672,6 +673,7 @@ impl Catalogue {
             precision: def.precision,
             buckets: def.buckets.as_deref().map(Arc::from),
             stateset: def.stateset,
+            headers: std::sync::OnceLock::new(),
         };
         let exposed = crate::export::exposition_names(&info);
         if let Some((n, other)) = exposed.iter().find_map(|n| self.exposed.get(n).map(|o| (n, o))) {
@@ -713,6 +715,7 @@ impl Catalogue {
             if set_unit {
                 info.unit = unit;
             }
+            info.headers = std::sync::OnceLock::new();
             fam.info = Arc::new(info);
             self.dirty = true;
         }

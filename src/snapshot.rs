@@ -88,9 +88,17 @@ pub struct FamilyInfo {
     pub(crate) precision: u8,
     pub(crate) buckets: Option<Arc<[f64]>>,
     pub(crate) stateset: bool,
+    /// Exposition names and header lines, rendered once per family (by the first exporter
+    /// that needs them, never on a recording thread). Reset whenever help or unit change.
+    pub(crate) headers: std::sync::OnceLock<crate::export::Headers>,
 }
 
 impl FamilyInfo {
+    /// Names and header lines for the text formats (cached).
+    pub(crate) fn headers(&self) -> &crate::export::Headers {
+        self.headers.get_or_init(|| crate::export::Headers::new(self))
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

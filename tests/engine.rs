@@ -628,3 +628,18 @@ fn a_thread_outliving_registries_does_not_keep_their_shards() {
     c.inc();
     assert_eq!(r.flush().counter("last_total", &[]), Some(1));
 }
+
+#[test]
+fn help_added_later_reaches_the_cached_render_headers() {
+    let r = manual();
+    let c = r.counter("late_help_total").build().unwrap();
+    c.inc();
+    let before = shardmetrics::export::prometheus::render(&r.flush());
+    assert!(!before.contains("# HELP late_help_total"), "{before}");
+    let _ = r.counter("late_help_total").help("Now documented").build().unwrap();
+    let snap = r.flush();
+    let after = shardmetrics::export::prometheus::render(&snap);
+    assert!(after.contains("# HELP late_help_total Now documented\n"), "{after}");
+    let om = shardmetrics::export::openmetrics::render(&snap);
+    assert!(om.contains("# HELP late_help Now documented\n"), "{om}");
+}

@@ -41,6 +41,29 @@ pub(crate) fn exposition_names(info: &FamilyInfo) -> Vec<String> {
     names
 }
 
+/// A family's names and header lines in both text formats, rendered once and cached in its
+/// `FamilyInfo`, so a render only copies bytes per family.
+#[derive(Debug, Clone)]
+pub(crate) struct Headers {
+    /// Prometheus sample name and `# HELP` / `# TYPE` lines.
+    pub(crate) prom_name: String,
+    pub(crate) prom: String,
+    /// OpenMetrics sample name and `# TYPE` / `# UNIT` / `# HELP` lines.
+    pub(crate) om_name: String,
+    pub(crate) om: String,
+}
+
+impl Headers {
+    pub(crate) fn new(info: &FamilyInfo) -> Headers {
+        Headers {
+            prom_name: prometheus::exported_name(info),
+            prom: prometheus::header(info),
+            om_name: openmetrics::sample_name(info),
+            om: openmetrics::header(info),
+        }
+    }
+}
+
 /// Escapes a label value for the Prometheus / OpenMetrics text formats: `\` → `\\`,
 /// `"` → `\"`, newline → `\n`.
 pub(crate) fn escape_label_value(out: &mut String, v: &str) {

@@ -67,10 +67,10 @@ pub fn render(snapshot: &Snapshot) -> String {
     out
 }
 
-fn render_family(out: &mut String, series: &[Series]) {
-    let info = series[0].family();
+/// A family's `# TYPE`, `# UNIT` and `# HELP` lines.
+pub(crate) fn header(info: &FamilyInfo) -> String {
     let family = family_name(info);
-    let name = sample_name(info);
+    let mut out = String::new();
     out.push_str("# TYPE ");
     out.push_str(&family);
     out.push(' ');
@@ -88,20 +88,28 @@ fn render_family(out: &mut String, series: &[Series]) {
         out.push_str(&family);
         out.push(' ');
         // OpenMetrics escapes `"` in HELP too (Prometheus 0.0.4 does not).
-        escape_label_value(out, info.help());
+        escape_label_value(&mut out, info.help());
         out.push('\n');
     }
+    out
+}
+
+fn render_family(out: &mut String, series: &[Series]) {
+    let info = series[0].family();
+    let headers = info.headers();
+    let name = &headers.om_name;
+    out.push_str(&headers.om);
     let mut le = String::new();
     for s in series {
         let labels = s.rendered_labels();
         match s.value() {
             Value::Counter(c) => {
-                sample_start(out, &name, "", labels, None);
+                sample_start(out, name, "", labels, None);
                 prometheus::write_scaled(out, c.total, info.unit());
                 out.push('\n');
             }
             Value::Gauge(g) => {
-                sample_start(out, &name, "", labels, None);
+                sample_start(out, name, "", labels, None);
                 write_f64(out, *g);
                 out.push('\n');
             }
@@ -109,17 +117,17 @@ fn render_family(out: &mut String, series: &[Series]) {
                 for &bound in prometheus::export_buckets(info).iter().filter(|b| **b >= 0.0) {
                     le.clear();
                     write_f64(&mut le, bound);
-                    sample_start(out, &name, "_bucket", labels, Some(&le));
+                    sample_start(out, name, "_bucket", labels, Some(&le));
                     write_u64(out, h.count_le(bound_in_unit(bound, info.unit())));
                     out.push('\n');
                 }
-                sample_start(out, &name, "_bucket", labels, Some("+Inf"));
+                sample_start(out, name, "_bucket", labels, Some("+Inf"));
                 write_u64(out, h.count());
                 out.push('\n');
-                sample_start(out, &name, "_count", labels, None);
+                sample_start(out, name, "_count", labels, None);
                 write_u64(out, h.count());
                 out.push('\n');
-                sample_start(out, &name, "_sum", labels, None);
+                sample_start(out, name, "_sum", labels, None);
                 prometheus::write_scaled(out, h.sum(), info.unit());
                 out.push('\n');
             }

@@ -60,14 +60,15 @@ pub fn render(snapshot: &Snapshot) -> String {
     out
 }
 
-fn render_family(out: &mut String, series: &[Series]) {
-    let info = series[0].family();
+/// A family's `# HELP` and `# TYPE` lines.
+pub(crate) fn header(info: &FamilyInfo) -> String {
     let name = exported_name(info);
+    let mut out = String::new();
     if !info.help().is_empty() {
         out.push_str("# HELP ");
         out.push_str(&name);
         out.push(' ');
-        escape_help(out, info.help());
+        escape_help(&mut out, info.help());
         out.push('\n');
     }
     out.push_str("# TYPE ");
@@ -75,15 +76,23 @@ fn render_family(out: &mut String, series: &[Series]) {
     out.push(' ');
     out.push_str(info.kind().as_str());
     out.push('\n');
+    out
+}
+
+fn render_family(out: &mut String, series: &[Series]) {
+    let info = series[0].family();
+    let headers = info.headers();
+    let name = &headers.prom_name;
+    out.push_str(&headers.prom);
     for s in series {
         match s.value() {
             Value::Counter(c) => {
-                sample_start(out, &name, "", s.rendered_labels(), None);
+                sample_start(out, name, "", s.rendered_labels(), None);
                 write_scaled(out, c.total, info.unit());
                 out.push('\n');
             }
             Value::Gauge(g) => {
-                sample_start(out, &name, "", s.rendered_labels(), None);
+                sample_start(out, name, "", s.rendered_labels(), None);
                 write_f64(out, *g);
                 out.push('\n');
             }
@@ -93,17 +102,17 @@ fn render_family(out: &mut String, series: &[Series]) {
                 for &bound in export_buckets(info) {
                     le.clear();
                     write_f64(&mut le, bound);
-                    sample_start(out, &name, "_bucket", labels, Some(&le));
+                    sample_start(out, name, "_bucket", labels, Some(&le));
                     write_u64(out, h.count_le(bound_in_unit(bound, info.unit())));
                     out.push('\n');
                 }
-                sample_start(out, &name, "_bucket", labels, Some("+Inf"));
+                sample_start(out, name, "_bucket", labels, Some("+Inf"));
                 write_u64(out, h.count());
                 out.push('\n');
-                sample_start(out, &name, "_sum", labels, None);
+                sample_start(out, name, "_sum", labels, None);
                 write_scaled(out, h.sum(), info.unit());
                 out.push('\n');
-                sample_start(out, &name, "_count", labels, None);
+                sample_start(out, name, "_count", labels, None);
                 write_u64(out, h.count());
                 out.push('\n');
             }
