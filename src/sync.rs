@@ -80,7 +80,8 @@ impl<T> Published<T> {
     }
 
     /// Runs `f` on the current value without touching its reference count (arc-swap's
-    /// debt-list `load`), for hot read paths shared by many threads.
+    /// debt-list `load`), for hot read paths shared by many threads (the facade's key cache).
+    #[cfg_attr(not(feature = "metrics-facade"), allow(dead_code))] // used by the facade only
     #[inline]
     pub(crate) fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         #[cfg(not(shardmetrics_loom))]

@@ -1,64 +1,28 @@
 //! Labelled families: `family.with(&["/api", "200"])` finds (or registers) the series for a
 //! tuple of label values.
 //!
-//! The hot look-up reads an immutable hash map published through arc-swap (no lock, no
-//! reference-count write: arc-swap's debt-list `load`), hashes the `&str` values directly
-//! against the stored keys (no allocation) and returns a borrowed handle.
-//!
-//! A miss takes the family's mutex and looks in the *pending* map of recently added label
-//! sets; a new label set is registered in the catalogue and added there. The pending entries
-//! are folded into a new published map when they reach a quarter of it (so building a family
-//! of n series copies O(n) entries in all, not O(n²)), or after a few hundred look-ups found
-//! them there (so a hot new series soon gets the lock-free path).
+//! The hot look-up probes a [`LabelIndex`]: one Acquire load of the current table, a hash of
+//! the `&str` values, a short probe comparing strings — no lock, no allocation, and no write
+//! to shared memory (no reference count, no arc-swap debt slot) — and returns a borrowed
+//! handle. A miss takes the family's mutex, registers the label set in the catalogue and
+//! inserts it (amortised O(1): the table doubles, nothing is copied per insert).
 //!
 //! Once a cardinality cap refuses a label set the family is *full* for good (series are never
 //! removed): everything is published, and every later miss goes straight to the overflow
 //! series without a lock. Label sets refused by a cap are not cached, so the maps stay bounded.
 
-use std::{
-    fmt,
-    hash::{Hash, Hasher},
-    marker::PhantomData,
-};
+use std::{fmt, marker::PhantomData, sync::Arc as StdArc};
 
-use hashbrown::{Equivalent, HashMap};
-
-use crate::Unit;
 use crate::{
     error::Error,
-    metric::Metric,
+    metric::{
+        label_index::{LabelIndex, Writer},
+        Metric,
+    },
     registry::{Core, Store},
-    sync::{lock, Arc, Mutex, Published},
+    sync::{lock, Arc, Mutex},
+    Unit,
 };
-use std::sync::Arc as StdArc;
-
-type Key = Box<[Box<str>]>;
-type LabelMap = HashMap<Key, Store>;
-
-/// A borrowed look-up key that hashes exactly like [`Key`]: slice length, then each `str`.
-struct Query<'a>(&'a [&'a str]);
-
-impl Hash for Query<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl Equivalent<Key> for Query<'_> {
-    fn equivalent(&self, key: &Key) -> bool {
-        self.0.len() == key.len() && self.0.iter().zip(key.iter()).all(|(a, b)| *a == &**b)
-    }
-}
-
-/// Label sets added since the last publish, and how often look-ups found them here.
-#[derive(Default)]
-struct Pending {
-    map: LabelMap,
-    hits: usize,
-}
-
-/// Look-ups served from the pending map before it is published regardless of its size.
-const PENDING_HITS_BEFORE_PUBLISH: usize = 256;
 
 pub(crate) struct FamilyInner {
     core: Arc<Core>,
@@ -67,12 +31,24 @@ pub(crate) struct FamilyInner {
     /// Label names in the order `with` takes values.
     names: Box<[StdArc<str>]>,
     unit: Unit,
-    map: Published<LabelMap>,
-    pending: Mutex<Pending>,
-    /// Set (Release) after the last publish once a cap refused a label set; then `overflow`
-    /// holds the overflow series.
+    /// Label values → series: lock-free, write-free reads.
+    series: LabelIndex,
+    /// Serialises inserts into `series` and owns its allocations.
+    writer: Mutex<Writer>,
+    /// Set (Release) once a cap refused a label set; then `overflow` holds the overflow series.
     full: std::sync::atomic::AtomicBool,
     overflow: std::sync::OnceLock<Store>,
+}
+
+impl Drop for FamilyInner {
+    fn drop(&mut self) {
+        let writer = self.writer.get_mut();
+        #[cfg(not(shardmetrics_loom))]
+        let writer = writer.unwrap_or_else(std::sync::PoisonError::into_inner);
+        #[cfg(shardmetrics_loom)]
+        let writer = writer.unwrap();
+        self.series.free(writer);
+    }
 }
 
 impl FamilyInner {
@@ -83,28 +59,17 @@ impl FamilyInner {
             name,
             names: names.into(),
             unit,
-            map: Published::new(Arc::new(LabelMap::default())),
-            pending: Mutex::new(Pending::default()),
+            series: LabelIndex::new(),
+            writer: Mutex::new(Writer::default()),
             full: std::sync::atomic::AtomicBool::new(false),
             overflow: std::sync::OnceLock::new(),
         }
     }
 
-    /// Publishes the union of the published and pending maps. Caller holds `pending`.
-    fn publish(&self, pending: &mut Pending) {
-        if pending.map.is_empty() {
-            return;
-        }
-        let mut next = self.map.read(|m| m.clone());
-        next.extend(pending.map.drain());
-        pending.hits = 0;
-        self.map.store(Arc::new(next));
-    }
-
     #[cold]
     #[inline(never)]
     fn resolve_slow(&self, values: &[&str]) -> Result<Store, Error> {
-        // Acquire: pairs with the Release store below, after the final publish.
+        // Acquire: pairs with the Release store below, made once the family is full.
         if self.full.load(std::sync::atomic::Ordering::Acquire) {
             if values.len() != self.names.len() {
                 return Err(self.arity_error(values.len()));
@@ -112,15 +77,8 @@ impl FamilyInner {
             self.core.count_overflow();
             return Ok(*self.overflow.get().expect("set before `full`"));
         }
-        let mut pending = lock(&self.pending);
-        if let Some(s) = self.map.read(|m| m.get(&Query(values)).copied()) {
-            return Ok(s);
-        }
-        if let Some(&s) = pending.map.get(&Query(values)) {
-            pending.hits += 1;
-            if pending.hits >= PENDING_HITS_BEFORE_PUBLISH {
-                self.publish(&mut pending);
-            }
+        let mut writer = lock(&self.writer);
+        if let Some(s) = self.series.get(values) {
             return Ok(s);
         }
         let mut overflowed = false;
@@ -130,15 +88,10 @@ impl FamilyInner {
             Ok(r)
         })?;
         if overflowed {
-            self.publish(&mut pending);
             let _ = self.overflow.set(store);
             self.full.store(true, std::sync::atomic::Ordering::Release);
         } else {
-            pending.map.insert(values.iter().map(|v| Box::from(*v)).collect(), store);
-            let published = self.map.read(|m| m.len());
-            if pending.map.len() >= published / 4 + 8 {
-                self.publish(&mut pending);
-            }
+            self.series.insert(&mut writer, values, store);
         }
         Ok(store)
     }
@@ -156,7 +109,7 @@ impl FamilyInner {
 
     #[inline]
     fn resolve(&self, values: &[&str]) -> Result<Store, Error> {
-        match self.map.read(|m| m.get(&Query(values)).copied()) {
+        match self.series.get(values) {
             Some(s) => Ok(s),
             None => self.resolve_slow(values),
         }

@@ -11,6 +11,7 @@ pub(crate) mod counter;
 pub(crate) mod family;
 pub(crate) mod gauge;
 pub(crate) mod histogram;
+pub(crate) mod label_index;
 pub(crate) mod operation;
 
 pub use counter::{Counter, CounterRef};
