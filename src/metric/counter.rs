@@ -125,6 +125,7 @@ impl Sealed for Counter {
         }
     }
 
+    #[inline]
     fn make_ref(core: &Arc<Core>, store: Store, _unit: Unit) -> CounterRef<'_> {
         match store {
             Store::Counter { loc, .. } => CounterRef { id: core.id, loc, core },

@@ -100,6 +100,16 @@ impl FamilyInner {
         Error::LabelCount { name: self.name.to_string(), expected: self.names.len(), got }
     }
 
+    /// `with`'s miss path: register, or fall back to the overflow series on an error.
+    #[cold]
+    #[inline(never)]
+    fn with_slow(&self, values: &[&str]) -> Store {
+        match self.resolve_slow(values) {
+            Ok(s) => s,
+            Err(_) => self.overflow(),
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn overflow(&self) -> Store {
@@ -189,9 +199,9 @@ impl<M: Metric> Family<M> {
     /// Lock-free on a hit: one arc-swap load, one hash of the values, one comparison.
     #[inline]
     pub fn with(&self, values: &[&str]) -> M::Ref<'_> {
-        let store = match self.inner.resolve(values) {
-            Ok(s) => s,
-            Err(_) => self.inner.overflow(),
+        let store = match self.inner.series.get(values) {
+            Some(s) => s,
+            None => self.inner.with_slow(values),
         };
         M::make_ref(&self.inner.core, store, self.inner.unit)
     }

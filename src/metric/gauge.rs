@@ -196,6 +196,7 @@ impl Sealed for Gauge {
         }
     }
 
+    #[inline]
     fn make_ref(core: &Arc<Core>, store: Store, _unit: Unit) -> GaugeRef<'_> {
         match store {
             Store::Gauge(loc) => GaugeRef { core, loc },

@@ -187,6 +187,7 @@ impl Sealed for Histogram {
         }
     }
 
+    #[inline]
     fn make_ref(core: &Arc<Core>, store: Store, unit: Unit) -> HistogramRef<'_> {
         match store {
             Store::Histogram { loc, precision, .. } => HistogramRef { id: core.id, core, loc, precision, unit },

@@ -81,8 +81,39 @@ pub(crate) struct LabelIndex {
     hasher: hashbrown::DefaultHashBuilder,
 }
 
-/// Hashes label values the way keys are hashed: length, then each value.
+/// String equality with the length test inline (label values are short; the byte compare
+/// only runs for a real candidate, whose hash already matched).
+#[inline(always)]
+fn str_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes() == b.as_bytes()
+}
+
+/// Hashes label values (keys are hashed through the same function). Short tuples — the usual
+/// case — are packed into one stack buffer as `v1 0xFF v2 0xFF …` (0xFF never occurs in UTF-8,
+/// so the packing is unambiguous and encodes the arity) and hashed with a single `write`;
+/// longer ones are hashed value by value. The hasher is foldhash with a random seed, so label
+/// values chosen by a client cannot be crafted to collide.
+#[inline]
 fn hash_values(hasher: &hashbrown::DefaultHashBuilder, values: &[&str]) -> u64 {
+    const PACKED: usize = 64;
+    let mut buf = [0u8; PACKED];
+    let mut n = 0;
+    for v in values {
+        let end = n + v.len();
+        if end >= PACKED {
+            return hash_long(hasher, values);
+        }
+        buf[n..end].copy_from_slice(v.as_bytes());
+        buf[end] = 0xFF;
+        n = end + 1;
+    }
+    let mut h = hasher.build_hasher();
+    h.write(&buf[..n]);
+    h.finish()
+}
+
+#[cold]
+fn hash_long(hasher: &hashbrown::DefaultHashBuilder, values: &[&str]) -> u64 {
     let mut h = hasher.build_hasher();
     values.len().hash(&mut h);
     for v in values {
@@ -121,7 +152,7 @@ impl LabelIndex {
             // SAFETY: a non-null slot points at an entry that is fully written before it was
             // published and is freed only in `Drop`.
             let e = unsafe { &*e };
-            if e.hash == hash && e.key.len() == values.len() && e.key.iter().zip(values).all(|(k, v)| **k == **v) {
+            if e.hash == hash && e.key.len() == values.len() && e.key.iter().zip(values).all(|(k, v)| str_eq(k, v)) {
                 return Some(e.store);
             }
             i = (i + 1) & table.mask;
@@ -202,6 +233,14 @@ mod tests {
             assert_eq!(idx.get(&[k]), None, "arity is part of the key");
             assert_eq!(idx.get(&["x", k]), None, "order is part of the key");
         }
+        // Tuples too long for the packed hash take the value-by-value path, consistently.
+        let long = "x".repeat(100);
+        idx.insert(&mut w, &[&long, "y"], store(9999));
+        assert_eq!(idx.get(&[&long, "y"]), Some(store(9999)));
+        assert_eq!(idx.get(&[&long, "z"]), None);
+        // Packing is unambiguous: ("ab", "c") is not ("a", "bc").
+        idx.insert(&mut w, &["ab", "c"], store(1));
+        assert_eq!(idx.get(&["a", "bc"]), None);
         let mut idx = idx;
         idx.free(&mut w);
     }
