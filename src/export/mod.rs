@@ -135,6 +135,64 @@ pub(crate) fn bound_in_unit(bound: f64, unit: Unit) -> f64 {
     }
 }
 
+/// Which text format [`write_samples`] writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Prometheus,
+    OpenMetrics,
+}
+
+/// Writes the sample lines of one family (its header is already written). The two text formats
+/// differ only in two details of histograms: OpenMetrics leaves out `le` bounds below 0 (values
+/// are unsigned, those buckets are always empty, and it forbids `_sum` beside negative buckets)
+/// and writes `_count` before `_sum`.
+pub(crate) fn write_samples(out: &mut String, series: &[crate::Series], name: &str, dialect: Dialect) {
+    let info = series[0].family();
+    let mut le = String::new();
+    for s in series {
+        let labels = s.rendered_labels();
+        match s.value() {
+            crate::Value::Counter(c) => {
+                sample_start(out, name, "", labels, None);
+                prometheus::write_scaled(out, c.total, info.unit());
+                out.push('\n');
+            }
+            crate::Value::Gauge(g) => {
+                sample_start(out, name, "", labels, None);
+                write_f64(out, *g);
+                out.push('\n');
+            }
+            crate::Value::Histogram(h) => {
+                let bounds = prometheus::export_buckets(info).iter();
+                for &bound in bounds.filter(|b| dialect == Dialect::Prometheus || **b >= 0.0) {
+                    le.clear();
+                    write_f64(&mut le, bound);
+                    sample_start(out, name, "_bucket", labels, Some(&le));
+                    write_u64(out, h.count_le(bound_in_unit(bound, info.unit())));
+                    out.push('\n');
+                }
+                sample_start(out, name, "_bucket", labels, Some("+Inf"));
+                write_u64(out, h.count());
+                out.push('\n');
+                let sum = |out: &mut String| {
+                    sample_start(out, name, "_sum", labels, None);
+                    prometheus::write_scaled(out, h.sum(), info.unit());
+                    out.push('\n');
+                };
+                if dialect == Dialect::Prometheus {
+                    sum(out);
+                }
+                sample_start(out, name, "_count", labels, None);
+                write_u64(out, h.count());
+                out.push('\n');
+                if dialect == Dialect::OpenMetrics {
+                    sum(out);
+                }
+            }
+        }
+    }
+}
+
 /// Writes `name suffix {labels[,le="…"]} ` (everything before the value).
 #[inline]
 pub(crate) fn sample_start(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&str>) {

@@ -17,8 +17,8 @@
 //! * the text ends with `# EOF`.
 
 use crate::{
-    export::{bound_in_unit, escape_label_value, prometheus, sample_start, write_f64, write_u64},
-    snapshot::{FamilyInfo, Series, Snapshot, Value},
+    export::{escape_label_value, prometheus},
+    snapshot::{FamilyInfo, Series, Snapshot},
     Kind,
 };
 
@@ -99,38 +99,5 @@ fn render_family(out: &mut String, series: &[Series]) {
     let headers = info.headers();
     let name = &headers.om_name;
     out.push_str(&headers.om);
-    let mut le = String::new();
-    for s in series {
-        let labels = s.rendered_labels();
-        match s.value() {
-            Value::Counter(c) => {
-                sample_start(out, name, "", labels, None);
-                prometheus::write_scaled(out, c.total, info.unit());
-                out.push('\n');
-            }
-            Value::Gauge(g) => {
-                sample_start(out, name, "", labels, None);
-                write_f64(out, *g);
-                out.push('\n');
-            }
-            Value::Histogram(h) => {
-                for &bound in prometheus::export_buckets(info).iter().filter(|b| **b >= 0.0) {
-                    le.clear();
-                    write_f64(&mut le, bound);
-                    sample_start(out, name, "_bucket", labels, Some(&le));
-                    write_u64(out, h.count_le(bound_in_unit(bound, info.unit())));
-                    out.push('\n');
-                }
-                sample_start(out, name, "_bucket", labels, Some("+Inf"));
-                write_u64(out, h.count());
-                out.push('\n');
-                sample_start(out, name, "_count", labels, None);
-                write_u64(out, h.count());
-                out.push('\n');
-                sample_start(out, name, "_sum", labels, None);
-                prometheus::write_scaled(out, h.sum(), info.unit());
-                out.push('\n');
-            }
-        }
-    }
+    super::write_samples(out, series, name, super::Dialect::OpenMetrics);
 }

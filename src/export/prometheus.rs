@@ -7,8 +7,8 @@
 //! * Label values and HELP text are escaped; floats use `NaN`, `+Inf`, `-Inf`.
 
 use crate::{
-    export::{bound_in_unit, escape_help, sample_start, write_f64, write_u64},
-    snapshot::{FamilyInfo, Series, Snapshot, Value},
+    export::{escape_help, write_f64, write_u64},
+    snapshot::{FamilyInfo, Series, Snapshot},
     Kind, Unit,
 };
 
@@ -84,40 +84,7 @@ fn render_family(out: &mut String, series: &[Series]) {
     let headers = info.headers();
     let name = &headers.prom_name;
     out.push_str(&headers.prom);
-    for s in series {
-        match s.value() {
-            Value::Counter(c) => {
-                sample_start(out, name, "", s.rendered_labels(), None);
-                write_scaled(out, c.total, info.unit());
-                out.push('\n');
-            }
-            Value::Gauge(g) => {
-                sample_start(out, name, "", s.rendered_labels(), None);
-                write_f64(out, *g);
-                out.push('\n');
-            }
-            Value::Histogram(h) => {
-                let labels = s.rendered_labels();
-                let mut le = String::new();
-                for &bound in export_buckets(info) {
-                    le.clear();
-                    write_f64(&mut le, bound);
-                    sample_start(out, name, "_bucket", labels, Some(&le));
-                    write_u64(out, h.count_le(bound_in_unit(bound, info.unit())));
-                    out.push('\n');
-                }
-                sample_start(out, name, "_bucket", labels, Some("+Inf"));
-                write_u64(out, h.count());
-                out.push('\n');
-                sample_start(out, name, "_sum", labels, None);
-                write_scaled(out, h.sum(), info.unit());
-                out.push('\n');
-                sample_start(out, name, "_count", labels, None);
-                write_u64(out, h.count());
-                out.push('\n');
-            }
-        }
-    }
+    super::write_samples(out, series, name, super::Dialect::Prometheus);
 }
 
 /// Writes an integer in `unit`, converted to the base unit (seconds for time units).
