@@ -166,6 +166,7 @@ impl Aggregator {
         self.prev_buckets.resize_with(view.histograms, || Box::new([]));
         let mut delta = TickDelta { at: start, interval, counters: Vec::new(), histograms: Vec::new() };
 
+        let exemplars_in_use = core.exemplars.in_use();
         let mut series = Vec::with_capacity(view.entries.len());
         for e in &view.entries {
             let value = match e.store {
@@ -207,7 +208,13 @@ impl Aggregator {
                     }
                 }
             };
-            series.push(Series { id: e.id, meta: e.meta.clone(), family: e.family.clone(), value });
+            let exemplars = match e.store {
+                _ if !exemplars_in_use => None,
+                Store::Counter { index, .. } => core.exemplars.counter(index),
+                Store::Histogram { index, .. } => core.exemplars.histogram(index),
+                Store::Gauge(_) => None,
+            };
+            series.push(Series { id: e.id, meta: e.meta.clone(), family: e.family.clone(), value, exemplars });
         }
         // The view is sorted by name, not id; window look-ups binary-search by id.
         delta.counters.sort_unstable_by_key(|&(id, _)| id);

@@ -32,6 +32,9 @@ pub enum Error {
     InvalidPrecision { name: String, precision: u8 },
     /// Export bucket boundaries must be finite and strictly increasing.
     InvalidBuckets { name: String },
+    /// Exported quantiles must be in `0..=1` and strictly ascending, and a quantile window
+    /// must be one of the registry's configured windows.
+    InvalidQuantiles { name: String, reason: &'static str },
     /// The metric would be exported under a family or sample name another metric already
     /// uses: `x` and `x_total` are both the counter `x_total`; a nanosecond histogram `lat` is
     /// exported as `lat_seconds`; OpenMetrics reserves `x`, `x_total` and `x_created` for a
@@ -85,6 +88,9 @@ impl fmt::Display for Error {
                 crate::buckets::MAX_PRECISION,
                 crate::buckets::DEFAULT_PRECISION
             ),
+            Error::InvalidQuantiles { name, reason } => {
+                write!(f, "invalid quantiles for histogram {name:?}: {reason}")
+            }
             Error::InvalidBuckets { name } => write!(
                 f,
                 "histogram {name:?}: export bucket boundaries must be finite, non-empty and strictly increasing"

@@ -638,6 +638,8 @@ impl Recorder {
             labels,
             precision: buckets::DEFAULT_PRECISION,
             buckets: None,
+            quantiles: None,
+            quantile_window: None,
             stateset: false,
         };
         let mut overflowed = false;

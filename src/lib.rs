@@ -59,6 +59,7 @@ pub mod alert;
 pub mod buckets;
 pub mod collect;
 mod error;
+mod exemplar;
 pub mod export;
 #[cfg(all(feature = "metrics-facade", not(shardmetrics_loom)))]
 pub mod facade;
@@ -80,6 +81,7 @@ pub struct ReadmeDoctests;
 
 pub use aggregator::{Collector, Observer};
 pub use error::Error;
+pub use exemplar::{Exemplar, Exemplars, MAX_EXEMPLAR_LABEL_CHARS};
 pub use metric::{
     CacheStats, Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Operation,
     OperationBuilder, OperationGuard, StateSet, Timer,

@@ -60,6 +60,7 @@ pub(crate) struct Core {
     pub(crate) published: Published<Snapshot>,
     pub(crate) aggregator: Mutex<Aggregator>,
     pub(crate) interval: Duration,
+    pub(crate) exemplars: crate::exemplar::ExemplarStore,
     rejected: Loc,
     overflow: Loc,
 }
@@ -70,6 +71,26 @@ impl Core {
     #[cold]
     pub(crate) fn reject(&self) {
         crate::metric::counter::add(self, self.rejected, 1);
+    }
+
+    /// Keeps an exemplar for the counter at `loc` (off the fast path: allocates).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn counter_exemplar(&self, loc: Loc, n: u64, labels: &[(&str, &str)]) {
+        match crate::exemplar::Exemplar::new(n, labels) {
+            Some(e) => self.exemplars.store_counter(loc.counter_index(), e),
+            None => self.reject(),
+        }
+    }
+
+    /// Keeps an exemplar for the histogram at `loc`, in the `le` bucket that holds `value`
+    /// (off the fast path: allocates; the first one of a series takes the catalogue lock).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn histogram_exemplar(&self, loc: Loc, value: u64, labels: &[(&str, &str)]) {
+        let Some(e) = crate::exemplar::Exemplar::new(value, labels) else { return self.reject() };
+        let index = loc.histogram_index();
+        self.exemplars.store_histogram(index, e, || lock(&self.catalogue).exemplar_bounds(index));
     }
 
     /// Registers (or finds) a series and counts a cap redirect. The catalogue lock is released
@@ -169,7 +190,7 @@ impl Builder {
 
     /// Creates the registry and starts its aggregator thread (unless [`Builder::manual`]).
     pub fn build(self) -> Registry {
-        let mut catalogue = Catalogue::new(self.max_series, self.max_series_per_family);
+        let mut catalogue = Catalogue::new(self.max_series, self.max_series_per_family, self.windows.clone());
         let mut self_counter = |name, help| match catalogue.register(Def::new(name, Kind::Counter).help(help)) {
             Ok(Registered { store: Store::Counter { loc, .. }, .. }) => loc,
             _ => unreachable!("self-metrics are valid counters"),
@@ -185,6 +206,7 @@ impl Builder {
             published: Published::new(SyncArc::new(Snapshot::empty())),
             aggregator: Mutex::new(Aggregator::new(self.windows.clone(), self.expire_after)),
             interval: self.interval,
+            exemplars: crate::exemplar::ExemplarStore::new(),
             rejected,
             overflow,
         });
@@ -392,6 +414,8 @@ pub(crate) struct Def {
     pub(crate) labels: Vec<(String, String)>,
     pub(crate) precision: u8,
     pub(crate) buckets: Option<Vec<f64>>,
+    pub(crate) quantiles: Option<Vec<f64>>,
+    pub(crate) quantile_window: Option<Duration>,
     /// A gauge family that is an OpenMetrics StateSet (one 0/1 series per state).
     pub(crate) stateset: bool,
 }
@@ -406,6 +430,8 @@ impl Def {
             labels: Vec::new(),
             precision: buckets::DEFAULT_PRECISION,
             buckets: None,
+            quantiles: None,
+            quantile_window: None,
             stateset: false,
         }
     }
@@ -500,6 +526,26 @@ impl MetricBuilder<'_, Histogram> {
         self.def.buckets = Some(bounds.to_vec());
         self
     }
+
+    /// Also exports summary-style quantile series, e.g. `&[0.5, 0.9, 0.99, 0.999]`: a family
+    /// of type `summary` named after the histogram's exported name plus `_quantiles`
+    /// (`http_request_duration_seconds_quantiles{quantile="0.99"}`, with `_sum` and `_count`),
+    /// rendered beside the classic histogram in both text formats. Quantiles are computed from
+    /// the merged fine buckets at render time (within the precision's relative error), since
+    /// the start or over [`quantile_window`](Self::quantile_window). Each must be in `0..=1`,
+    /// ascending.
+    pub fn quantiles(mut self, quantiles: &[f64]) -> Self {
+        self.def.quantiles = Some(quantiles.to_vec());
+        self
+    }
+
+    /// Computes the exported quantiles over the last `window` (one of the registry's
+    /// [`Builder::windows`]) instead of since the start, like a Prometheus summary's sliding
+    /// window. Needs [`quantiles`](Self::quantiles).
+    pub fn quantile_window(mut self, window: Duration) -> Self {
+        self.def.quantile_window = Some(window);
+        self
+    }
 }
 
 struct FamilyEntry {
@@ -548,8 +594,12 @@ pub(crate) struct Catalogue {
     counters: usize,
     gauges: usize,
     pub(crate) hist_precisions: Vec<u8>,
+    /// The family of each histogram, by dense histogram number.
+    hist_families: Vec<u32>,
     max_series: usize,
     max_per_family: usize,
+    /// The registry's window lengths (a histogram's quantile window must be one of them).
+    windows: Vec<Duration>,
     view: Arc<View>,
     dirty: bool,
     operations: Vec<Arc<str>>,
@@ -564,8 +614,9 @@ pub(crate) struct Registered {
 }
 
 impl Catalogue {
-    fn new(max_series: usize, max_per_family: usize) -> Self {
+    fn new(max_series: usize, max_per_family: usize, windows: Vec<Duration>) -> Self {
         Catalogue {
+            windows,
             families: Vec::new(),
             family_by_name: HashMap::new(),
             exposed: HashMap::new(),
@@ -574,6 +625,7 @@ impl Catalogue {
             counters: 0,
             gauges: 0,
             hist_precisions: Vec::new(),
+            hist_families: Vec::new(),
             max_series,
             max_per_family,
             view: Arc::new(View { entries: Vec::new(), counters: 0, histograms: 0, operations: Arc::new([]) }),
@@ -626,6 +678,21 @@ impl Catalogue {
                     return Err(Error::InvalidBuckets { name: def.name.clone() });
                 }
             }
+            let invalid = |reason| Err(Error::InvalidQuantiles { name: def.name.clone(), reason });
+            match (&def.quantiles, def.quantile_window) {
+                (Some(q), _) if q.is_empty() => return invalid("no quantiles given"),
+                (Some(q), _) if q.iter().any(|x| !(0.0..=1.0).contains(x)) => {
+                    return invalid("every quantile must be in 0..=1")
+                }
+                (Some(q), _) if q.windows(2).any(|w| w[0] >= w[1]) => {
+                    return invalid("quantiles must be strictly ascending")
+                }
+                (None, Some(_)) => return invalid("a quantile window needs quantiles"),
+                (_, Some(w)) if !self.windows.contains(&w) => {
+                    return invalid("the quantile window is not one of the registry's windows")
+                }
+                _ => {}
+            }
         }
         let mut sorted: Vec<Arc<str>> = label_names.to_vec();
         sorted.sort();
@@ -652,6 +719,12 @@ impl Catalogue {
                 if def.buckets.is_some() && info.buckets.as_deref() != def.buckets.as_deref() {
                     return Err(Error::ConfigMismatch { name: def.name.clone(), what: "bucket layout" });
                 }
+                if def.quantiles.is_some()
+                    && (info.quantiles.as_deref() != def.quantiles.as_deref()
+                        || info.quantile_window != def.quantile_window)
+                {
+                    return Err(Error::ConfigMismatch { name: def.name.clone(), what: "quantiles" });
+                }
             }
             if let Some(h) = &def.help {
                 if fam.info.help.is_empty() && !h.is_empty() {
@@ -672,6 +745,8 @@ impl Catalogue {
             unit: def.unit,
             precision: def.precision,
             buckets: def.buckets.as_deref().map(Arc::from),
+            quantiles: def.quantiles.as_deref().map(Arc::from),
+            quantile_window: def.quantile_window,
             stateset: def.stateset,
             headers: std::sync::OnceLock::new(),
         };
@@ -755,6 +830,15 @@ impl Catalogue {
         self.series_in(f, labels)
     }
 
+    /// The exported `le` bounds of histogram `index`, converted into its recording unit.
+    pub(crate) fn exemplar_bounds(&self, index: usize) -> Box<[f64]> {
+        let info = &self.families[self.hist_families[index] as usize].info;
+        crate::export::prometheus::export_buckets(info)
+            .iter()
+            .map(|&b| crate::export::bound_in_unit(b, info.unit()))
+            .collect()
+    }
+
     /// The overflow series of family `f` (created on first use).
     pub(crate) fn overflow_series(&mut self, f: usize) -> Store {
         if let Some(s) = self.families[f].overflow {
@@ -804,6 +888,7 @@ impl Catalogue {
                 let index = self.hist_precisions.len();
                 let loc = Loc::histogram(index).ok_or_else(exhausted)?;
                 self.hist_precisions.push(info.precision);
+                self.hist_families.push(f as u32);
                 Store::Histogram { index, loc, precision: info.precision }
             }
         };

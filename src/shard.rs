@@ -126,6 +126,20 @@ impl Loc {
         let l = Loc::of(index, HIST_BASE);
         (usize::from(l.chunk) < HIST_CHUNKS).then_some(l)
     }
+
+    /// The dense counter number this location was made from ([`Loc::counter`]'s inverse).
+    pub(crate) fn counter_index(self) -> usize {
+        self.index(COUNTER_BASE)
+    }
+
+    /// The dense histogram number this location was made from ([`Loc::histogram`]'s inverse).
+    pub(crate) fn histogram_index(self) -> usize {
+        self.index(HIST_BASE)
+    }
+
+    fn index(self, base: usize) -> usize {
+        base * ((1 << self.chunk) - 1) + self.off as usize
+    }
 }
 
 #[inline(always)]

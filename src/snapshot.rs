@@ -87,6 +87,9 @@ pub struct FamilyInfo {
     pub(crate) unit: Unit,
     pub(crate) precision: u8,
     pub(crate) buckets: Option<Arc<[f64]>>,
+    /// Quantiles exported as a summary family beside the histogram, and their window.
+    pub(crate) quantiles: Option<Arc<[f64]>>,
+    pub(crate) quantile_window: Option<std::time::Duration>,
     pub(crate) stateset: bool,
     /// Exposition names and header lines, rendered once per family (by the first exporter
     /// that needs them, never on a recording thread). Reset whenever help or unit change.
@@ -122,6 +125,15 @@ impl FamilyInfo {
     /// Configured classic-histogram `le` boundaries in the exported unit, if any.
     pub fn export_buckets(&self) -> Option<&[f64]> {
         self.buckets.as_deref()
+    }
+    /// Quantiles exported as summary-style series beside the classic histogram (see
+    /// [`crate::MetricBuilder::quantiles`]), if configured.
+    pub fn quantiles(&self) -> Option<&[f64]> {
+        self.quantiles.as_deref()
+    }
+    /// The window the exported quantiles are computed over (`None`: since the start).
+    pub fn quantile_window(&self) -> Option<std::time::Duration> {
+        self.quantile_window
     }
 }
 
@@ -344,6 +356,8 @@ pub struct Series {
     pub(crate) meta: Arc<SeriesMeta>,
     pub(crate) family: Arc<FamilyInfo>,
     pub(crate) value: Value,
+    /// Latest exemplars (see [`Series::exemplars`]); `None` if the series never recorded one.
+    pub(crate) exemplars: Option<crate::Exemplars>,
 }
 
 impl Series {
@@ -362,6 +376,14 @@ impl Series {
     pub fn value(&self) -> &Value {
         &self.value
     }
+    /// The series' latest exemplars (empty if it never recorded one): for a counter one entry;
+    /// for a histogram one per exported `le` bound ([`FamilyInfo::export_buckets`] or the
+    /// default) and a last one for `+Inf`, each the latest exemplar whose value fell in that
+    /// bucket (`None` if none did).
+    pub fn exemplars(&self) -> &[Option<std::sync::Arc<crate::Exemplar>>] {
+        self.exemplars.as_deref().unwrap_or(&[])
+    }
+
     pub(crate) fn rendered_labels(&self) -> &str {
         &self.meta.rendered_labels
     }

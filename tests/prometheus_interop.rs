@@ -19,18 +19,27 @@ use shardmetrics::{export::http::Server, Registry, Unit};
 fn populated() -> Registry {
     let r = Registry::builder().interval(Duration::from_millis(100)).build();
     let requests = r.counter("interop_requests_total").help("Requests served").family(&["route", "status"]).unwrap();
-    requests.with(&["/api", "200"]).add(42);
+    requests.with(&["/api", "200"]).add(41);
+    requests.with(&["/api", "200"]).inc_with_exemplar(&[("trace_id", "c0ffee")]);
     requests.with(&["/a\"quoted\\path\nx", "500"]).add(3);
     r.gauge("interop_queue_depth").help("Queue depth\nwith a newline").build().unwrap().set(-2.5);
     r.gauge("interop_ratio").help("Ratio").unit(Unit::Ratio).build().unwrap().set(f64::INFINITY);
-    let lat = r.histogram("interop_latency").help("Request latency").unit(Unit::Nanoseconds).build().unwrap();
-    // 90 fast requests at 2 ms, 10 slow ones at 400 ms.
-    for _ in 0..90 {
+    let lat = r
+        .histogram("interop_latency")
+        .help("Request latency")
+        .unit(Unit::Nanoseconds)
+        .quantiles(&[0.5, 0.9, 0.99, 0.999])
+        .build()
+        .unwrap();
+    // 90 fast requests at 2 ms, 10 slow ones at 400 ms; one of each carries a trace id.
+    for _ in 0..89 {
         lat.record(2_000_000);
     }
-    for _ in 0..10 {
+    lat.record_with_exemplar(2_000_000, &[("trace_id", "fa57")]);
+    for _ in 0..9 {
         lat.record(400_000_000);
     }
+    lat.record_with_exemplar(400_000_000, &[("trace_id", "510w"), ("span_id", "1")]);
     let sizes = r.histogram("interop_payload").help("Payload size").unit(Unit::Bytes).family(&["dir"]).unwrap();
     sizes.with(&["in"]).record(1500);
     let breaker = r.state_set("interop_breaker", &["closed", "open"], "Circuit breaker").unwrap();
@@ -75,10 +84,21 @@ fn python_strict_openmetrics_parser_accepts_openmetrics() {
     let text = shardmetrics::export::openmetrics::render(&r.snapshot());
     let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
                   fams = list(text_string_to_metric_families(sys.stdin.read()))\n\
-                  print(len(fams))\nfor f in fams:\n    for s in f.samples:\n        print(s.name, sorted(s.labels.items()), s.value)\n";
+                  print(len(fams))\nfor f in fams:\n    print('family', f.name, f.type)\n    for s in f.samples:\n        print(s.name, sorted(s.labels.items()), s.value, \
+                  sorted(s.exemplar.labels.items()) if s.exemplar else '', s.exemplar.value if s.exemplar else '')\n";
     let (code, out) = run_with_stdin(std::path::Path::new("python3"), &["-c", script], &text);
     assert_eq!(code, 0, "prometheus_client rejected our OpenMetrics:\n{out}\n--- input ---\n{text}");
-    assert!(out.contains("interop_requests_total [('route', '/api'), ('status', '200')] 42"), "{out}");
+    assert!(
+        out.contains("interop_requests_total [('route', '/api'), ('status', '200')] 42 [('trace_id', 'c0ffee')] 1"),
+        "{out}"
+    );
+    assert!(out.contains("interop_latency_seconds_bucket [('le', '0.0025')] 90 [('trace_id', 'fa57')] 0.002"), "{out}");
+    assert!(
+        out.contains("interop_latency_seconds_bucket [('le', '0.5')] 100 [('span_id', '1'), ('trace_id', '510w')] 0.4"),
+        "{out}"
+    );
+    assert!(out.contains("family interop_latency_seconds_quantiles summary"), "{out}");
+    assert!(out.contains("interop_latency_seconds_quantiles [('quantile', '0.99')] 0.39"), "{out}");
     assert!(out.contains("interop_latency_seconds_count [] 100"), "{out}");
     assert!(out.contains("interop_queue_depth [] -2.5"), "{out}");
     assert!(text.contains("# TYPE interop_breaker stateset\n"), "{text}");
@@ -106,6 +126,8 @@ fn real_prometheus_scrapes_the_endpoint() {
         format!("--storage.tsdb.path={}", dir.join("data").display()),
         format!("--web.listen-address=127.0.0.1:{port}"),
         "--log.level=warn".to_owned(),
+        // Keeps the exemplars it scrapes (OpenMetrics) for /api/v1/query_exemplars.
+        "--enable-feature=exemplar-storage".to_owned(),
     ];
     let guard = spawn(&prometheus, &args, dir);
     let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -144,5 +166,28 @@ fn real_prometheus_scrapes_the_endpoint() {
     assert!((0.25..=0.5).contains(&p95), "p95 = {p95}");
     let count = value(&query("interop_latency_seconds_count").unwrap());
     assert_eq!(count, 100.0);
+    // The summary-style quantile series: p99 in the 400 ms cluster (within the 1.56 % bucket error).
+    let p99 = value(&query("interop_latency_seconds_quantiles{quantile=\"0.99\"}").unwrap());
+    assert!((p99 - 0.4).abs() <= 0.4 * 0.016, "p99 = {p99}");
+    // Exemplars arrived through the OpenMetrics scrape and were stored.
+    let exemplars = wait_for(Duration::from_secs(30), &guard, "the exemplars", || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let path = format!(
+            "/api/v1/query_exemplars?query={}&start={}&end={}",
+            urlencode("interop_latency_seconds_bucket"),
+            now - 3600,
+            now + 60
+        );
+        let reply = request(api, "GET", &path, &[]).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).ok()?;
+        let data = v["data"].as_array()?.clone();
+        (!data.is_empty()).then_some(data)
+    });
+    let traces: Vec<&str> = exemplars
+        .iter()
+        .flat_map(|series| series["exemplars"].as_array().unwrap().iter())
+        .filter_map(|e| e["labels"]["trace_id"].as_str())
+        .collect();
+    assert!(traces.contains(&"510w") && traces.contains(&"fa57"), "{exemplars:?}");
     drop(server);
 }

@@ -401,7 +401,7 @@ fn exposition_body(data: &[u8]) {
             inf.sort();
             assert_eq!(value("fz_latency_seconds_bucket", &inf), *count as f64, "{format}: +Inf {labels:?}");
             let got_sum = value("fz_latency_seconds_sum", labels);
-            assert_eq!(got_sum, *sum as f64 * 1e-9, "{format}: _sum {labels:?}");
+            assert_eq!(got_sum, *sum as f64 / 1e9, "{format}: _sum {labels:?}");
         }
         let series_count = counter_model.len() + gauge_model.len() + hist_model.len();
         let ours: usize = families.iter().filter(|f| f.name.starts_with("fz_")).map(|f| f.samples.len()).sum();

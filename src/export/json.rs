@@ -1,5 +1,6 @@
 //! JSON rendering (serde_json): every series with its labels, help, unit and value; counters
-//! with delta and rate; histograms with count, sum, min, max, mean, p50/p90/p99/p999 and rate.
+//! with delta and rate; histograms with count, sum, min, max, mean, p50/p90/p99/p999 and rate;
+//! each series' exemplars, if it recorded any.
 //! Values are in the metric's own unit (named in `"unit"`); absent statistics (an empty
 //! histogram's quantiles) are `null`, never a made-up 0.
 
@@ -150,5 +151,33 @@ fn series(s: &Series, window: Option<&Window<'_>>) -> Json {
             }
         }
     }
+    let exemplars = exemplars(s);
+    if !exemplars.is_empty() {
+        m.insert("exemplars".into(), Json::Array(exemplars));
+    }
     Json::Object(m)
+}
+
+/// A series' exemplars: labels, value (in the metric's unit), timestamp and, for a histogram,
+/// the `le` bound of the bucket it is kept for (`"+Inf"` for the last).
+fn exemplars(s: &Series) -> Vec<Json> {
+    let bounds = crate::export::prometheus::export_buckets(s.family());
+    let histogram = matches!(s.value(), Value::Histogram(_));
+    s.exemplars()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            let e = e.as_ref()?;
+            let ts = e.timestamp().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+            let mut o = json!({
+                "labels": e.labels().map(|(k, v)| (k.to_owned(), json!(v))).collect::<Map<String, Json>>(),
+                "value": e.value(),
+                "timestamp_ms": ts,
+            });
+            if histogram {
+                o["le"] = bounds.get(i).map_or(json!("+Inf"), |b| finite(*b));
+            }
+            Some(o)
+        })
+        .collect()
 }

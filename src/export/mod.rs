@@ -35,6 +35,11 @@ pub(crate) fn exposition_names(info: &FamilyInfo) -> Vec<String> {
         Kind::Gauge => Vec::new(),
         Kind::Histogram => ["_bucket", "_count", "_sum", "_created"].iter().map(|s| format!("{exported}{s}")).collect(),
     };
+    if info.quantiles().is_some() {
+        let q = quantile_family_name(info);
+        names.extend(["_sum", "_count", "_created"].iter().map(|s| format!("{q}{s}")));
+        names.push(q);
+    }
     names.push(exported);
     names.sort();
     names.dedup();
@@ -51,6 +56,9 @@ pub(crate) struct Headers {
     /// OpenMetrics sample name and `# TYPE` / `# UNIT` / `# HELP` lines.
     pub(crate) om_name: String,
     pub(crate) om: String,
+    /// The summary family of a histogram's quantile series, if it has one: name, Prometheus
+    /// header, OpenMetrics header.
+    pub(crate) quantiles: Option<(String, String, String)>,
 }
 
 impl Headers {
@@ -60,8 +68,28 @@ impl Headers {
             prom: prometheus::header(info),
             om_name: openmetrics::sample_name(info),
             om: openmetrics::header(info),
+            quantiles: info.quantiles().map(|_| {
+                let name = quantile_family_name(info);
+                let help = match info.help() {
+                    "" => format!("Quantiles of {}", prometheus::exported_name(info)),
+                    h => format!("{h} (quantiles)"),
+                };
+                let mut prom = format!("# HELP {name} ");
+                escape_help(&mut prom, &help);
+                prom.push_str(&format!("\n# TYPE {name} summary\n"));
+                let mut om = format!("# TYPE {name} summary\n# HELP {name} ");
+                escape_label_value(&mut om, &help);
+                om.push('\n');
+                (name, prom, om)
+            }),
         }
     }
+}
+
+/// The name of a histogram's summary family of quantile series: its exported name followed by
+/// `_quantiles` (`http_request_duration_seconds` → `http_request_duration_seconds_quantiles`).
+pub fn quantile_family_name(info: &FamilyInfo) -> String {
+    prometheus::exported_name(info) + "_quantiles"
 }
 
 /// Escapes a label value for the Prometheus / OpenMetrics text formats: `\` → `\\`,
@@ -146,15 +174,26 @@ pub(crate) enum Dialect {
 /// differ only in two details of histograms: OpenMetrics leaves out `le` bounds below 0 (values
 /// are unsigned, those buckets are always empty, and it forbids `_sum` beside negative buckets)
 /// and writes `_count` before `_sum`.
+///
+/// OpenMetrics samples of counters and histogram buckets carry the series' latest exemplar for
+/// them, if any (`… # {trace_id="…"} value timestamp`); Prometheus 0.0.4 has no exemplars.
 pub(crate) fn write_samples(out: &mut String, series: &[crate::Series], name: &str, dialect: Dialect) {
     let info = series[0].family();
     let mut le = String::new();
+    let exemplar = |out: &mut String, s: &crate::Series, i: usize| {
+        if dialect == Dialect::OpenMetrics {
+            if let Some(Some(e)) = s.exemplars().get(i) {
+                write_exemplar(out, e, info.unit());
+            }
+        }
+    };
     for s in series {
         let labels = s.rendered_labels();
         match s.value() {
             crate::Value::Counter(c) => {
                 sample_start(out, name, "", labels, None);
                 prometheus::write_scaled(out, c.total, info.unit());
+                exemplar(out, s, 0);
                 out.push('\n');
             }
             crate::Value::Gauge(g) => {
@@ -163,56 +202,119 @@ pub(crate) fn write_samples(out: &mut String, series: &[crate::Series], name: &s
                 out.push('\n');
             }
             crate::Value::Histogram(h) => {
-                let bounds = prometheus::export_buckets(info).iter();
-                for &bound in bounds.filter(|b| dialect == Dialect::Prometheus || **b >= 0.0) {
+                let bounds = prometheus::export_buckets(info);
+                for (i, &bound) in bounds.iter().enumerate() {
+                    if dialect == Dialect::OpenMetrics && bound < 0.0 {
+                        continue;
+                    }
                     le.clear();
                     write_f64(&mut le, bound);
                     sample_start(out, name, "_bucket", labels, Some(&le));
                     write_u64(out, h.count_le(bound_in_unit(bound, info.unit())));
+                    exemplar(out, s, i);
                     out.push('\n');
                 }
                 sample_start(out, name, "_bucket", labels, Some("+Inf"));
                 write_u64(out, h.count());
+                exemplar(out, s, bounds.len());
                 out.push('\n');
-                let sum = |out: &mut String| {
-                    sample_start(out, name, "_sum", labels, None);
-                    prometheus::write_scaled(out, h.sum(), info.unit());
-                    out.push('\n');
-                };
-                if dialect == Dialect::Prometheus {
-                    sum(out);
-                }
-                sample_start(out, name, "_count", labels, None);
-                write_u64(out, h.count());
-                out.push('\n');
-                if dialect == Dialect::OpenMetrics {
-                    sum(out);
-                }
+                write_sum_count(out, name, labels, h, info.unit(), dialect);
             }
         }
+    }
+}
+
+/// Writes a histogram's or summary's `_sum` and `_count` (Prometheus: sum first; OpenMetrics:
+/// count first).
+fn write_sum_count(out: &mut String, name: &str, labels: &str, h: &crate::HistogramSnapshot, unit: Unit, d: Dialect) {
+    let sum = |out: &mut String| {
+        sample_start(out, name, "_sum", labels, None);
+        prometheus::write_scaled(out, h.sum(), unit);
+        out.push('\n');
+    };
+    if d == Dialect::Prometheus {
+        sum(out);
+    }
+    sample_start(out, name, "_count", labels, None);
+    write_u64(out, h.count());
+    out.push('\n');
+    if d == Dialect::OpenMetrics {
+        sum(out);
+    }
+}
+
+/// Writes ` # {labels} value timestamp` (OpenMetrics exemplar; value in the base unit).
+fn write_exemplar(out: &mut String, e: &crate::Exemplar, unit: Unit) {
+    out.push_str(" # {");
+    out.push_str(e.rendered_labels());
+    out.push_str("} ");
+    prometheus::write_scaled(out, e.value(), unit);
+    out.push(' ');
+    let ms = e.timestamp().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    write_f64(out, ms as f64 / 1000.0);
+}
+
+/// Writes the summary family of a histogram family's quantile series (if it has them): one
+/// `quantile` sample per configured quantile, computed over the family's quantile window
+/// (or since the start), then the cumulative `_sum` and `_count`. An empty histogram's
+/// quantiles are `NaN`, as in Prometheus summaries.
+pub(crate) fn write_quantile_family(
+    out: &mut String,
+    snapshot: &crate::Snapshot,
+    series: &[crate::Series],
+    dialect: Dialect,
+) {
+    let info = series[0].family();
+    let (Some(qs), Some((name, prom, om))) = (info.quantiles(), &info.headers().quantiles) else { return };
+    out.push_str(if dialect == Dialect::Prometheus { prom } else { om });
+    let window = info.quantile_window().map(|d| snapshot.window(d));
+    let mut q = String::new();
+    for s in series {
+        let crate::Value::Histogram(cumulative) = s.value() else { continue };
+        let windowed = window.as_ref().map(|w| w.histogram_by_id(s.id, cumulative));
+        let h = windowed.as_ref().unwrap_or(cumulative);
+        let labels = s.rendered_labels();
+        for &quantile in qs {
+            q.clear();
+            write_f64(&mut q, quantile);
+            sample_start_with(out, name, "", labels, Some(("quantile", &q)));
+            match h.quantile(quantile) {
+                Some(v) => prometheus::write_scaled(out, v, info.unit()),
+                None => out.push_str("NaN"),
+            }
+            out.push('\n');
+        }
+        write_sum_count(out, name, labels, cumulative, info.unit(), dialect);
     }
 }
 
 /// Writes `name suffix {labels[,le="…"]} ` (everything before the value).
 #[inline]
 pub(crate) fn sample_start(out: &mut String, name: &str, suffix: &str, labels: &str, le: Option<&str>) {
+    sample_start_with(out, name, suffix, labels, le.map(|le| ("le", le)));
+}
+
+/// Writes `name suffix {labels[,key="value"]} ` (everything before the value).
+#[inline]
+pub(crate) fn sample_start_with(out: &mut String, name: &str, suffix: &str, labels: &str, extra: Option<(&str, &str)>) {
     out.push_str(name);
     out.push_str(suffix);
-    match (labels.is_empty(), le) {
+    match (labels.is_empty(), extra) {
         (true, None) => {}
         (false, None) => {
             out.push('{');
             out.push_str(labels);
             out.push('}');
         }
-        (empty, Some(le)) => {
+        (empty, Some((key, value))) => {
             out.push('{');
             out.push_str(labels);
             if !empty {
                 out.push(',');
             }
-            out.push_str("le=\"");
-            out.push_str(le);
+            out.push_str(key);
+            out.push_str("=\"");
+            out.push_str(value);
             out.push_str("\"}");
         }
     }

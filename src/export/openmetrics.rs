@@ -61,7 +61,7 @@ pub fn unit(family: &FamilyInfo) -> Option<&'static str> {
 pub fn render(snapshot: &Snapshot) -> String {
     let mut out = String::with_capacity(snapshot.series().len() * 64 + 8);
     for family in snapshot.families() {
-        render_family(&mut out, family);
+        render_family(&mut out, snapshot, family);
     }
     out.push_str("# EOF\n");
     out
@@ -94,10 +94,11 @@ pub(crate) fn header(info: &FamilyInfo) -> String {
     out
 }
 
-fn render_family(out: &mut String, series: &[Series]) {
+fn render_family(out: &mut String, snapshot: &Snapshot, series: &[Series]) {
     let info = series[0].family();
     let headers = info.headers();
     let name = &headers.om_name;
     out.push_str(&headers.om);
     super::write_samples(out, series, name, super::Dialect::OpenMetrics);
+    super::write_quantile_family(out, snapshot, series, super::Dialect::OpenMetrics);
 }

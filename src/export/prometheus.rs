@@ -55,7 +55,7 @@ pub fn export_buckets(family: &FamilyInfo) -> &[f64] {
 pub fn render(snapshot: &Snapshot) -> String {
     let mut out = String::with_capacity(snapshot.series().len() * 64);
     for family in snapshot.families() {
-        render_family(&mut out, family);
+        render_family(&mut out, snapshot, family);
     }
     out
 }
@@ -79,12 +79,13 @@ pub(crate) fn header(info: &FamilyInfo) -> String {
     out
 }
 
-fn render_family(out: &mut String, series: &[Series]) {
+fn render_family(out: &mut String, snapshot: &Snapshot, series: &[Series]) {
     let info = series[0].family();
     let headers = info.headers();
     let name = &headers.prom_name;
     out.push_str(&headers.prom);
     super::write_samples(out, series, name, super::Dialect::Prometheus);
+    super::write_quantile_family(out, snapshot, series, super::Dialect::Prometheus);
 }
 
 /// Writes an integer in `unit`, converted to the base unit (seconds for time units).
@@ -93,6 +94,9 @@ pub(crate) fn write_scaled(out: &mut String, v: u64, unit: Unit) {
     if scale == 1.0 {
         write_u64(out, v);
     } else {
-        write_f64(out, v as f64 * scale);
+        // Divide by the exact power of ten (10⁹ for ns) rather than multiply by its inexact
+        // reciprocal: the quotient is correctly rounded, so 900000 ns prints as 0.0009, not
+        // 0.0009000000000000001.
+        write_f64(out, v as f64 / (1.0 / scale).round());
     }
 }

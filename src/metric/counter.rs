@@ -49,6 +49,21 @@ impl Counter {
         add_with_id(self.id, &self.core, self.loc, n);
     }
 
+    /// Adds 1 and keeps `labels` (e.g. `&[("trace_id", id)]`) as the counter's exemplar, exported
+    /// in OpenMetrics after the `_total` sample. The increment takes the ordinary fast path;
+    /// the exemplar costs an allocation and a lock-free swap. An invalid exemplar (bad label
+    /// name, over 128 characters) is dropped and counted as rejected; see [`crate::Exemplar`].
+    pub fn inc_with_exemplar(&self, labels: &[(&str, &str)]) {
+        self.add_with_exemplar(1, labels);
+    }
+
+    /// Adds `n` and keeps `labels` as the counter's exemplar (see
+    /// [`Counter::inc_with_exemplar`]).
+    pub fn add_with_exemplar(&self, n: u64, labels: &[(&str, &str)]) {
+        add_with_id(self.id, &self.core, self.loc, n);
+        self.core.counter_exemplar(self.loc, n, labels);
+    }
+
     /// A counter that records into a private registry nobody reads.
     #[cfg(not(shardmetrics_loom))]
     pub fn noop() -> Counter {
@@ -99,6 +114,17 @@ impl CounterRef<'_> {
     #[inline]
     pub fn add(&self, n: u64) {
         add_with_id(self.id, self.core, self.loc, n);
+    }
+
+    /// Adds 1 and keeps `labels` as the series' exemplar (see [`Counter::inc_with_exemplar`]).
+    pub fn inc_with_exemplar(&self, labels: &[(&str, &str)]) {
+        self.add_with_exemplar(1, labels);
+    }
+
+    /// Adds `n` and keeps `labels` as the series' exemplar (see [`Counter::inc_with_exemplar`]).
+    pub fn add_with_exemplar(&self, n: u64, labels: &[(&str, &str)]) {
+        add_with_id(self.id, self.core, self.loc, n);
+        self.core.counter_exemplar(self.loc, n, labels);
     }
 
     /// An owned handle to the same series.

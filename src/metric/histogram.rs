@@ -37,6 +37,24 @@ macro_rules! histogram_methods {
             self.record(self.unit.convert_nanos(nanos));
         }
 
+        /// Records one value and keeps `labels` (e.g. `&[("trace_id", id)]`) as the latest
+        /// exemplar of the exported `le` bucket the value falls in, written after that bucket's
+        /// sample in OpenMetrics. The value takes the ordinary fast path; the exemplar costs an
+        /// allocation and a lock-free swap (the series' first one also takes the catalogue
+        /// lock). An invalid exemplar is dropped and counted as rejected; see
+        /// [`crate::Exemplar`].
+        pub fn record_with_exemplar(&self, value: u64, labels: &[(&str, &str)]) {
+            self.record(value);
+            self.core.histogram_exemplar(self.loc, value, labels);
+        }
+
+        /// [`record_duration`](Self::record_duration) with an exemplar (see
+        /// [`record_with_exemplar`](Self::record_with_exemplar)).
+        pub fn record_duration_with_exemplar(&self, d: std::time::Duration, labels: &[(&str, &str)]) {
+            let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            self.record_with_exemplar(self.unit.convert_nanos(nanos), labels);
+        }
+
         /// Starts a timer that records the elapsed time when dropped: two clock reads and one
         /// record.
         #[inline]
@@ -145,6 +163,18 @@ impl Timer<'_> {
         let start = self.start.take().expect("timer runs until stopped");
         let d = start.elapsed();
         self.record(d);
+        d
+    }
+
+    /// Records now with an exemplar (e.g. the request's trace id) and returns the elapsed time;
+    /// see [`Histogram::record_with_exemplar`].
+    pub fn stop_with_exemplar(mut self, labels: &[(&str, &str)]) -> std::time::Duration {
+        let start = self.start.take().expect("timer runs until stopped");
+        let d = start.elapsed();
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let value = self.unit.convert_nanos(nanos);
+        record(self.id, self.core, self.loc, self.precision, value);
+        self.core.histogram_exemplar(self.loc, value, labels);
         d
     }
 
