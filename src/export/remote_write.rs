@@ -157,9 +157,37 @@ pub fn write_request(
                     String::new()
                 },
             });
+            if info.quantiles().is_some() {
+                req.metadata.push(MetricMetadata {
+                    r#type: MetricType::Summary as i32,
+                    metric_family_name: crate::export::quantile_family_name(info),
+                    help: info.help().to_owned(),
+                    unit: info.unit().base_name().unwrap_or("").to_owned(),
+                });
+            }
         }
         // Per family, once: the sample names and the formatted `le` bounds.
-        let names = [name.clone(), format!("{name}_bucket"), format!("{name}_sum"), format!("{name}_count")];
+        let q = crate::export::quantile_family_name(info);
+        let names = [
+            name.clone(),
+            format!("{name}_bucket"),
+            format!("{name}_sum"),
+            format!("{name}_count"),
+            q.clone(),
+            format!("{q}_sum"),
+            format!("{q}_count"),
+        ];
+        let quantiles: Vec<(f64, String)> = info
+            .quantiles()
+            .unwrap_or(&[])
+            .iter()
+            .map(|&q| {
+                le.clear();
+                write_f64(&mut le, q);
+                (q, le.clone())
+            })
+            .collect();
+        let window = info.quantile_window().map(|d| snapshot.window(d));
         let les: Vec<String> = if info.kind() == Kind::Histogram {
             export_buckets(info)
                 .iter()
@@ -186,14 +214,18 @@ pub fn write_request(
             base.sort_unstable_by(|a, b| a.name.cmp(&b.name));
             let name_at = base.iter().position(|l| l.name == "__name__").unwrap_or(0);
             let le_at = base.partition_point(|l| l.name.as_str() < "le");
-            let mut push = |which: usize, le: Option<&str>, value: f64| {
+            let quantile_at = base.partition_point(|l| l.name.as_str() < "quantile");
+            let mut push_with = |which: usize, extra: Option<(&str, &str, usize)>, value: f64| {
                 let mut labels = Vec::with_capacity(base.len() + 1);
                 labels.extend_from_slice(&base);
                 labels[name_at].value.clone_from(&names[which]);
-                if let Some(le) = le {
-                    labels.insert(le_at, Label { name: "le".into(), value: le.to_owned() });
+                if let Some((name, value, at)) = extra {
+                    labels.insert(at, Label { name: name.into(), value: value.to_owned() });
                 }
                 req.timeseries.push(TimeSeries { labels, samples: vec![Sample { value, timestamp: timestamp_ms }] });
+            };
+            let mut push = |which: usize, le: Option<&str>, value: f64| {
+                push_with(which, le.map(|le| ("le", le, le_at)), value);
             };
             match s.value() {
                 Value::Counter(c) => push(0, None, c.total as f64),
@@ -208,6 +240,17 @@ pub fn write_request(
                         if info.unit() == Unit::None || scale == 1.0 { h.sum() as f64 } else { h.sum() as f64 * scale };
                     push(2, None, sum);
                     push(3, None, h.count() as f64);
+                    if !quantiles.is_empty() {
+                        let windowed = window.as_ref().map(|w| w.histogram_by_id(s.id, h));
+                        let hq = windowed.as_ref().unwrap_or(h);
+                        let to_base = |v: u64| if scale == 1.0 { v as f64 } else { v as f64 / (1.0 / scale).round() };
+                        for (q, text) in &quantiles {
+                            let v = hq.quantile(*q).map_or(f64::NAN, to_base);
+                            push_with(4, Some(("quantile", text, quantile_at)), v);
+                        }
+                        push_with(5, None, sum);
+                        push_with(6, None, h.count() as f64);
+                    }
                 }
             }
         }
@@ -489,7 +532,13 @@ mod tests {
         let r = Registry::builder().manual().build();
         r.counter("requests").help("Requests").label("route", "/api").build().unwrap().add(42);
         r.gauge("temperature").build().unwrap().set(-3.5);
-        let h = r.histogram("latency").unit(Unit::Milliseconds).label("zone", "eu").build().unwrap();
+        let h = r
+            .histogram("latency")
+            .unit(Unit::Milliseconds)
+            .label("zone", "eu")
+            .quantiles(&[0.5, 0.99])
+            .build()
+            .unwrap();
         for v in 1..=100 {
             h.record(v);
         }

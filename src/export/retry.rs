@@ -258,7 +258,10 @@ pub(crate) fn sample_count(snapshot: &Snapshot) -> u64 {
         .iter()
         .map(|s| match s.value() {
             Value::Counter(_) | Value::Gauge(_) => 1,
-            Value::Histogram(_) => crate::export::prometheus::export_buckets(s.family()).len() as u64 + 3,
+            Value::Histogram(_) => {
+                let quantile_samples = s.family().quantiles().map_or(0, |q| q.len() as u64 + 2);
+                crate::export::prometheus::export_buckets(s.family()).len() as u64 + 3 + quantile_samples
+            }
         })
         .sum()
 }
