@@ -150,6 +150,34 @@ fn check_invariants(families: &[MetricFamily]) -> Samples {
             let key = (s.name.clone(), labels);
             assert!(samples.insert(key, s.value).is_none(), "duplicate series {} {:?}", s.name, s.labels);
         }
+        if f.kind == MetricType::Summary {
+            // Per series: quantiles ascending in 0..=1 with non-decreasing values, one _count
+            // and one _sum.
+            let mut points: BTreeMap<LabelSet, (Vec<(f64, f64)>, u32, u32)> = BTreeMap::new();
+            for s in &f.samples {
+                let mut key: Vec<(String, String)> =
+                    s.labels.iter().filter(|(k, _)| k != "quantile").cloned().collect();
+                key.sort();
+                let p = points.entry(key).or_default();
+                match &s.name[f.name.len()..] {
+                    "" => p.0.push((s.label("quantile").expect("quantile").parse().expect("numeric"), s.value)),
+                    "_count" => p.1 += 1,
+                    "_sum" => p.2 += 1,
+                    other => panic!("unexpected summary sample suffix {other:?}"),
+                }
+            }
+            for (labels, (qs, count, sum)) in points {
+                let at = format!("{} {labels:?}", f.name);
+                assert!(qs.iter().all(|(q, _)| (0.0..=1.0).contains(q)), "{at}: quantile outside 0..=1");
+                assert!(qs.windows(2).all(|w| w[0].0 < w[1].0), "{at}: quantiles not ascending");
+                assert!(
+                    qs.iter().all(|(_, v)| v.is_nan()) || qs.windows(2).all(|w| w[0].1 <= w[1].1),
+                    "{at}: quantile values decrease"
+                );
+                assert_eq!((count, sum), (1, 1), "{at}: one _count and one _sum");
+            }
+            continue;
+        }
         if f.kind != MetricType::Histogram {
             continue;
         }
@@ -213,12 +241,18 @@ fn invariants_hold_for_every_unit_and_bucket_layout() {
             if let Some(l) = layout {
                 b = b.buckets(l);
             }
+            if li != 1 {
+                b = b.quantiles(&[0.0, 0.5, 0.9, 0.99, 0.999, 1.0]);
+            }
             let fam = b.family(&["k"]).expect("valid histogram family");
             for (i, key) in ["empty", "one", "many"].into_iter().enumerate() {
                 let h = fam.with(&[key]);
                 expected_series += 1;
                 for j in 0..(i * i * 50) as u64 {
                     h.record(j * j * 997 + 1);
+                    if j % 17 == 0 {
+                        h.record_with_exemplar(j * 31 + 1, &[("trace_id", &format!("t{j}"))]);
+                    }
                 }
                 h.record(0); // zero is a valid value (and the lowest bucket)
                 if i == 2 {
@@ -230,14 +264,19 @@ fn invariants_hold_for_every_unit_and_bucket_layout() {
     let snap = r.flush();
     let [prom, om] = check_both(&snap);
     for samples in [&prom, &om] {
-        let counts = samples.keys().filter(|(n, _)| n.starts_with("h_") && n.ends_with("_count")).count();
+        let counts = samples
+            .keys()
+            .filter(|(n, _)| n.starts_with("h_") && n.ends_with("_count") && !n.ends_with("_quantiles_count"))
+            .count();
         assert_eq!(counts, expected_series);
+        let summaries = samples.keys().filter(|(n, _)| n.starts_with("h_") && n.ends_with("_quantiles_count")).count();
+        assert_eq!(summaries, expected_series * 2 / 3);
     }
     // The two formats carry the same counts and sums, sample for sample (OpenMetrics leaves out
     // negative `le` bounds, whose buckets are always empty).
     for (key, v) in &prom {
         match om.get(key) {
-            Some(o) => assert_eq!(o.to_bits(), v.to_bits(), "{key:?}"),
+            Some(o) => assert!(o.to_bits() == v.to_bits() || (o.is_nan() && v.is_nan()), "{key:?}"),
             None => {
                 let le: f64 = key.1.iter().find(|(k, _)| k == "le").expect("only buckets differ").1.parse().unwrap();
                 assert!(le < 0.0 && *v == 0.0, "{key:?}");
