@@ -81,11 +81,12 @@ const LOG_ABOVE_RATIO: f64 = 30.0;
 
 fn wants_log(grid: &Grid) -> bool {
     let (lo, hi) = bounds(grid);
-    lo > 0.0 && hi / lo > LOG_ABOVE_RATIO
+    hi / lo > LOG_ABOVE_RATIO
 }
 
+/// The smallest positive and the largest figure (a log axis cannot show zero).
 fn bounds(grid: &Grid) -> (f64, f64) {
-    grid.values().fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    grid.values().filter(|v| *v > 0.0).fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
 
 /// A log axis from `lo` to `hi` with grid lines at 1..9 × 10^k and labels (bold lines) at 1, 2
@@ -165,7 +166,11 @@ pub fn draw_bars(area: &Area, bars: &Bars) -> Result<()> {
         (area.clone(), None)
     };
     let (lo, hi) = bounds(grid);
-    if bars.log.unwrap_or_else(|| wants_log(grid)) {
+    if hi <= 0.0 {
+        return Err("no positive figure to plot".into());
+    }
+    let has_zero = grid.values().any(|v| v <= 0.0);
+    if bars.log.unwrap_or_else(|| wants_log(grid)) && !has_zero {
         // Room above the tallest bar for its label: 15% of the span in decades, at least 0.3.
         let floor = nice_floor(lo * 0.8);
         let decades = (hi / floor).log10();
@@ -273,7 +278,11 @@ pub fn lines_png(path: &Path, lines: &Lines) -> Result<()> {
     root.fill(&WHITE)?;
     let (chart_area, legend_area) = root.split_horizontally(WIDTH - LEGEND_WIDTH);
     let (lo, hi) = bounds(grid);
-    let (x_lo, x_hi) = grid.cols.iter().fold((f64::INFINITY, 0.0f64), |(a, b), c| (a.min(c.x), b.max(c.x)));
+    let (x_lo, x_hi) =
+        grid.cols.iter().filter(|c| c.x > 0.0).fold((f64::INFINITY, 0.0f64), |(a, b), c| (a.min(c.x), b.max(c.x)));
+    if hi <= 0.0 || x_hi <= 0.0 {
+        return Err("no positive figure to plot".into());
+    }
     let mut chart = ChartBuilder::on(&chart_area)
         .caption(lines.title, (FONT, 22))
         .margin(14)
@@ -291,8 +300,14 @@ pub fn lines_png(path: &Path, lines: &Lines) -> Result<()> {
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()?;
     for (r, c) in colours(&grid.rows).into_iter().enumerate() {
-        let points: Vec<(f64, f64)> =
-            grid.cols.iter().enumerate().filter_map(|(i, col)| grid.get(r, i).map(|v| (col.x, v))).collect();
+        // Log-log: a zero figure (or series count) has no place on the chart; the table keeps it.
+        let points: Vec<(f64, f64)> = grid
+            .cols
+            .iter()
+            .enumerate()
+            .filter_map(|(i, col)| grid.get(r, i).map(|v| (col.x, v)))
+            .filter(|&(x, v)| x > 0.0 && v > 0.0)
+            .collect();
         chart.draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(3)))?;
         chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, c.filled())))?;
     }
@@ -371,6 +386,26 @@ mod tests {
         lines_png(&lines, &Lines { title: "t", x_desc: "series", y_desc: "ns", grid: &lines_grid, y_label: &y_label })
             .unwrap();
         assert_eq!(png_size(&lines), (WIDTH, HEIGHT));
+
+        // A zero figure cannot go on a log axis: the chart falls back to linear instead of failing.
+        let with_zero = Grid::from_points([
+            ("shardmetrics".into(), "counter".into(), 0.0, 0.0),
+            ("prometheus".into(), "counter".into(), 0.0, 500.0),
+        ]);
+        let zero = tmp.path().join("zero.png");
+        let bars = Bars {
+            title: "t",
+            y_desc: "B",
+            grid: &with_zero,
+            label: &label,
+            category: &|c| c.to_owned(),
+            log: Some(true),
+            legend: true,
+        };
+        bars_png(&zero, &bars).unwrap();
+        let zeros = Grid::from_points([("a".into(), "c".into(), 0.0, 0.0)]);
+        let bars = Bars { grid: &zeros, ..bars };
+        assert!(bars_png(&zero, &bars).is_err());
 
         let empty = tmp.path().join("empty.png");
         let none = Grid::default();
