@@ -102,12 +102,34 @@ fn clock(c: &mut Criterion) {
     let mut g = c.benchmark_group("clock");
     g.throughput(Throughput::Elements(1));
 
-    g.bench_function("std-instant", |b| b.iter_custom(|iters| time_loop(iters, |_| drop(black_box(Instant::now())))));
-    g.bench_function("quanta-instant", |b| b.iter_custom(|iters| time_loop(iters, |_| drop(black_box(qc.now())))));
-    g.bench_function("quanta-raw", |b| {
-        b.iter_custom(|iters| time_loop(iters, |_| drop(black_box(qc.scaled(qc.raw())))))
+    g.bench_function("std-instant", |b| {
+        b.iter_custom(|iters| {
+            time_loop(iters, |_| {
+                black_box(Instant::now());
+            })
+        })
     });
-    g.bench_function("quanta-raw-unscaled", |b| b.iter_custom(|iters| time_loop(iters, |_| drop(black_box(qc.raw())))));
+    g.bench_function("quanta-instant", |b| {
+        b.iter_custom(|iters| {
+            time_loop(iters, |_| {
+                black_box(qc.now());
+            })
+        })
+    });
+    g.bench_function("quanta-raw", |b| {
+        b.iter_custom(|iters| {
+            time_loop(iters, |_| {
+                black_box(qc.scaled(qc.raw()));
+            })
+        })
+    });
+    g.bench_function("quanta-raw-unscaled", |b| {
+        b.iter_custom(|iters| {
+            time_loop(iters, |_| {
+                black_box(qc.raw());
+            })
+        })
+    });
 
     g.bench_function("timer_guard-std", |b| {
         b.iter_custom(|iters| {
