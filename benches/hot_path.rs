@@ -9,6 +9,21 @@
 //! set-up — shardmetrics binding a shard, fast-telemetry's thread id, the first touch of a
 //! chunk — happens during criterion's warm-up and is not measured.
 //!
+//! # Groups
+//!
+//! Benchmark ids are `<group>/<lib>/<t>t`; `lib` is `shardmetrics`, a peer, or `floor` (no
+//! library: a thread-local `Cell<u64>` `+= 1`, or an `lzcnt` bucket index + plain increment).
+//!
+//! * `counter_inc`, `gauge_set`, `histogram_record`: one operation through a handle.
+//! * `timer_guard`: start a timer and drop it (two clock reads + one record).
+//! * `labelled_inc`: look-up of an existing `(route, status)` series + increment.
+//! * `labelled_inc_1`, `labelled_inc_2`, `labelled_inc_3`: the same with 1, 2 and 3 labels
+//!   (`route`, `status`, `method`), with the counter floor beside them.
+//! * `labelled_insert` (1 thread only): the first insert of a new, distinct `(route, status)`
+//!   tuple plus its increment — the cost a new label value pays once. Families are rebuilt
+//!   every 4,096 inserts (untimed) so memory stays bounded.
+//! * `snapshot_load`: `Registry::snapshot()` beside arc-swap's own loads.
+//!
 //! # What stops the compiler from eliding or hoisting the work
 //!
 //! The measured loop is `for i in 0..iters { op(black_box(i)) }`. `std::hint::black_box` is an
@@ -414,6 +429,205 @@ fn labelled_inc(c: &mut Criterion) {
     g.finish();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Labelled look-up by label count, and the first insert of a label tuple.
+
+/// Label names and run-time values of the `labelled_inc_<n>` groups (the first `n` of each).
+const LABEL_NAMES: [&str; 3] = ["route", "status", "method"];
+const LABEL_VALUES: [&str; 3] = ["/api", "200", "GET"];
+
+/// Per-thread CPU or wall stopwatch, by `SHARDMETRICS_BENCH_CLOCK` (see the module docs).
+struct Stopwatch {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Stopwatch {
+    fn start() -> Stopwatch {
+        Stopwatch { wall: Instant::now(), cpu: cpu_clock().then(thread_cpu_time) }
+    }
+
+    fn elapsed(&self) -> Duration {
+        match self.cpu {
+            Some(start) => thread_cpu_time() - start,
+            None => self.wall.elapsed(),
+        }
+    }
+}
+
+/// Runs `job(iters)` on the first worker and returns the time it reports (it times itself).
+fn run_job(iters: u64, job: &Job) -> Duration {
+    let pool = pool();
+    let done = pool.done.lock().expect("bench pool lock");
+    pool.tasks[0].send((job.clone(), iters)).expect("bench worker alive");
+    done.recv().expect("bench worker result")
+}
+
+/// `labelled_inc_<N>`: look-up + increment of one existing series of an `N`-label family.
+fn labelled_inc_n<const N: usize>(c: &mut Criterion) {
+    let mut g = c.benchmark_group(format!("labelled_inc_{N}"));
+    g.throughput(Throughput::Elements(1));
+    let names: [&'static str; N] = std::array::from_fn(|i| LABEL_NAMES[i]);
+    let values: [&'static str; N] = std::array::from_fn(|i| LABEL_VALUES[i]);
+    let pairs: [(&'static str, &'static str); N] = std::array::from_fn(|i| (LABEL_NAMES[i], LABEL_VALUES[i]));
+    let metric = format!("bench_hits_{N}_total");
+
+    let reg = ours();
+    let family = reg.counter(&metric).family(&names).expect("valid family");
+    bench_op(&mut g, "shardmetrics", move |_| family.with(black_box(&values)).inc());
+
+    let vec = prometheus::IntCounterVec::new(prometheus::Opts::new(metric.clone(), "help"), &names)
+        .expect("valid counter vec");
+    bench_op(&mut g, "prometheus", move |_| vec.with_label_values(black_box(&values)).inc());
+
+    let family = prometheus_client::metrics::family::Family::<
+        [(&'static str, &'static str); N],
+        prometheus_client::metrics::counter::Counter,
+    >::default();
+    bench_op(&mut g, "prometheus-client", move |_| {
+        family.get_or_create(black_box(&pairs)).inc();
+    });
+
+    // metrics-rs: `'static` labels baked into the call site, as in `labelled_inc`. The macro
+    // takes its labels literally, so one call site per label count.
+    metrics_handle();
+    match N {
+        1 => bench_op(&mut g, "metrics", |_| metrics::counter!("bench_hits_1_total", "route" => "/api").increment(1)),
+        2 => bench_op(&mut g, "metrics", |_| {
+            metrics::counter!("bench_hits_2_total", "route" => "/api", "status" => "200").increment(1)
+        }),
+        _ => bench_op(&mut g, "metrics", |_| {
+            metrics::counter!("bench_hits_3_total", "route" => "/api", "status" => "200", "method" => "GET")
+                .increment(1)
+        }),
+    }
+
+    let counter = fast_telemetry::DynamicCounter::new(4);
+    bench_op(&mut g, "fast-telemetry", move |_| counter.inc(black_box(&pairs)));
+
+    // What the increment would cost if the look-up were free.
+    bench_op(&mut g, "floor", |_| floor_inc());
+    g.finish();
+}
+
+fn labelled_inc_1(c: &mut Criterion) {
+    labelled_inc_n::<1>(c);
+}
+
+fn labelled_inc_2(c: &mut Criterion) {
+    labelled_inc_n::<2>(c);
+}
+
+fn labelled_inc_3(c: &mut Criterion) {
+    labelled_inc_n::<3>(c);
+}
+
+/// Distinct label tuples inserted into one family before it is dropped and a fresh one built
+/// (both untimed): bounds memory however many iterations criterion asks for, and stays under
+/// every library's default cardinality cap (shardmetrics 10,000 per family).
+const INSERT_CHUNK: u64 = 4_096;
+
+/// Run-time route values for `labelled_insert`: `/api/v1/items/<i>`.
+fn insert_routes() -> &'static [String] {
+    static ROUTES: OnceLock<Vec<String>> = OnceLock::new();
+    ROUTES.get_or_init(|| (0..INSERT_CHUNK).map(|i| format!("/api/v1/items/{i}")).collect())
+}
+
+/// One `labelled_insert` benchmark at 1 thread: `iters` inserts of a new `(route, "200")`
+/// tuple (and one increment of it), in chunks of [`INSERT_CHUNK`] into a family made by
+/// `fresh`; only the inserts are timed.
+fn bench_insert<S: 'static>(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    lib: &str,
+    fresh: impl Fn() -> S + Send + Sync + 'static,
+    insert: impl Fn(&S, &str) + Send + Sync + 'static,
+) {
+    let routes = insert_routes();
+    let job: Job = Arc::new(move |iters| {
+        let mut total = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let k = left.min(INSERT_CHUNK);
+            let family = fresh();
+            let watch = Stopwatch::start();
+            for i in 0..k {
+                insert(&family, &routes[black_box(i) as usize]);
+            }
+            total += watch.elapsed();
+            drop(black_box(family));
+            left -= k;
+        }
+        total
+    });
+    group.bench_function(BenchmarkId::new(lib, "1t"), |b| b.iter_custom(|iters| run_job(iters, &job)));
+}
+
+fn labelled_insert(c: &mut Criterion) {
+    let mut g = c.benchmark_group("labelled_insert");
+    g.throughput(Throughput::Elements(1));
+
+    bench_insert(
+        &mut g,
+        "shardmetrics",
+        || {
+            let reg = ours();
+            let family = reg.counter("bench_route_hits_total").family(&["route", "status"]).expect("valid family");
+            (reg, family)
+        },
+        |(_, family), route| family.with(&[route, "200"]).inc(),
+    );
+
+    bench_insert(
+        &mut g,
+        "prometheus",
+        || {
+            prometheus::IntCounterVec::new(
+                prometheus::Opts::new("bench_route_hits_total", "help"),
+                &["route", "status"],
+            )
+            .expect("valid counter vec")
+        },
+        |vec, route| vec.with_label_values(&[route, "200"]).inc(),
+    );
+
+    // A run-time label value has no `'static` lifetime, so prometheus-client's key owns it.
+    type PcFamily = prometheus_client::metrics::family::Family<
+        [(&'static str, String); 2],
+        prometheus_client::metrics::counter::Counter,
+    >;
+    bench_insert(&mut g, "prometheus-client", PcFamily::default, |family, route| {
+        family.get_or_create(&[("route", route.to_owned()), ("status", "200".to_owned())]).inc();
+    });
+
+    // metrics-rs: what `counter!("…", "route" => route)` does with an owned value, on a recorder
+    // of our own (the global one can't be replaced, so its series could not be freed).
+    bench_insert(
+        &mut g,
+        "metrics",
+        || metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+        |recorder, route| {
+            use metrics::Recorder;
+            static META: metrics::Metadata<'static> = metrics::Metadata::new("bench", metrics::Level::INFO, None);
+            let key = metrics::Key::from_parts(
+                "bench_route_hits_total",
+                vec![
+                    metrics::Label::new("route", route.to_owned()),
+                    metrics::Label::from_static_parts("status", "200"),
+                ],
+            );
+            recorder.register_counter(&key, &META).increment(1);
+        },
+    );
+
+    bench_insert(
+        &mut g,
+        "fast-telemetry",
+        || fast_telemetry::DynamicCounter::new(4),
+        |counter, route| counter.inc(&[("route", route), ("status", "200")]),
+    );
+    g.finish();
+}
+
 fn snapshot_load(c: &mut Criterion) {
     let mut g = c.benchmark_group("snapshot_load");
     g.throughput(Throughput::Elements(1));
@@ -446,6 +660,7 @@ fn criterion() -> Criterion {
 criterion_group! {
     name = benches;
     config = criterion();
-    targets = counter_inc, gauge_set, histogram_record, timer, labelled_inc, snapshot_load
+    targets = counter_inc, gauge_set, histogram_record, timer, labelled_inc, labelled_inc_1, labelled_inc_2,
+        labelled_inc_3, labelled_insert, snapshot_load
 }
 criterion_main!(benches);

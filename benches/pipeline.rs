@@ -14,11 +14,43 @@
 //!   histogram quantile error are printed as a table before the timings: criterion measures
 //!   time only.
 //!
+//!
+//! Added for the plots (ids `<group>/<function>/<parameter>`):
+//!
+//! * `tick_counters/<t>thr/<n>`: one `flush()` over `n` counter series (10 families × n/10
+//!   label values; n = 1,000, 10,000, 100,000) with `t` = 1, 2, 8 writer threads alive that
+//!   have each recorded into every series (one shard per thread). Before every timed flush the
+//!   writers increment every series once more, untimed, so each tick merges, diffs and
+//!   publishes a change in every series (the worst case; `flush/…` above is the no-change
+//!   case). Throughput is in series. The registries have no windows (see `tick_registry`).
+//! * `tick_histograms/<t>thr/<n>`: the same for n = 1,000 and 10,000 histograms, values
+//!   spanning 1 µs–100 ms (~5 KB per series per thread; 10,000 × 8 threads ≈ 400 MB).
+//! * `publish/merge/<n>` and `publish/visible/<n>`: of one such flush at 2 threads, the merge
+//!   alone (`Snapshot::tick_duration`, wall) and the time until an observer, run right after
+//!   the arc-swap store, sees the new snapshot; the difference is the publish.
+//! * `snapshot_load_contended/<lib>`: `snapshot()` while one other thread calls it in a loop,
+//!   beside arc-swap's `load_full` under the same contention.
+//! * `render_prometheus`, `render_openmetrics`, `render_json` `/<lib>/<n>`: text renders of
+//!   n = 100, 10,000, 100,000 counter series (10 realistic families × n/10 label values),
+//!   throughput in series. Peers as in `render_10k_counters`; prometheus-client's only text
+//!   format is OpenMetrics, so it appears in both text groups; the prometheus crate has no
+//!   OpenMetrics encoder and metrics-exporter-prometheus none either; no peer renders JSON.
+//!
+//! Timers of the added groups honour `SHARDMETRICS_BENCH_CLOCK=cpu` like `hot_path.rs`.
+//!
 //! Run: `cargo bench --bench pipeline`; smoke test: `cargo bench --bench pipeline -- --test`.
 
-use std::{hint::black_box, sync::Barrier, thread, time::Duration};
+use std::{
+    hint::black_box,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Barrier, Mutex, OnceLock,
+    },
+    thread,
+    time::{Duration, Instant},
+};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use metrics::Recorder;
 use shardmetrics::{Counter, Histogram, Registry, Unit};
 
@@ -240,6 +272,452 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
+// ---------------------------------------------------------------------------------------------
+// The tick at scale: `tick_counters`, `tick_histograms`, `publish`, `snapshot_load_contended`.
+
+/// Whether to time with the thread's CPU clock (`SHARDMETRICS_BENCH_CLOCK=cpu`), as in
+/// `hot_path.rs`.
+fn cpu_clock() -> bool {
+    static CPU: OnceLock<bool> = OnceLock::new();
+    *CPU.get_or_init(|| std::env::var("SHARDMETRICS_BENCH_CLOCK").is_ok_and(|v| v == "cpu"))
+}
+
+/// The calling thread's CPU time.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
+    // every Linux this bench runs on, and a failure is turned into a panic below.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The bench clock's current reading: this thread's CPU time, or wall time since the first call.
+fn bench_now() -> Duration {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    if cpu_clock() {
+        thread_cpu_time()
+    } else {
+        base.elapsed()
+    }
+}
+
+/// Thread counts alive and recording during the tick benches.
+const TICK_THREADS: [usize; 3] = [1, 2, 8];
+const TICK_COUNTER_SERIES: [usize; 3] = [1_000, 10_000, 100_000];
+/// 8 threads × 10,000 histograms × ~5 KB ≈ 400 MB: every combination fits under 4 GiB, so
+/// none is skipped. 100,000 histograms (4 GB at 8 threads) is left out.
+const TICK_HISTOGRAM_SERIES: [usize; 2] = [1_000, 10_000];
+
+/// A registry for `n` series in 10 families, caps raised to fit. No windows: a bench flushes
+/// every few milliseconds, so default windows (up to 5 min, 4,096 ticks of history) would keep
+/// thousands of per-tick deltas alive; with none, each tick pushes one delta and drops the
+/// previous one, the same steady-state work as a 1 s aggregator with its history full.
+fn tick_registry(n: usize) -> Registry {
+    Registry::builder().manual().windows(&[]).max_series(2 * n + 100).max_series_per_family(n / NAMES + 10).build()
+}
+
+/// `t` threads that stay alive, each running `record(round)` on command and acknowledging it:
+/// their shards stay owned and full while the aggregator merges.
+struct Writers {
+    go: Vec<mpsc::Sender<u64>>,
+    ack: mpsc::Receiver<()>,
+    joins: Vec<thread::JoinHandle<()>>,
+    round: u64,
+}
+
+impl Writers {
+    /// Starts `t` writers and runs round 0 (every writer records into every series).
+    fn start(t: usize, record: Arc<dyn Fn(u64) + Send + Sync>) -> Writers {
+        let (ack_tx, ack) = mpsc::channel();
+        let (go, joins) = (0..t)
+            .map(|w| {
+                let (tx, rx) = mpsc::channel::<u64>();
+                let (ack_tx, record) = (ack_tx.clone(), record.clone());
+                let join = thread::Builder::new()
+                    .name(format!("bench-writer-{w}"))
+                    .spawn(move || {
+                        for round in rx {
+                            record(round);
+                            if ack_tx.send(()).is_err() {
+                                return;
+                            }
+                        }
+                    })
+                    .expect("spawn bench writer");
+                (tx, join)
+            })
+            .unzip();
+        let mut writers = Writers { go, ack, joins, round: 0 };
+        writers.run_round();
+        writers
+    }
+
+    /// Every writer records once more (untimed by the callers), so the next tick sees every
+    /// series changed.
+    fn run_round(&mut self) {
+        for tx in &self.go {
+            tx.send(self.round).expect("bench writer alive");
+        }
+        for _ in &self.go {
+            self.ack.recv().expect("bench writer acknowledged");
+        }
+        self.round += 1;
+    }
+}
+
+impl Drop for Writers {
+    fn drop(&mut self) {
+        self.go.clear();
+        for j in self.joins.drain(..) {
+            j.join().expect("bench writer exited cleanly");
+        }
+    }
+}
+
+/// `n` counters in 10 families of `n / 10` (`id` label), as owned handles.
+fn tick_counters_fixture(reg: &Registry, n: usize) -> Arc<Vec<Counter>> {
+    let per = n / NAMES;
+    let families: Vec<_> = (0..NAMES)
+        .map(|f| reg.counter(&name(f)).help("Requests served").family(&["id"]).expect("valid family"))
+        .collect();
+    Arc::new((0..n).map(|i| families[i / per].get(&[&(i % per).to_string()]).expect("under the caps")).collect())
+}
+
+fn tick_histograms_fixture(reg: &Registry, n: usize) -> Arc<Vec<Histogram>> {
+    let per = n / NAMES;
+    let families: Vec<_> = (0..NAMES)
+        .map(|f| {
+            reg.histogram(&format!("bench_latency_{f}")).unit(Unit::Nanoseconds).family(&["id"]).expect("valid family")
+        })
+        .collect();
+    Arc::new((0..n).map(|i| families[i / per].get(&[&(i % per).to_string()]).expect("under the caps")).collect())
+}
+
+/// Times `iters` flushes, each after an untimed round in which every writer touched every series.
+fn timed_flushes(reg: &Registry, writers: &mut Writers, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        writers.run_round();
+        let start = bench_now();
+        black_box(reg.flush());
+        total += bench_now() - start;
+    }
+    total
+}
+
+fn tick_counters(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tick_counters");
+    g.sample_size(10);
+    for n in TICK_COUNTER_SERIES {
+        g.throughput(Throughput::Elements(n as u64));
+        let reg = tick_registry(n);
+        let counters = tick_counters_fixture(&reg, n);
+        // Increasing thread counts on one registry: the first writers of each step re-use the
+        // shards the previous step's writers released, so there are exactly `t` shards.
+        for t in TICK_THREADS {
+            let cs = counters.clone();
+            let mut writers = Writers::start(t, Arc::new(move |_| cs.iter().for_each(Counter::inc)));
+            assert_eq!(reg.shard_count(), t, "one shard per live writer");
+            g.bench_function(BenchmarkId::new(format!("{t}thr"), n), |b| {
+                b.iter_custom(|iters| timed_flushes(&reg, &mut writers, iters))
+            });
+            let rounds = writers.round;
+            drop(writers);
+            let snap = reg.flush();
+            assert_eq!(snap.counter(&name(0), &[("id", "0")]).map(|v| v > 0), Some(true));
+            assert!(rounds >= 2, "at least the set-up round and one timed round");
+        }
+    }
+    g.finish();
+}
+
+fn tick_histograms(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tick_histograms");
+    g.sample_size(10);
+    let values = latencies();
+    // Round 0 spreads 64 values over 1 µs–100 ms into every histogram (every bucket group a
+    // real latency histogram touches is allocated); later rounds add one value each.
+    let spread: Arc<Vec<u64>> = Arc::new(values.iter().step_by(16).copied().collect());
+    for n in TICK_HISTOGRAM_SERIES {
+        g.throughput(Throughput::Elements(n as u64));
+        let reg = tick_registry(n);
+        let hists = tick_histograms_fixture(&reg, n);
+        for t in TICK_THREADS {
+            let (hs, values) = (hists.clone(), spread.clone());
+            let record = move |round: u64| {
+                if round == 0 {
+                    hs.iter().for_each(|h| values.iter().for_each(|&v| h.record(v)));
+                } else {
+                    let v = values[round as usize % values.len()];
+                    hs.iter().for_each(|h| h.record(v));
+                }
+            };
+            let mut writers = Writers::start(t, Arc::new(record));
+            assert_eq!(reg.shard_count(), t, "one shard per live writer");
+            g.bench_function(BenchmarkId::new(format!("{t}thr"), n), |b| {
+                b.iter_custom(|iters| timed_flushes(&reg, &mut writers, iters))
+            });
+            drop(writers);
+            let snap = reg.flush();
+            let h = snap.histogram("bench_latency_0", &[("id", "0")]).expect("histogram published");
+            assert!(h.count() >= spread.len() as u64, "round 0 merged");
+        }
+    }
+    g.finish();
+}
+
+/// `publish/merge/<n>`: the merge alone, as the core's own (wall) clock reports it in
+/// `Snapshot::tick_duration`. `publish/visible/<n>`: from the `flush()` call to the moment an
+/// observer (run right after the arc-swap store) sees the new snapshot, i.e. merge + publish.
+/// 2 writers alive, every series changed before each flush.
+fn publish(c: &mut Criterion) {
+    let mut g = c.benchmark_group("publish");
+    g.sample_size(10);
+    for n in [10_000, 100_000] {
+        g.throughput(Throughput::Elements(n as u64));
+        let reg = tick_registry(n);
+        let counters = tick_counters_fixture(&reg, n);
+        let seen: Arc<Mutex<Option<(u64, Duration)>>> = Arc::new(Mutex::new(None));
+        let slot = seen.clone();
+        reg.add_observer(move |s: &Arc<shardmetrics::Snapshot>| {
+            *slot.lock().expect("observer slot") = Some((s.seq(), bench_now()));
+        });
+        let cs = counters.clone();
+        let mut writers = Writers::start(2, Arc::new(move |_| cs.iter().for_each(Counter::inc)));
+        g.bench_function(BenchmarkId::new("merge", n), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        writers.run_round();
+                        reg.flush().tick_duration()
+                    })
+                    .sum()
+            })
+        });
+        g.bench_function(BenchmarkId::new("visible", n), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    writers.run_round();
+                    let start = bench_now();
+                    let seq = reg.flush().seq();
+                    let (seen_seq, at) = seen.lock().expect("observer slot").expect("observer ran");
+                    assert_eq!(seen_seq, seq, "the observer saw this flush's snapshot");
+                    total += at - start;
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+/// `snapshot()` on a 10,000-series registry while one other thread calls `snapshot()` in a loop
+/// (both touch the arc-swap and the `Arc`'s reference count), beside arc-swap's `load_full`
+/// under the same contention.
+fn snapshot_load_contended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("snapshot_load_contended");
+    g.throughput(Throughput::Elements(1));
+    let reg = counter_registry();
+    reg.flush();
+    let swap = Arc::new(arc_swap::ArcSwap::from_pointee(0u64));
+
+    let contend = |load: &(dyn Fn() + Sync), g: &mut criterion::BenchmarkGroup<'_, _>, id: &str| {
+        let stop = AtomicBool::new(false);
+        thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    load();
+                }
+            });
+            g.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    let start = bench_now();
+                    for _ in 0..iters {
+                        load();
+                    }
+                    bench_now() - start
+                })
+            });
+            stop.store(true, Ordering::Relaxed);
+        });
+    };
+    contend(&|| drop(black_box(reg.snapshot())), &mut g, "shardmetrics");
+    contend(&|| drop(black_box(swap.load_full())), &mut g, "arc-swap-load_full");
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Renders at 100, 10,000 and 100,000 counter series: `render_prometheus`,
+// `render_openmetrics`, `render_json`.
+
+const RENDER_SERIES: [usize; 3] = [100, 10_000, 100_000];
+
+/// Ten counter families with realistic names, help, label name and value prefix.
+const RENDER_FAMILIES: [(&str, &str, &str, &str); NAMES] = [
+    ("http_requests_total", "HTTP requests served.", "route", "/api/v1/users/"),
+    ("http_response_bytes_total", "Bytes sent in HTTP response bodies.", "route", "/api/v1/orders/"),
+    ("db_queries_total", "Database queries executed.", "statement", "select_order_by_id_"),
+    ("cache_hits_total", "Cache look-ups that found the key.", "keyspace", "user:"),
+    ("cache_misses_total", "Cache look-ups that missed.", "keyspace", "session:"),
+    ("rpc_client_calls_total", "Outgoing RPC calls.", "method", "inventory.Inventory/Reserve"),
+    ("queue_messages_published_total", "Messages published.", "topic", "orders.created."),
+    ("queue_messages_consumed_total", "Messages consumed.", "topic", "payments.settled."),
+    ("tcp_connections_accepted_total", "Connections accepted.", "peer", "10.0.3."),
+    ("errors_total", "Errors by kind.", "kind", "upstream_timeout_"),
+];
+
+/// Label value `i` of family `f`, and the series' counter value.
+fn render_label(f: usize, i: usize) -> String {
+    format!("{}{i}", RENDER_FAMILIES[f].3)
+}
+
+fn render_value(f: usize, i: usize) -> u64 {
+    (i as u64 * 7_919 + f as u64 * 104_729) % 50_000_000 + 1
+}
+
+/// One `n`-series data set in every library that renders text.
+struct RenderFixture {
+    n: usize,
+    snap: Arc<shardmetrics::Snapshot>,
+    prometheus: prometheus::Registry,
+    prometheus_client: prometheus_client::registry::Registry,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+fn sample_lines(text: &str) -> usize {
+    text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count()
+}
+
+impl RenderFixture {
+    fn new(n: usize) -> RenderFixture {
+        let per = n / NAMES;
+        let reg = Registry::builder().manual().max_series(2 * n + 100).max_series_per_family(per + 10).build();
+        for (f, &(name, help, label, _)) in RENDER_FAMILIES.iter().enumerate() {
+            let family = reg.counter(name).help(help).family(&[label]).expect("valid family");
+            (0..per).for_each(|i| family.with(&[&render_label(f, i)]).add(render_value(f, i)));
+        }
+        let snap = reg.flush();
+
+        let prometheus = prometheus::Registry::new();
+        for (f, &(name, help, label, _)) in RENDER_FAMILIES.iter().enumerate() {
+            let vec = prometheus::IntCounterVec::new(prometheus::Opts::new(name, help), &[label]).expect("valid vec");
+            (0..per).for_each(|i| vec.with_label_values(&[render_label(f, i).as_str()]).inc_by(render_value(f, i)));
+            prometheus.register(Box::new(vec)).expect("unique name");
+        }
+
+        type PcFamily = prometheus_client::metrics::family::Family<
+            [(&'static str, String); 1],
+            prometheus_client::metrics::counter::Counter,
+        >;
+        let mut prometheus_client = prometheus_client::registry::Registry::default();
+        for (f, &(name, help, label, _)) in RENDER_FAMILIES.iter().enumerate() {
+            let family = PcFamily::default();
+            (0..per).for_each(|i| {
+                family.get_or_create(&[(label, render_label(f, i))]).inc_by(render_value(f, i));
+            });
+            // prometheus-client appends `_total` to counters itself.
+            prometheus_client.register(name.trim_end_matches("_total"), help, family);
+        }
+
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let meta = metrics::Metadata::new("bench", metrics::Level::INFO, None);
+        for (f, &(name, help, label, _)) in RENDER_FAMILIES.iter().enumerate() {
+            recorder.describe_counter(name.into(), None, help.into());
+            for i in 0..per {
+                let key = metrics::Key::from_parts(name, vec![metrics::Label::new(label, render_label(f, i))]);
+                recorder.register_counter(&key, &meta).increment(render_value(f, i));
+            }
+        }
+        let fixture = RenderFixture { n, snap, prometheus, prometheus_client, metrics: recorder.handle() };
+
+        // Every library renders every series (a render that dropped series would look fast).
+        let ours = shardmetrics::export::prometheus::render(&fixture.snap);
+        assert_eq!(ours.lines().filter(|l| RENDER_FAMILIES.iter().any(|f| l.starts_with(f.0))).count(), n);
+        assert_eq!(sample_lines(&fixture.render_prometheus_crate()), n);
+        assert_eq!(sample_lines(&fixture.render_prometheus_client()), n);
+        assert_eq!(sample_lines(&fixture.metrics.render()), n);
+        fixture
+    }
+
+    fn render_prometheus_crate(&self) -> String {
+        prometheus::TextEncoder::new().encode_to_string(&self.prometheus.gather()).expect("encodes")
+    }
+
+    fn render_prometheus_client(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.prometheus_client).expect("encodes");
+        out
+    }
+}
+
+fn render_fixtures() -> &'static [RenderFixture] {
+    static FIXTURES: OnceLock<Vec<RenderFixture>> = OnceLock::new();
+    FIXTURES.get_or_init(|| RENDER_SERIES.iter().map(|&n| RenderFixture::new(n)).collect())
+}
+
+fn render_group<'c>(
+    c: &'c mut Criterion,
+    group: &str,
+) -> criterion::BenchmarkGroup<'c, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(group);
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    g
+}
+
+fn render_prometheus(c: &mut Criterion) {
+    let mut g = render_group(c, "render_prometheus");
+    for fx in render_fixtures() {
+        let n = fx.n;
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("shardmetrics", n), |b| {
+            b.iter(|| shardmetrics::export::prometheus::render(black_box(&fx.snap)))
+        });
+        // What its scrape handler does: gather + TextEncoder.
+        g.bench_function(BenchmarkId::new("prometheus", n), |b| b.iter(|| fx.render_prometheus_crate()));
+        // prometheus-client encodes OpenMetrics text only; it is the closest equivalent it has
+        // to the Prometheus text format, so it is listed here too (and in render_openmetrics).
+        g.bench_function(BenchmarkId::new("prometheus-client", n), |b| b.iter(|| fx.render_prometheus_client()));
+        g.bench_function(BenchmarkId::new("metrics-exporter-prometheus", n), |b| b.iter(|| fx.metrics.render()));
+    }
+    g.finish();
+}
+
+/// OpenMetrics text. The prometheus crate has no OpenMetrics encoder and
+/// metrics-exporter-prometheus renders the Prometheus format only: both are absent.
+fn render_openmetrics(c: &mut Criterion) {
+    let mut g = render_group(c, "render_openmetrics");
+    for fx in render_fixtures() {
+        let n = fx.n;
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("shardmetrics", n), |b| {
+            b.iter(|| shardmetrics::export::openmetrics::render(black_box(&fx.snap)))
+        });
+        g.bench_function(BenchmarkId::new("prometheus-client", n), |b| b.iter(|| fx.render_prometheus_client()));
+    }
+    g.finish();
+}
+
+/// JSON: shardmetrics only — none of the peers has a JSON render.
+#[cfg(feature = "json")]
+fn render_json(c: &mut Criterion) {
+    let mut g = render_group(c, "render_json");
+    for fx in render_fixtures() {
+        let n = fx.n;
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("shardmetrics", n), |b| {
+            b.iter(|| shardmetrics::export::json::render(black_box(&fx.snap)))
+        });
+    }
+    g.finish();
+}
+
+#[cfg(not(feature = "json"))]
+fn render_json(_: &mut Criterion) {}
+
 fn criterion() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -251,6 +729,7 @@ fn criterion() -> Criterion {
 criterion_group! {
     name = benches;
     config = criterion();
-    targets = pipeline
+    targets = pipeline, tick_counters, tick_histograms, publish, snapshot_load_contended, render_prometheus,
+        render_openmetrics, render_json
 }
 criterion_main!(benches);
