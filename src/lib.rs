@@ -57,6 +57,7 @@ mod aggregator;
 #[cfg(not(shardmetrics_loom))]
 pub mod alert;
 pub mod buckets;
+mod clock;
 pub mod collect;
 mod error;
 mod exemplar;

@@ -1,6 +1,6 @@
 //! Histograms: `u64` values in per-thread log-linear buckets, and RAII timers.
 
-use std::{fmt, time::Instant};
+use std::fmt;
 
 use crate::{
     metric::{sealed::Sealed, Metric},
@@ -65,7 +65,7 @@ macro_rules! histogram_methods {
                 loc: self.loc,
                 precision: self.precision,
                 unit: self.unit,
-                start: Some(Instant::now()),
+                start: Some(crate::clock::now()),
             }
         }
 
@@ -154,28 +154,28 @@ pub struct Timer<'a> {
     loc: Loc,
     precision: u8,
     unit: Unit,
-    start: Option<Instant>,
+    /// Raw clock reading ([`crate::clock`]) at the start; `None` once recorded or discarded.
+    start: Option<u64>,
 }
 
 impl Timer<'_> {
     /// Records now and returns the elapsed time.
     pub fn stop(mut self) -> std::time::Duration {
         let start = self.start.take().expect("timer runs until stopped");
-        let d = start.elapsed();
-        self.record(d);
-        d
+        let nanos = crate::clock::nanos_since(start);
+        self.record(nanos);
+        std::time::Duration::from_nanos(nanos)
     }
 
     /// Records now with an exemplar (e.g. the request's trace id) and returns the elapsed time;
     /// see [`Histogram::record_with_exemplar`].
     pub fn stop_with_exemplar(mut self, labels: &[(&str, &str)]) -> std::time::Duration {
         let start = self.start.take().expect("timer runs until stopped");
-        let d = start.elapsed();
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let nanos = crate::clock::nanos_since(start);
         let value = self.unit.convert_nanos(nanos);
         record(self.id, self.core, self.loc, self.precision, value);
         self.core.histogram_exemplar(self.loc, value, labels);
-        d
+        std::time::Duration::from_nanos(nanos)
     }
 
     /// Drops the timer without recording.
@@ -184,8 +184,7 @@ impl Timer<'_> {
     }
 
     #[inline]
-    fn record(&self, d: std::time::Duration) {
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    fn record(&self, nanos: u64) {
         record(self.id, self.core, self.loc, self.precision, self.unit.convert_nanos(nanos));
     }
 }
@@ -194,7 +193,7 @@ impl Drop for Timer<'_> {
     #[inline]
     fn drop(&mut self) {
         if let Some(start) = self.start {
-            self.record(start.elapsed());
+            self.record(crate::clock::nanos_since(start));
         }
     }
 }

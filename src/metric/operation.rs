@@ -136,7 +136,7 @@ impl Operation {
     /// [`OperationGuard::fail`] was called).
     #[inline]
     pub fn start(&self) -> OperationGuard<'_> {
-        OperationGuard { op: self, start: Instant::now(), ok: true, armed: true }
+        OperationGuard { op: self, start: crate::clock::now(), ok: true, armed: true }
     }
 }
 
@@ -144,7 +144,8 @@ impl Operation {
 #[must_use = "the call is recorded when the guard is dropped"]
 pub struct OperationGuard<'a> {
     op: &'a Operation,
-    start: Instant,
+    /// Raw clock reading ([`crate::clock`]).
+    start: u64,
     ok: bool,
     armed: bool,
 }
@@ -163,7 +164,7 @@ impl OperationGuard<'_> {
 
     fn finish(&mut self) {
         if std::mem::take(&mut self.armed) {
-            self.op.record(self.start.elapsed(), self.ok);
+            self.op.record(Duration::from_nanos(crate::clock::nanos_since(self.start)), self.ok);
         }
     }
 }
