@@ -139,6 +139,9 @@ fn goldens_parse_back_to_the_recorded_values() {
 }
 
 /// Checks the invariants of one parsed render and returns its samples by (name, sorted labels).
+/// A summary series: `(quantile, value)` pairs, `_count` and `_sum` sample counts.
+type SummaryPoint = (Vec<(f64, f64)>, u32, u32);
+
 fn check_invariants(families: &[MetricFamily]) -> Samples {
     let mut samples = BTreeMap::new();
     let mut names = BTreeSet::new();
@@ -153,7 +156,7 @@ fn check_invariants(families: &[MetricFamily]) -> Samples {
         if f.kind == MetricType::Summary {
             // Per series: quantiles ascending in 0..=1 with non-decreasing values, one _count
             // and one _sum.
-            let mut points: BTreeMap<LabelSet, (Vec<(f64, f64)>, u32, u32)> = BTreeMap::new();
+            let mut points: BTreeMap<LabelSet, SummaryPoint> = BTreeMap::new();
             for s in &f.samples {
                 let mut key: Vec<(String, String)> =
                     s.labels.iter().filter(|(k, _)| k != "quantile").cloned().collect();
