@@ -371,6 +371,37 @@ fn histogram_record(c: &mut Criterion) {
     g.finish();
 }
 
+/// Trace ids for the exemplar benches: 1,024 distinct 16-hex-digit strings, picked by `i`.
+fn trace_ids() -> &'static [String] {
+    static IDS: OnceLock<Vec<String>> = OnceLock::new();
+    IDS.get_or_init(|| (0..1024u64).map(|i| format!("{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15))).collect())
+}
+
+/// A histogram record that carries an exemplar (a trace id) — what a traced request pays —
+/// beside the plain record. prometheus-client is the only peer with exemplars
+/// (`HistogramWithExemplars`, latest exemplar per bucket behind a lock).
+fn histogram_exemplar(c: &mut Criterion) {
+    let mut g = c.benchmark_group("histogram_exemplar");
+    g.throughput(Throughput::Elements(1));
+    let values = latencies();
+    let ids = trace_ids();
+
+    let reg = ours();
+    let hist = reg.histogram("bench_latency").unit(Unit::Nanoseconds).build().expect("valid histogram");
+    bench_op(&mut g, "shardmetrics", move |i| {
+        hist.record_with_exemplar(latency(values, i), &[("trace_id", &ids[(i & 1023) as usize])]);
+    });
+
+    let hist = prometheus_client::metrics::exemplar::HistogramWithExemplars::<Vec<(String, String)>>::new(
+        bounds_seconds().into_iter(),
+    );
+    bench_op(&mut g, "prometheus-client", move |i| {
+        let labels = vec![("trace_id".to_owned(), ids[(i & 1023) as usize].clone())];
+        hist.observe(latency(values, i) as f64 * 1e-9, Some(labels), None);
+    });
+    g.finish();
+}
+
 fn timer(c: &mut Criterion) {
     let mut g = c.benchmark_group("timer_guard");
     g.throughput(Throughput::Elements(1));
@@ -660,7 +691,7 @@ fn criterion() -> Criterion {
 criterion_group! {
     name = benches;
     config = criterion();
-    targets = counter_inc, gauge_set, histogram_record, timer, labelled_inc, labelled_inc_1, labelled_inc_2,
+    targets = counter_inc, gauge_set, histogram_record, histogram_exemplar, timer, labelled_inc, labelled_inc_1, labelled_inc_2,
         labelled_inc_3, labelled_insert, snapshot_load
 }
 criterion_main!(benches);

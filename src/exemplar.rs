@@ -9,8 +9,9 @@
 //! and then store the exemplar in the registry's [`ExemplarStore`]: one `ArcSwapOption` per
 //! counter, and per histogram one per exported `le` bucket (plus `+Inf`), so each bucket keeps
 //! the **latest** exemplar that fell into it — the slow tail bucket keeps its trace even while
-//! the fast buckets are overwritten thousands of times a second. Storing one is an allocation
-//! (the `Arc<Exemplar>` with its label strings) and a lock-free swap; the slot table of a series
+//! the fast buckets are overwritten thousands of times a second. Storing one is two allocations
+//! (the `Arc<Exemplar>` and one buffer for its label strings; escaping waits for the render),
+//! a TSC clock read and a lock-free swap; the slot table of a series
 //! is allocated the first time it records an exemplar (for a histogram, under the catalogue
 //! lock, which also gives the `le` bounds). Plain `inc()` / `record()` never look at any of it.
 //!
@@ -26,8 +27,8 @@
 //! # Validation
 //!
 //! Exemplar label names follow the metric label-name rule (`[a-zA-Z_][a-zA-Z0-9_]*`, no `__`
-//! prefix, no duplicates) and, as OpenMetrics requires, the names and values together are at
-//! most 128 characters. An invalid exemplar is dropped and counted in
+//! prefix, no duplicates), at most [`MAX_EXEMPLAR_LABELS`] labels and, as OpenMetrics requires,
+//! the names and values together are at most 128 characters. An invalid exemplar is dropped and counted in
 //! `shardmetrics_rejected_values_total`; the value itself is always recorded.
 
 use std::{
@@ -44,52 +45,68 @@ use arc_swap::ArcSwapOption;
 /// Most characters the label names and values of one exemplar may have together (OpenMetrics).
 pub const MAX_EXEMPLAR_LABEL_CHARS: usize = 128;
 
+/// Most labels one exemplar may carry (a trace id and a span id are the usual two).
+pub const MAX_EXEMPLAR_LABELS: usize = 8;
+
 /// A sample attached to a counter or histogram bucket: labels (e.g. `trace_id`), the value
 /// recorded with it and when.
+///
+/// Built in two allocations (the `Arc` and one buffer holding every name and value back to
+/// back); the clock is the timers' TSC clock, converted to wall time when read.
 #[derive(Clone, PartialEq)]
 pub struct Exemplar {
-    labels: Box<[(Box<str>, Box<str>)]>,
-    /// `k="v",…` escaped for the text formats (no braces).
-    rendered: Box<str>,
+    /// Names and values, back to back.
+    data: Box<str>,
+    /// Byte lengths of each (name, value) in `data`; the first `n` are used.
+    lens: [(u16, u16); MAX_EXEMPLAR_LABELS],
+    n: u8,
     value: u64,
-    timestamp: SystemTime,
+    /// Raw clock reading ([`crate::clock`]) when recorded.
+    at: u64,
 }
 
 impl Exemplar {
     /// Validates `labels` and builds an exemplar stamped now; `None` if a label name is invalid
-    /// or repeated, or the labels are longer than [`MAX_EXEMPLAR_LABEL_CHARS`].
+    /// or repeated, there are more than [`MAX_EXEMPLAR_LABELS`], or the labels are longer than
+    /// [`MAX_EXEMPLAR_LABEL_CHARS`].
     pub(crate) fn new(value: u64, labels: &[(&str, &str)]) -> Option<Exemplar> {
-        let mut chars = 0;
+        if labels.len() > MAX_EXEMPLAR_LABELS {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut lens = [(0u16, 0u16); MAX_EXEMPLAR_LABELS];
         for (i, (k, v)) in labels.iter().enumerate() {
             if !valid_label_name(k) || labels[..i].iter().any(|(o, _)| o == k) {
                 return None;
             }
-            chars += k.chars().count() + v.chars().count();
+            bytes += k.len() + v.len();
+            // ≤ 128 characters are ≤ 512 bytes: anything longer fails the check below anyway.
+            lens[i] = (u16::try_from(k.len()).ok()?, u16::try_from(v.len()).ok()?);
         }
-        if chars > MAX_EXEMPLAR_LABEL_CHARS {
+        // Characters ≤ bytes: count them only when the bytes alone could be too many.
+        if bytes > MAX_EXEMPLAR_LABEL_CHARS
+            && labels.iter().map(|(k, v)| k.chars().count() + v.chars().count()).sum::<usize>()
+                > MAX_EXEMPLAR_LABEL_CHARS
+        {
             return None;
         }
-        let mut rendered = String::new();
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                rendered.push(',');
-            }
-            rendered.push_str(k);
-            rendered.push_str("=\"");
-            crate::export::escape_label_value(&mut rendered, v);
-            rendered.push('"');
+        let mut data = String::with_capacity(bytes);
+        for (k, v) in labels {
+            data.push_str(k);
+            data.push_str(v);
         }
-        Some(Exemplar {
-            labels: labels.iter().map(|(k, v)| (Box::from(*k), Box::from(*v))).collect(),
-            rendered: rendered.into(),
-            value,
-            timestamp: SystemTime::now(),
-        })
+        Some(Exemplar { data: data.into(), lens, n: labels.len() as u8, value, at: crate::clock::now() })
     }
 
     /// The exemplar's labels, in the order they were given.
     pub fn labels(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.labels.iter().map(|(k, v)| (&**k, &**v))
+        let mut at = 0;
+        self.lens[..usize::from(self.n)].iter().map(move |&(k, v)| {
+            let (k, v) = (usize::from(k), usize::from(v));
+            let pair = (&self.data[at..at + k], &self.data[at + k..at + k + v]);
+            at += k + v;
+            pair
+        })
     }
 
     /// The value recorded with the exemplar, in the metric's own unit (for a counter, the
@@ -98,23 +115,33 @@ impl Exemplar {
         self.value
     }
 
-    /// When the exemplar was recorded.
+    /// When the exemplar was recorded (wall clock now, less the time elapsed since on the
+    /// timers' clock).
     pub fn timestamp(&self) -> SystemTime {
-        self.timestamp
+        let ago = std::time::Duration::from_nanos(crate::clock::nanos_since(self.at));
+        SystemTime::now().checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH)
     }
 
-    /// `k="v",…` escaped for the text formats.
-    pub(crate) fn rendered_labels(&self) -> &str {
-        &self.rendered
+    /// Writes `k="v",…` escaped for the text formats.
+    pub(crate) fn write_labels(&self, out: &mut String) {
+        for (i, (k, v)) in self.labels().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            crate::export::escape_label_value(out, v);
+            out.push('"');
+        }
     }
 }
 
 impl fmt::Debug for Exemplar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Exemplar")
-            .field("labels", &self.labels)
+            .field("labels", &self.labels().collect::<Vec<_>>())
             .field("value", &self.value)
-            .field("timestamp", &self.timestamp)
+            .field("timestamp", &self.timestamp())
             .finish()
     }
 }
@@ -246,11 +273,18 @@ mod tests {
         assert!(Exemplar::new(1, &[("trace_id", &long)]).is_some()); // 8 + 120 = 128
         let long = "x".repeat(121);
         assert!(Exemplar::new(1, &[("trace_id", &long)]).is_none());
-        // Characters, not bytes: 64 two-byte characters + 8 fit.
+        // Characters, not bytes: 120 two-byte characters + 8 fit.
         let wide = "é".repeat(120);
         assert!(Exemplar::new(1, &[("trace_id", &wide)]).is_some());
+        assert!(Exemplar::new(1, &[("trace_id", &"é".repeat(121))]).is_none());
+        let many: Vec<(String, String)> = (0..9).map(|i| (format!("l{i}"), "v".to_owned())).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert!(Exemplar::new(1, &many[..8]).is_some());
+        assert!(Exemplar::new(1, &many).is_none(), "more than MAX_EXEMPLAR_LABELS");
         let e = Exemplar::new(7, &[("trace_id", "a\"b"), ("span", "s")]).expect("valid");
-        assert_eq!(e.rendered_labels(), r#"trace_id="a\"b",span="s""#);
+        let mut rendered = String::new();
+        e.write_labels(&mut rendered);
+        assert_eq!(rendered, r#"trace_id="a\"b",span="s""#);
         assert_eq!(e.labels().collect::<Vec<_>>(), [("trace_id", "a\"b"), ("span", "s")]);
         assert_eq!(e.value(), 7);
     }

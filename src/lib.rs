@@ -82,7 +82,7 @@ pub struct ReadmeDoctests;
 
 pub use aggregator::{Collector, Observer};
 pub use error::Error;
-pub use exemplar::{Exemplar, Exemplars, MAX_EXEMPLAR_LABEL_CHARS};
+pub use exemplar::{Exemplar, Exemplars, MAX_EXEMPLAR_LABELS, MAX_EXEMPLAR_LABEL_CHARS};
 pub use metric::{
     CacheStats, Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Operation,
     OperationBuilder, OperationGuard, StateSet, Timer,

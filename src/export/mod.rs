@@ -246,7 +246,7 @@ fn write_sum_count(out: &mut String, name: &str, labels: &str, h: &crate::Histog
 /// Writes ` # {labels} value timestamp` (OpenMetrics exemplar; value in the base unit).
 fn write_exemplar(out: &mut String, e: &crate::Exemplar, unit: Unit) {
     out.push_str(" # {");
-    out.push_str(e.rendered_labels());
+    e.write_labels(out);
     out.push_str("} ");
     prometheus::write_scaled(out, e.value(), unit);
     out.push(' ');
