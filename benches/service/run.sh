@@ -7,12 +7,16 @@
 #   wrk -t1 -c${CONNECTIONS} -d${DURATION}s --latency -s <route mix>
 # record Requests/sec, the 50% and 99% latency lines and the server's CPU time, check its
 # /metrics counted the requests, stop it. Prints a markdown table of medians and writes
-# target/shardmetrics-bench/service.json.
+# target/shardmetrics-bench/service.json (raw reports in target/shardmetrics-bench/service-runs/).
 #
 # Environment: DURATION (s, default 10), ROUNDS (3), WARMUP (s, 2), CONNECTIONS (32),
 # VARIANTS ("none shardmetrics prometheus metrics"), SERVER_CPU / WRK_CPU (default 1 / 0 when
 # taskset exists and there are at least 2 CPUs), WORKERS (tokio worker threads, 1).
-# Needs: cargo, wrk (installed with apt-get if missing and running as root), curl, python3.
+# INSTRUCTIONS=1 also runs each variant once under valgrind's callgrind (CG_DURATION s, default
+# 10; counters zeroed after the warm-up, dumped after wrk) and reports user-space instructions
+# per request: a figure that does not move when other jobs load the machine.
+# Needs: cargo, wrk (installed with apt-get if missing and running as root), curl, python3;
+# valgrind for INSTRUCTIONS=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -21,13 +25,18 @@ ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2}
 CONNECTIONS=${CONNECTIONS:-32}
 WORKERS=${WORKERS:-1}
+INSTRUCTIONS=${INSTRUCTIONS:-0}
+CG_DURATION=${CG_DURATION:-10}
+# shellcheck disable=SC2206 # a space-separated list, split on purpose
 VARIANTS=(${VARIANTS:-none shardmetrics prometheus metrics})
 OUT_DIR=target/shardmetrics-bench
 BIN=target/release/examples/service_overhead
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-for tool in curl python3; do
+TOOLS=(curl python3)
+[ "$INSTRUCTIONS" = 1 ] && TOOLS+=(valgrind callgrind_control)
+for tool in "${TOOLS[@]}"; do
   command -v "$tool" >/dev/null || { echo "run.sh needs $tool" >&2; exit 1; }
 done
 if ! command -v wrk >/dev/null; then
@@ -58,8 +67,10 @@ fi
 log "pinning: $PINNING"
 log "load before the run: $(uptime)"
 
-mkdir -p "$OUT_DIR"
-WORK=$(mktemp -d)
+# Working files (every wrk report, server logs, callgrind dumps) stay here for inspection.
+WORK=$OUT_DIR/service-runs
+rm -rf "$WORK"
+mkdir -p "$WORK"
 RAW="$WORK/rounds.tsv"
 : >"$RAW"
 
@@ -71,7 +82,7 @@ stop_server() {
     SERVER_PID=
   fi
 }
-trap 'stop_server; rm -rf "$WORK"' EXIT
+trap stop_server EXIT
 trap 'exit 130' INT TERM
 
 # The route mix, cycled per connection: of every 50 requests 24 /api/users, 16 /api/orders,
@@ -175,6 +186,37 @@ EOF
   log "round $round $variant: $rps req/s, p50 ${p50} ms, p99 ${p99} ms, server CPU $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }') s"
 }
 
+# One run under callgrind: instructions (all threads, user space) per request between a zero
+# after the warm-up and a dump after wrk. Requests are wrk's count (off by at most the
+# connections in flight at either edge).
+CG=$WORK/instructions.tsv
+: >"$CG"
+instructions_one() {
+  local variant=$1 out="$WORK/cg-server-$1.out" cg="$WORK/cg-$1.out"
+  "${SERVER_PIN[@]}" valgrind --tool=callgrind --callgrind-out-file="$cg" "$BIN" --variant "$variant" \
+    --listen 127.0.0.1:0 --workers "$WORKERS" >"$out" 2>"$WORK/cg-valgrind-$variant.err" &
+  SERVER_PID=$!
+  local url= i
+  for i in $(seq 300); do
+    url=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$out")
+    [ -n "$url" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$out" "$WORK/cg-valgrind-$variant.err" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$url" ] || { echo "server did not start under valgrind" >&2; exit 1; }
+  "${WRK_PIN[@]}" wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" -s "$WORK/mix.lua" "$url" >/dev/null
+  callgrind_control -z "$SERVER_PID" >/dev/null 2>&1
+  local report total ir
+  report=$("${WRK_PIN[@]}" wrk -t1 -c"$CONNECTIONS" -d"${CG_DURATION}s" -s "$WORK/mix.lua" "$url")
+  callgrind_control -d "$SERVER_PID" >/dev/null 2>&1
+  total=$(awk '/requests in/ { print $1 }' <<<"$report")
+  ir=$(awk '/^summary:/ { print $2 }' "$cg".1)
+  [ -n "$total" ] && [ -n "$ir" ] || { echo "callgrind run of $variant gave no figures" >&2; exit 1; }
+  stop_server
+  printf '%s\t%s\t%s\n' "$variant" "$ir" "$total" >>"$CG"
+  log "callgrind $variant: $ir instructions over $total requests ($(awk -v a="$ir" -v b="$total" 'BEGIN { printf "%.0f", a / b }') per request)"
+}
+
 n=${#VARIANTS[@]}
 for round in $(seq "$ROUNDS"); do
   for k in $(seq 0 $((n - 1))); do
@@ -182,11 +224,14 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 log "load after the run: $(uptime)"
+if [ "$INSTRUCTIONS" = 1 ]; then
+  for v in "${VARIANTS[@]}"; do instructions_one "$v"; done
+fi
 
-python3 - "$RAW" "$OUT_DIR/service.json" "$DURATION" "$CONNECTIONS" "$PINNING" "${VARIANTS[@]}" <<'EOF'
+python3 - "$RAW" "$CG" "$OUT_DIR/service.json" "$DURATION" "$CONNECTIONS" "$PINNING" "${VARIANTS[@]}" <<'EOF'
 import json, statistics, sys
 
-raw, out, duration, connections, pinning, *variants = sys.argv[1:]
+raw, cg, out, duration, connections, pinning, *variants = sys.argv[1:]
 rounds = {v: [] for v in variants}
 for line in open(raw):
     v, r, rps, p50, p99, total, cpu = line.rstrip("\n").split("\t")
@@ -195,6 +240,11 @@ for line in open(raw):
         "requests": int(total), "server_cpu_s": float(cpu),
         "cpu_us_per_request": float(cpu) * 1e6 / int(total),
     })
+
+instructions = {}
+for line in open(cg):
+    v, ir, total = line.rstrip("\n").split("\t")
+    instructions[v] = {"instructions": int(ir), "requests": int(total), "per_request": int(ir) / int(total)}
 
 med = lambda v, k: statistics.median(x[k] for x in rounds[v])
 rows = [{
@@ -208,6 +258,10 @@ rows = [{
     "pinning": pinning,
     "rounds": sorted(rounds[v], key=lambda x: x["round"]),
 } for v in variants]
+for r in rows:
+    if r["variant"] in instructions:
+        r["instructions_per_request"] = instructions[r["variant"]]["per_request"]
+        r["callgrind"] = instructions[r["variant"]]
 json.dump(rows, open(out, "w"), indent=2)
 
 base = next((r for r in rows if r["variant"] == "none"), None)
@@ -227,5 +281,14 @@ for r in rows:
           f"| {pct(r['requests_per_sec'], ref and ref['requests_per_sec'], False)} "
           f"| {pct(r['p99_ms'], ref and ref['p99_ms'], True)} "
           f"| {pct(r['cpu_us_per_request'], ref and ref['cpu_us_per_request'], True)} |")
+if instructions:
+    print("\n| variant | instructions per request (callgrind) | cost vs none |")
+    print("|---|---:|---:|")
+    ref = instructions.get("none")
+    for v in variants:
+        if v in instructions:
+            i = instructions[v]
+            cost = pct(i["per_request"], ref["per_request"], True) if ref and v != "none" else "—"
+            print(f"| {v} | {i['per_request']:,.0f} | {cost} |")
 print(f"\nJSON: {out}")
 EOF
