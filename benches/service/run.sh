@@ -239,6 +239,7 @@ for line in open(raw):
         "round": int(r), "requests_per_sec": float(rps), "p50_ms": float(p50), "p99_ms": float(p99),
         "requests": int(total), "server_cpu_s": float(cpu),
         "cpu_us_per_request": float(cpu) * 1e6 / int(total),
+        "server_busy": float(cpu) / int(duration),
     })
 
 instructions = {}
@@ -253,6 +254,8 @@ rows = [{
     "p50_ms": med(v, "p50_ms"),
     "p99_ms": med(v, "p99_ms"),
     "cpu_us_per_request": med(v, "cpu_us_per_request"),
+    "server_busy": med(v, "server_busy"),
+    "requests_per_sec_best": max(x["requests_per_sec"] for x in rounds[v]),
     "duration_s": int(duration),
     "connections": int(connections),
     "pinning": pinning,
@@ -272,12 +275,15 @@ def pct(value, ref, lower_is_better):
     return f"{-d if not lower_is_better else d:+.1f}%"
 
 print(f"\n{len(next(iter(rounds.values())))} rounds x {duration} s, wrk -t1 -c{connections}; {pinning}\n")
-print("| variant | req/s (median) | p50 | p99 | server CPU per request | throughput cost | p99 cost | CPU cost |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+# Server busy: its CPU time over the run's duration. Well under 100% means the server was not
+# the bottleneck (wrk was, or other processes took its CPU): req/s then says little about it.
+print("| variant | req/s (median) | p50 | p99 | server CPU per request | server busy | best req/s "
+      "| throughput cost | p99 cost | CPU cost |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for r in rows:
     ref = base if base and r is not base else None
     print(f"| {r['variant']} | {r['requests_per_sec']:,.0f} | {r['p50_ms'] * 1000:.0f} µs | {r['p99_ms'] * 1000:.0f} µs "
-          f"| {r['cpu_us_per_request']:.2f} µs "
+          f"| {r['cpu_us_per_request']:.2f} µs | {r['server_busy']:.0%} | {r['requests_per_sec_best']:,.0f} "
           f"| {pct(r['requests_per_sec'], ref and ref['requests_per_sec'], False)} "
           f"| {pct(r['p99_ms'], ref and ref['p99_ms'], True)} "
           f"| {pct(r['cpu_us_per_request'], ref and ref['cpu_us_per_request'], True)} |")
