@@ -196,7 +196,9 @@ impl<M: Metric> Family<M> {
     /// see such errors.
     ///
     /// # Performance characteristics
-    /// Lock-free on a hit: one arc-swap load, one hash of the values, one comparison.
+    /// Lock-free and write-free on a hit: each value read once into two words (no copy, no
+    /// `memcmp` for values up to 16 bytes), one multiply per value for the hash, one Acquire
+    /// load of the table, a linear probe comparing the stored hash and words.
     #[inline]
     pub fn with(&self, values: &[&str]) -> M::Ref<'_> {
         let store = match self.inner.series.get(values) {
