@@ -5,7 +5,7 @@ use std::fmt;
 use crate::{
     metric::{sealed::Sealed, Metric},
     registry::{Core, Store},
-    shard::{single_writer_add, with_shard, Loc},
+    shard::{single_writer_add, with_cached_shard, with_shard, Loc},
     sync::Arc,
     Unit,
 };
@@ -24,6 +24,16 @@ pub(crate) fn add(core: &Core, loc: Loc, n: u64) {
 /// [`add`] with the registry id already at hand (handles carry it, saving a dependent load).
 #[inline(always)]
 fn add_with_id(id: u64, core: &Core, loc: Loc, n: u64) {
+    if with_cached_shard(id, |s| single_writer_add(s.counter_cell(loc), n)).is_none() {
+        add_slow(id, core, loc, n);
+    }
+}
+
+/// [`add_with_id`] on a thread whose shard for this registry is not cached (its first
+/// record, or one after its binding was destroyed).
+#[cold]
+#[inline(never)]
+fn add_slow(id: u64, core: &Core, loc: Loc, n: u64) {
     with_shard(id, &core.shards, |s| single_writer_add(s.counter_cell(loc), n));
 }
 

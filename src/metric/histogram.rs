@@ -5,7 +5,7 @@ use std::{fmt, time::Instant};
 use crate::{
     metric::{sealed::Sealed, Metric},
     registry::{Core, Store},
-    shard::{with_shard, Loc},
+    shard::{with_cached_shard, with_shard, Loc},
     sync::Arc,
     Unit,
 };
@@ -19,6 +19,16 @@ use crate::{
 /// of two.
 #[inline(always)]
 pub(crate) fn record(id: u64, core: &Core, loc: Loc, precision: u8, value: u64) {
+    if with_cached_shard(id, |s| s.hist_slot(loc).record(value, precision)).is_none() {
+        record_slow(id, core, loc, precision, value);
+    }
+}
+
+/// [`record`] on a thread whose shard for this registry is not cached (its first record, or
+/// one after its binding was destroyed).
+#[cold]
+#[inline(never)]
+fn record_slow(id: u64, core: &Core, loc: Loc, precision: u8, value: u64) {
     with_shard(id, &core.shards, |s| s.hist_slot(loc).record(value, precision));
 }
 
