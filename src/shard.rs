@@ -624,8 +624,17 @@ impl CurrentShard {
 /// destroyed (driven directly by the loom models, whose thread-local teardown order varies).
 #[cfg(shardmetrics_loom)]
 pub(crate) fn with_temporary_shard<R>(shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
-    let t = Temporary(shards.claim());
-    f(&t.0)
+    // The same claim and release as `slow_shard`'s temporary branch and `CurrentShard::done`.
+    let current = CurrentShard { p: claim_temporary(shards), temporary: true };
+    let r = f(current.shard());
+    current.done();
+    r
+}
+
+/// Claims a shard for one record, keeping the `Arc`'s strong count in the returned pointer
+/// (given back by [`release_temporary`]).
+fn claim_temporary(shards: &ShardList) -> *const Shard {
+    Arc::into_raw(shards.claim())
 }
 
 /// First record of this thread into registry `id` (binds a shard and caches it; returns
@@ -637,7 +646,7 @@ pub(crate) fn with_temporary_shard<R>(shards: &ShardList, f: impl FnOnce(&Shard)
 fn slow_shard(id: u64, shards: &ShardList) -> (*const Shard, bool) {
     match LOCAL.try_with(|l| l.bind(id, shards)) {
         Ok(p) => (p, false),
-        Err(_) => (Arc::into_raw(shards.claim()), true),
+        Err(_) => (claim_temporary(shards), true),
     }
 }
 

@@ -404,6 +404,52 @@ mod tests {
         idx.free(&mut w);
     }
 
+    /// The hash spreads realistic label sets (routes × status codes, sequential ids of equal
+    /// length, values differing in one middle byte) over the table: linear-probe chains stay
+    /// short. A hash that ignored bytes or lengths would pile them onto few slots.
+    #[test]
+    fn probe_chains_stay_short_for_similar_values() {
+        let idx = LabelIndex::new();
+        let mut w = Writer::default();
+        let mut keys: Vec<Vec<String>> = Vec::new();
+        for r in 0..400 {
+            for status in ["200", "404", "500"] {
+                keys.push(vec![format!("/api/v1/item{r:04}"), status.to_string()]);
+            }
+        }
+        for i in 0..2000 {
+            keys.push(vec![format!("{i:08}")]);
+            keys.push(vec![format!("abc{}xyz", char::from(b'!' + (i % 90) as u8)), format!("{i}")]);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            let k: Vec<&str> = k.iter().map(String::as_str).collect();
+            if idx.get(&k).is_none() {
+                idx.insert(&mut w, &k, store(i));
+            }
+        }
+        // SAFETY: the table is live (freed only by `free` below) and no writer runs.
+        let table = unsafe { &*idx.table.load(Ordering::Acquire) };
+        let (mut total, mut longest) = (0usize, 0usize);
+        for k in &keys {
+            let k: Vec<&str> = k.iter().map(String::as_str).collect();
+            let hash = idx.hash(&k);
+            let mut i = hash as usize & table.mask;
+            let mut steps = 1;
+            // SAFETY: slots are non-null entries owned by `w` until `free`.
+            while unsafe { &*table.slots[i].load(Ordering::Acquire) }.hash != hash {
+                i = (i + 1) & table.mask;
+                steps += 1;
+            }
+            total += steps;
+            longest = longest.max(steps);
+        }
+        let mean = total as f64 / keys.len() as f64;
+        // Linear probing at load factor ≤ 1/2 averages ≤ 1.5 probes for a uniform hash.
+        assert!(mean < 2.0 && longest < 40, "mean probe length {mean:.2}, longest {longest}");
+        let mut idx = idx;
+        idx.free(&mut w);
+    }
+
     #[test]
     fn readers_during_growth_find_what_was_inserted_before_they_looked() {
         let idx = LabelIndex::new();
