@@ -78,13 +78,19 @@ impl Line {
     }
 }
 
+/// Whether a `Line` is exactly its `LINE` cells (true for std's 8-byte atomics and
+/// `LINE = 16`: 128 bytes, the alignment), so a chunk of lines is one array of cells.
+const LINES_ARE_CONTIGUOUS: bool = std::mem::size_of::<Line>() == LINE * std::mem::size_of::<AtomicU64>();
+
 /// Where a series' cell sits in every shard: chunk and offset within the chunk.
 /// Computed once at registration; the hot path only indexes.
 ///
-/// Invariant (relied on by the unchecked indexing in [`Shard::counter_cell`]): every `Loc` is
-/// made by [`Loc::counter`], [`Loc::histogram`] or [`Loc::gauge`], so `chunk < COUNTER_CHUNKS`
-/// and `off < COUNTER_BASE << chunk` hold for all of them (the other two use smaller bases
-/// and fewer chunks).
+/// Invariant (relied on by the unchecked indexing in [`Shard::counter_cell`] and
+/// [`Shard::hist_slot`]): every `Loc` is made by [`Loc::counter`], [`Loc::histogram`] or
+/// [`Loc::gauge`], so `chunk < COUNTER_CHUNKS` and `off < COUNTER_BASE << chunk` hold for all
+/// of them (the other two use smaller bases and fewer chunks); and the only `Loc`s a
+/// histogram handle holds come from `Loc::histogram` (the catalogue's `Store::Histogram`), so
+/// for those `chunk < HIST_CHUNKS` and `off < HIST_BASE << chunk`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Loc {
     chunk: u8,
@@ -277,9 +283,17 @@ impl Shard {
             Some(lines) => lines,
             None => self.grow_counters(c),
         };
-        // SAFETY: `off < COUNTER_BASE << c = lines.len() * LINE` by `Loc`'s invariant (the
-        // chunk was allocated with `counter_lines(c)` lines of `LINE` cells).
-        unsafe { lines.get_unchecked(off / LINE).0.get_unchecked(off % LINE) }
+        if LINES_ARE_CONTIGUOUS {
+            // SAFETY: `off < COUNTER_BASE << c ≤ lines.len() * LINE` by `Loc`'s invariant (the
+            // chunk was allocated with `counter_lines(c)` lines of `LINE` cells), and a `Line`
+            // is exactly `LINE` cells with no padding (`LINES_ARE_CONTIGUOUS`), so the chunk
+            // is one array of `lines.len() * LINE` cells and cell `off` is in it. This spares
+            // the `off / LINE`, `off % LINE` split (four instructions) on every record.
+            unsafe { &*lines.as_ptr().cast::<AtomicU64>().add(off) }
+        } else {
+            // SAFETY: as above, indexing line by line (loom's atomics are larger than 8 bytes).
+            unsafe { lines.get_unchecked(off / LINE).0.get_unchecked(off % LINE) }
+        }
     }
 
     #[cold]
@@ -289,14 +303,21 @@ impl Shard {
     }
 
     /// The histogram slot at `loc` (owner side; allocates the chunk on first touch).
+    ///
+    /// Compiles to: one load of the chunk pointer, a null test (cold branch to allocate), one
+    /// address computation. No bounds checks: `Loc`'s invariant covers them.
     #[inline(always)]
     pub(crate) fn hist_slot(&self, loc: Loc) -> &HistSlot {
-        let c = usize::from(loc.chunk);
-        let slots = match self.hists[c].get(hist_slots(c)) {
+        let (c, off) = (usize::from(loc.chunk), loc.off as usize);
+        debug_assert!(c < HIST_CHUNKS && off < hist_slots(c));
+        // SAFETY: histogram `Loc`s come from `Loc::histogram`, so `c < HIST_CHUNKS`.
+        let chunk = unsafe { self.hists.get_unchecked(c) };
+        let slots = match chunk.get(hist_slots(c)) {
             Some(slots) => slots,
             None => self.grow_hists(c),
         };
-        &slots[loc.off as usize]
+        // SAFETY: `off < HIST_BASE << c = slots.len()` for a `Loc` from `Loc::histogram`.
+        unsafe { slots.get_unchecked(off) }
     }
 
     #[cold]
@@ -530,45 +551,127 @@ impl Drop for Temporary {
     }
 }
 
-/// Runs `f` on the calling thread's shard of the registry `id` (whose shards are `shards`).
+/// Runs `f` on the calling thread's shard of the registry `id` (whose shards are `shards`),
+/// binding one on the thread's first record into that registry.
 ///
-/// Fast path: one destructor-free thread-local load and one compare; `f` has a single call
-/// site so it inlines into the caller. Registry ids start at 1 and are never re-used, so the
-/// cache can never match a different registry.
-#[inline(always)]
+/// This is the general (and slow-path) entry; the recording fast paths call
+/// [`with_cached_shard`] first and come here from a cold function of their own only when it
+/// returns `None`. `f` is called once, on a [`CurrentShard`].
+#[inline]
 pub(crate) fn with_shard<R>(id: u64, shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
+    let current = CurrentShard::get(id, shards);
+    let r = f(current.shard());
+    current.done();
+    r
+}
+
+/// The recording fast path: runs `f` on the calling thread's shard of registry `id` if this
+/// thread has it bound and cached, else returns `None` without running `f` (the caller then
+/// calls [`with_shard`] from a cold, out-of-line function that takes `f`'s inputs as
+/// arguments).
+///
+/// Compiles to one destructor-free thread-local load of `(id, shard)`, one compare and a
+/// branch, then `f` inlined. Nothing else: the slow paths (binding, a record after the
+/// binding was destroyed) leave no state here to test or drop. The `Option<Temporary>`
+/// out-parameter this replaced lived in a stack slot (drop glue must survive unwinding) that
+/// every record zeroed, re-read and tested: five instructions and two stack stores per
+/// record. Passing `f` itself to the cold path is no better: its captures are then stored to
+/// the stack on every record. Registry ids start at 1 and are never re-used, so the cache
+/// can never match a different registry.
+#[inline(always)]
+pub(crate) fn with_cached_shard<R>(id: u64, f: impl FnOnce(&Shard) -> R) -> Option<R> {
     // Infallible under std (no destructor, const-initialised: a plain `%fs`-relative load);
     // under loom `CACHE` may already be torn down at thread exit, which takes the slow path.
     let (cached, p) = CACHE.try_with(Cell::get).unwrap_or((0, ptr::null()));
-    let mut temporary = None;
-    let p = if cached == id { p } else { slow_shard(id, shards, &mut temporary) };
-    // SAFETY: `p` is either the cached shard — kept alive by the `Arc` in this thread's
-    // `LOCAL.bound`, which is dropped only by `LocalShards::drop`, and that clears the cache
-    // before dropping it; nothing in `f` can run that destructor — or a shard owned for this
-    // one record by `temporary`, which lives until the end of this function.
-    let r = f(unsafe { &*p });
-    drop(temporary);
-    r
+    if cached == id {
+        // SAFETY: `p` is the shard bound to this thread for registry `id`, kept alive by the
+        // `Arc` in this thread's `LOCAL.bound`, which is dropped only by `LocalShards::drop`,
+        // which clears the cache first and cannot run while this thread is in `f`.
+        Some(f(unsafe { &*p }))
+    } else {
+        None
+    }
+}
+
+/// The calling thread's shard of one registry for one record ([`with_shard`]'s state). Not
+/// `Drop` on purpose: drop glue would keep it in a stack slot.
+struct CurrentShard {
+    p: *const Shard,
+    /// Owned for this one record (see [`slow_shard`]); given back by `done`.
+    temporary: bool,
+}
+
+impl CurrentShard {
+    #[inline(always)]
+    fn get(id: u64, shards: &ShardList) -> CurrentShard {
+        // Infallible under std (no destructor, const-initialised: a plain `%fs`-relative
+        // load); under loom `CACHE` may already be torn down at thread exit (slow path).
+        let (cached, p) = CACHE.try_with(Cell::get).unwrap_or((0, ptr::null()));
+        let (p, temporary) = if cached == id { (p, false) } else { slow_shard(id, shards) };
+        CurrentShard { p, temporary }
+    }
+
+    #[inline(always)]
+    fn shard(&self) -> &Shard {
+        // SAFETY: `p` is either the shard bound to this thread for this registry (cached or
+        // just bound) — kept alive by the `Arc` in this thread's `LOCAL.bound`, which is
+        // dropped only by `LocalShards::drop`, which clears the cache first and cannot run
+        // while this thread is recording — or (`temporary`) a shard whose strong count and
+        // ownership this value holds until `done`.
+        unsafe { &*self.p }
+    }
+
+    /// Ends the record. (If the record unwound before this, a temporary shard would stay
+    /// owned and never be re-used; its values are still read by the aggregator. A record
+    /// panics only on allocation failure.)
+    #[inline(always)]
+    fn done(self) {
+        if self.temporary {
+            // SAFETY: `p` came from `slow_shard` with `temporary == true`; `self` is consumed,
+            // so it is released once.
+            unsafe { release_temporary(self.p) };
+        }
+    }
 }
 
 /// Owns a shard for one record: the path a record takes when this thread's binding is already
 /// destroyed (driven directly by the loom models, whose thread-local teardown order varies).
 #[cfg(shardmetrics_loom)]
 pub(crate) fn with_temporary_shard<R>(shards: &ShardList, f: impl FnOnce(&Shard) -> R) -> R {
-    let t = Temporary(shards.claim());
-    f(&t.0)
+    // The same claim and release as `slow_shard`'s temporary branch and `CurrentShard::done`.
+    let current = CurrentShard { p: claim_temporary(shards), temporary: true };
+    let r = f(current.shard());
+    current.done();
+    r
 }
 
-/// First record of this thread into registry `id` (bind a shard), or a record after this
-/// thread's `LOCAL` was destroyed (own a shard for just this one record).
+/// Claims a shard for one record, keeping the `Arc`'s strong count in the returned pointer
+/// (given back by [`release_temporary`]).
+fn claim_temporary(shards: &ShardList) -> *const Shard {
+    Arc::into_raw(shards.claim())
+}
+
+/// First record of this thread into registry `id` (binds a shard and caches it; returns
+/// `false`), or a record after this thread's `LOCAL` was destroyed: claims a shard for this
+/// one record and returns `true` with a strong count the caller gives back through
+/// [`release_temporary`].
 #[cold]
 #[inline(never)]
-fn slow_shard(id: u64, shards: &ShardList, temporary: &mut Option<Temporary>) -> *const Shard {
+fn slow_shard(id: u64, shards: &ShardList) -> (*const Shard, bool) {
     match LOCAL.try_with(|l| l.bind(id, shards)) {
-        Ok(p) => p,
-        Err(_) => {
-            let t = temporary.insert(Temporary(shards.claim()));
-            Arc::as_ptr(&t.0)
-        }
+        Ok(p) => (p, false),
+        Err(_) => (claim_temporary(shards), true),
     }
+}
+
+/// Gives back a shard claimed by [`slow_shard`] for one record.
+///
+/// # Safety
+/// `p` must come from `slow_shard` returning `(p, true)`, and be released exactly once.
+#[cold]
+#[inline(never)]
+unsafe fn release_temporary(p: *const Shard) {
+    // SAFETY: per the contract, `p` is an `Arc::into_raw` pointer whose strong count we own.
+    let t = Temporary(unsafe { Arc::from_raw(p) });
+    drop(t);
 }

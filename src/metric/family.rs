@@ -196,7 +196,16 @@ impl<M: Metric> Family<M> {
     /// see such errors.
     ///
     /// # Performance characteristics
-    /// Lock-free on a hit: one arc-swap load, one hash of the values, one comparison.
+    /// Lock-free and write-free on a hit: each value read once into two words (no copy, no
+    /// `memcmp` for values up to 16 bytes), one multiply per value for the hash, one Acquire
+    /// load of the table, a linear probe comparing the stored hash and words.
+    ///
+    /// Compiles to (x86-64, rustc 1.95, two short values as in `benches/hot_path.rs`
+    /// `labelled_inc`, `objdump -d` and callgrind): about 110 instructions for the look-up
+    /// plus 10 for `.inc()`, no call and no `memcpy`/`bcmp`. Per value: a length-class branch
+    /// (predictable for a given label), two to four loads of its bytes, one `mul` (hash); then
+    /// one load of the table, one of the slot, the entry's hash and arity compares, and three
+    /// word compares per value against the entry. Writes nothing but the counter cell.
     #[inline]
     pub fn with(&self, values: &[&str]) -> M::Ref<'_> {
         let store = match self.inner.series.get(values) {

@@ -3,7 +3,8 @@
 //!
 //! # Structure
 //! An open-addressing table (linear probing, load factor ≤ 1/2) of pointers to entries. Each
-//! entry (hash, owned key, series) is boxed once and never moves or changes; tables only grow
+//! entry (hash, series, and per value its owned text plus a three-word [`View`] that the
+//! look-up compares instead of the text) is boxed once and never moves or changes; tables only grow
 //! (×2), and a replaced table is kept, not freed, until the index is dropped. Tables double, so
 //! all tables together hold fewer than twice the slots of the current one: memory stays O(n).
 //!
@@ -18,7 +19,7 @@
 //!   older table may miss an entry inserted since; it then takes the caller's slow path, which
 //!   looks again under the mutex.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use crate::{
     registry::Store,
@@ -28,8 +29,41 @@ use crate::{
 /// One label set and its series. Immutable once published.
 struct Entry {
     hash: u64,
-    key: Box<[Box<str>]>,
     store: Store,
+    key: Box<[Part]>,
+}
+
+/// One label value of an entry's key: its text and its [`View`], so a look-up compares three
+/// words instead of calling `memcmp` (and never touches the text's own allocation for values
+/// of at most [`SHORT`] bytes).
+struct Part {
+    view: View,
+    text: Box<str>,
+}
+
+/// A label value as the hash and the comparison see it: its length and two words. For values
+/// of at most [`SHORT`] bytes the words are read from the bytes by [`words`], which is
+/// injective for a fixed length, so equal views mean equal values. Longer values get their
+/// foldhash in `lo` and must be compared byte by byte.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct View {
+    lo: u64,
+    hi: u64,
+    len: usize,
+}
+
+impl Part {
+    /// Whether `v`, whose view is `q`, is this value.
+    #[inline(always)]
+    fn matches(&self, q: View, v: &str) -> bool {
+        self.view == q && (q.len <= SHORT || long_eq(&self.text, v))
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn long_eq(a: &str, b: &str) -> bool {
+    a == b
 }
 
 struct Table {
@@ -78,81 +112,145 @@ unsafe impl Send for Writer {}
 /// A grow-only map from label values to series with lock-free, write-free reads.
 pub(crate) struct LabelIndex {
     table: AtomicPtr<Table>,
+    /// Random per index, so label values chosen by a client cannot be crafted to collide.
+    seeds: [u64; 2],
+    /// Hashes values longer than [`SHORT`] bytes (foldhash, randomly seeded).
     hasher: hashbrown::DefaultHashBuilder,
 }
 
-/// String equality with the length test inline (label values are short; the byte compare
-/// only runs for a real candidate, whose hash already matched).
+/// Values up to this many bytes are hashed and compared as two machine words.
+const SHORT: usize = 16;
+
+/// A value of at most [`SHORT`] bytes as two words read with (possibly overlapping) unaligned
+/// loads: bytes `0..8` and `n-8..n`, or `0..4` and `n-4..n`, or bytes `0`, `n/2` and `n-1`.
+/// Every byte is covered, so for a fixed length `n` the map is injective (foldhash and wyhash
+/// read short inputs the same way).
 #[inline(always)]
-fn str_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes() == b.as_bytes()
+fn words(b: &[u8]) -> (u64, u64) {
+    let n = b.len();
+    debug_assert!(n <= SHORT);
+    if n >= 8 {
+        (read_u64(&b[..8]), read_u64(&b[n - 8..]))
+    } else if n >= 4 {
+        (u64::from(read_u32(&b[..4])), u64::from(read_u32(&b[n - 4..])))
+    } else if n > 0 {
+        (u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16, 0)
+    } else {
+        (0, 0)
+    }
 }
 
-/// Hashes label values (keys are hashed through the same function). Short tuples — the usual
-/// case — are packed into one stack buffer as `v1 0xFF v2 0xFF …` (0xFF never occurs in UTF-8,
-/// so the packing is unambiguous and encodes the arity) and hashed with a single `write`;
-/// longer ones are hashed value by value. The hasher is foldhash with a random seed, so label
-/// values chosen by a client cannot be crafted to collide.
-#[inline]
-fn hash_values(hasher: &hashbrown::DefaultHashBuilder, values: &[&str]) -> u64 {
-    const PACKED: usize = 64;
-    let mut buf = [0u8; PACKED];
-    let mut n = 0;
-    for v in values {
-        let end = n + v.len();
-        if end >= PACKED {
-            return hash_long(hasher, values);
-        }
-        buf[n..end].copy_from_slice(v.as_bytes());
-        buf[end] = 0xFF;
-        n = end + 1;
-    }
-    let mut h = hasher.build_hasher();
-    h.write(&buf[..n]);
-    h.finish()
+#[inline(always)]
+fn read_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b.try_into().expect("8 bytes"))
 }
 
-#[cold]
-fn hash_long(hasher: &hashbrown::DefaultHashBuilder, values: &[&str]) -> u64 {
-    let mut h = hasher.build_hasher();
-    values.len().hash(&mut h);
-    for v in values {
-        v.hash(&mut h);
-    }
-    h.finish()
+#[inline(always)]
+fn read_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b.try_into().expect("4 bytes"))
+}
+
+/// The full 128-bit product folded to 64 bits (foldhash's and wyhash's mixing step).
+#[inline(always)]
+fn folded_multiply(x: u64, y: u64) -> u64 {
+    let full = u128::from(x) * u128::from(y);
+    (full as u64) ^ ((full >> 64) as u64)
 }
 
 impl LabelIndex {
     pub(crate) fn new() -> LabelIndex {
+        let hasher = hashbrown::DefaultHashBuilder::default();
         LabelIndex {
             table: AtomicPtr::new(Box::into_raw(Table::with_capacity(8))),
-            hasher: hashbrown::DefaultHashBuilder::default(),
+            seeds: [hasher.hash_one(0u64), hasher.hash_one(1u64) | 1],
+            hasher,
         }
+    }
+
+    /// The [`View`] of one value: two words read straight from its bytes (no copy) when it
+    /// has at most [`SHORT`] bytes, else its randomly seeded foldhash.
+    #[inline(always)]
+    fn view(&self, v: &str) -> View {
+        let (lo, hi) = if v.len() <= SHORT { words(v.as_bytes()) } else { (self.hash_long(v), 0) };
+        View { lo, hi, len: v.len() }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn hash_long(&self, v: &str) -> u64 {
+        self.hasher.hash_one(v.as_bytes())
+    }
+
+    /// Folds one value's view into the running hash with a 64×64→128-bit multiply
+    /// (foldhash-style). The length goes into every step, so the tuple's encoding is
+    /// unambiguous (`("ab", "c")` and `("a", "bc")` feed different words) and the arity is
+    /// the number of steps.
+    #[inline(always)]
+    fn mix(&self, acc: u64, q: View) -> u64 {
+        folded_multiply(q.lo ^ acc, q.hi ^ self.seeds[1] ^ (q.len as u64).rotate_right(8))
+    }
+
+    /// The hash of a tuple of label values (keys are hashed the same way).
+    fn hash(&self, values: &[&str]) -> u64 {
+        values.iter().fold(self.seeds[0], |acc, v| self.mix(acc, self.view(v)))
     }
 
     /// The series for `values`, if it was inserted (and published to this reader).
     ///
     /// # Performance characteristics
-    /// Wait-free: one Acquire load of the table (a plain load on x86-64), one hash of the
-    /// values, a short probe with string comparisons. Writes no memory.
-    #[inline]
+    /// Wait-free and write-free: each value is read once into a [`View`] (two words and a
+    /// length, from at most four loads), the views are folded into the hash with one
+    /// multiply each, then one Acquire load of the table and a linear probe that compares
+    /// the stored hash and views (no `memcmp` for values of at most 16 bytes). Tuples of up
+    /// to four values take a path specialised for their arity (loops unrolled, views kept in
+    /// registers); longer tuples re-read the values when comparing.
+    #[inline(always)]
     pub(crate) fn get(&self, values: &[&str]) -> Option<Store> {
-        let hash = hash_values(&self.hasher, values);
+        match values.len() {
+            1 => self.get_n::<1>(values),
+            2 => self.get_n::<2>(values),
+            3 => self.get_n::<3>(values),
+            4 => self.get_n::<4>(values),
+            _ => self.get_any(values),
+        }
+    }
+
+    #[inline(always)]
+    fn get_n<const N: usize>(&self, values: &[&str]) -> Option<Store> {
+        debug_assert_eq!(values.len(), N);
+        let q: [View; N] = std::array::from_fn(|i| self.view(values[i]));
+        let hash = q.iter().fold(self.seeds[0], |acc, &v| self.mix(acc, v));
+        self.probe(hash, |key| key.len() == N && key.iter().zip(q).zip(values).all(|((p, q), v)| p.matches(q, v)))
+    }
+
+    #[inline(never)]
+    fn get_any(&self, values: &[&str]) -> Option<Store> {
+        let hash = self.hash(values);
+        self.probe(hash, |key| {
+            key.len() == values.len() && key.iter().zip(values).all(|(p, v)| p.matches(self.view(v), v))
+        })
+    }
+
+    /// Linear probe from `hash` for the entry with that hash whose key satisfies `is_key`.
+    #[inline(always)]
+    fn probe(&self, hash: u64, is_key: impl Fn(&[Part]) -> bool) -> Option<Store> {
         // Acquire: pairs with the Release publish of a grown table in `insert`.
         let table = self.table.load(Ordering::Acquire);
         // SAFETY: `table` is never null and is freed only in `Drop` (see the module docs).
         let table = unsafe { &*table };
         let mut i = hash as usize & table.mask;
         loop {
+            // SAFETY: `i` is masked by `mask = slots.len() - 1` (a power of two minus one).
+            let slot = unsafe { table.slots.get_unchecked(i) };
             // Acquire: pairs with the Release slot store in `Table::place`.
-            let e = table.slots[i].load(Ordering::Acquire);
+            let e = slot.load(Ordering::Acquire);
             if e.is_null() {
                 return None;
             }
             // SAFETY: a non-null slot points at an entry that is fully written before it was
             // published and is freed only in `Drop`.
             let e = unsafe { &*e };
-            if e.hash == hash && e.key.len() == values.len() && e.key.iter().zip(values).all(|(k, v)| str_eq(k, v)) {
+            if e.hash == hash && is_key(&e.key) {
                 return Some(e.store);
             }
             i = (i + 1) & table.mask;
@@ -162,8 +260,12 @@ impl LabelIndex {
     /// Adds `values → store`. The caller serialises writers (holds the mutex that guards
     /// `writer`) and has checked that `values` is absent.
     pub(crate) fn insert(&self, writer: &mut Writer, values: &[&str], store: Store) {
-        let hash = hash_values(&self.hasher, values);
-        let entry = Box::into_raw(Box::new(Entry { hash, key: values.iter().map(|v| Box::from(*v)).collect(), store }));
+        let hash = self.hash(values);
+        let entry = Box::into_raw(Box::new(Entry {
+            hash,
+            store,
+            key: values.iter().map(|v| Part { view: self.view(v), text: Box::from(*v) }).collect(),
+        }));
         writer.entries.push(entry);
         // Relaxed: this thread is the only writer of `table` (serialised by the caller).
         let current = self.table.load(Ordering::Relaxed);
@@ -241,6 +343,109 @@ mod tests {
         // Packing is unambiguous: ("ab", "c") is not ("a", "bc").
         idx.insert(&mut w, &["ab", "c"], store(1));
         assert_eq!(idx.get(&["a", "bc"]), None);
+        let mut idx = idx;
+        idx.free(&mut w);
+    }
+
+    #[test]
+    fn words_tell_apart_every_one_byte_change_of_every_short_length() {
+        for n in 0..=SHORT {
+            let base = vec![b'a'; n];
+            let mut seen = vec![words(&base)];
+            for i in 0..n {
+                for b in [b'b', 0x00, 0x7f] {
+                    let mut v = base.clone();
+                    v[i] = b;
+                    let w = words(&v);
+                    assert!(!seen.contains(&w), "length {n}: byte {i} = {b:#x} collides");
+                    seen.push(w);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_arity_finds_its_own_key_and_nothing_else() {
+        let idx = LabelIndex::new();
+        let mut w = Writer::default();
+        // Arities 1..=4 take `get_n`, longer ones `get_any`; values cover every `words` case
+        // (empty, 1–3, 4–7, 8–16 bytes) and long ones (foldhash plus a byte compare).
+        let pool = ["", "a", "200", "/api", "GET /x", "exactly8", "sixteen-bytes-ok", "a-value-longer-than-16-bytes"];
+        let mut keys = Vec::new();
+        for arity in 1..=7 {
+            for start in 0..pool.len() {
+                let key: Vec<&str> = (0..arity).map(|i| pool[(start + i * 3) % pool.len()]).collect();
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        for (i, k) in keys.iter().enumerate() {
+            idx.insert(&mut w, k, store(i));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(idx.get(k), Some(store(i)), "{k:?}");
+            for j in 0..k.len() {
+                // Same length, last byte changed (or a byte added to an empty value).
+                let mut changed = k[j].to_string();
+                match changed.pop() {
+                    Some(c) => changed.push(if c == 'z' { 'y' } else { 'z' }),
+                    None => changed.push('z'),
+                }
+                let mut other = k.clone();
+                other[j] = &changed;
+                assert!(!keys.contains(&other) || idx.get(&other) != Some(store(i)), "{other:?} found as {k:?}");
+                if !keys.contains(&other) {
+                    assert_eq!(idx.get(&other), None, "{other:?}");
+                }
+            }
+        }
+        let mut idx = idx;
+        idx.free(&mut w);
+    }
+
+    /// The hash spreads realistic label sets (routes × status codes, sequential ids of equal
+    /// length, values differing in one middle byte) over the table: linear-probe chains stay
+    /// short. A hash that ignored bytes or lengths would pile them onto few slots.
+    #[test]
+    fn probe_chains_stay_short_for_similar_values() {
+        let idx = LabelIndex::new();
+        let mut w = Writer::default();
+        let mut keys: Vec<Vec<String>> = Vec::new();
+        for r in 0..400 {
+            for status in ["200", "404", "500"] {
+                keys.push(vec![format!("/api/v1/item{r:04}"), status.to_string()]);
+            }
+        }
+        for i in 0..2000 {
+            keys.push(vec![format!("{i:08}")]);
+            keys.push(vec![format!("abc{}xyz", char::from(b'!' + (i % 90) as u8)), format!("{i}")]);
+        }
+        for (i, k) in keys.iter().enumerate() {
+            let k: Vec<&str> = k.iter().map(String::as_str).collect();
+            if idx.get(&k).is_none() {
+                idx.insert(&mut w, &k, store(i));
+            }
+        }
+        // SAFETY: the table is live (freed only by `free` below) and no writer runs.
+        let table = unsafe { &*idx.table.load(Ordering::Acquire) };
+        let (mut total, mut longest) = (0usize, 0usize);
+        for k in &keys {
+            let k: Vec<&str> = k.iter().map(String::as_str).collect();
+            let hash = idx.hash(&k);
+            let mut i = hash as usize & table.mask;
+            let mut steps = 1;
+            // SAFETY: slots are non-null entries owned by `w` until `free`.
+            while unsafe { &*table.slots[i].load(Ordering::Acquire) }.hash != hash {
+                i = (i + 1) & table.mask;
+                steps += 1;
+            }
+            total += steps;
+            longest = longest.max(steps);
+        }
+        let mean = total as f64 / keys.len() as f64;
+        // Linear probing at load factor ≤ 1/2 averages ≤ 1.5 probes for a uniform hash.
+        assert!(mean < 2.0 && longest < 40, "mean probe length {mean:.2}, longest {longest}");
         let mut idx = idx;
         idx.free(&mut w);
     }
