@@ -62,9 +62,10 @@ pub(crate) struct Aggregator {
     last: Instant,
     totals: Vec<u64>,
     prev_counters: Vec<u64>,
-    prev_hists: Vec<(u64, u64)>,
-    /// Previous cumulative buckets per histogram index, for per-tick bucket deltas.
-    prev_buckets: Vec<Box<[(u32, u64)]>>,
+    /// Per histogram index: the last merge and the slot counts it saw (`None` before the first
+    /// merge). The previous cumulative value gives the per-tick deltas; an unchanged count
+    /// lets a tick reuse the merge (its buckets are shared, not copied).
+    last_hists: Vec<Option<LastHist>>,
     scratch: Vec<u64>,
     windows: std::sync::Arc<[Duration]>,
     history: VecDeque<std::sync::Arc<TickDelta>>,
@@ -74,6 +75,13 @@ pub(crate) struct Aggregator {
     idle: Vec<u32>,
     hidden: Vec<bool>,
     bases: std::collections::HashMap<u32, Base>,
+}
+
+/// A histogram's last merge.
+struct LastHist {
+    /// The sum over shards of the slot's record counts when it was merged.
+    version: u64,
+    merged: HistogramSnapshot,
 }
 
 /// The cumulative value an expired series restarts from.
@@ -91,14 +99,13 @@ impl Aggregator {
             bases: std::collections::HashMap::new(),
             windows: windows.into(),
             history: VecDeque::new(),
-            prev_buckets: Vec::new(),
             collectors: Vec::new(),
             observers: Vec::new(),
             seq: 0,
             last: Instant::now(),
             totals: Vec::new(),
             prev_counters: Vec::new(),
-            prev_hists: Vec::new(),
+            last_hists: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -162,8 +169,7 @@ impl Aggregator {
             shards += 1;
         }
         self.prev_counters.resize(view.counters, 0);
-        self.prev_hists.resize(view.histograms, (0, 0));
-        self.prev_buckets.resize_with(view.histograms, || Box::new([]));
+        self.last_hists.resize_with(view.histograms, || None);
         let mut delta = TickDelta { at: start, interval, counters: Vec::new(), histograms: Vec::new() };
 
         let exemplars_in_use = core.exemplars.in_use();
@@ -188,17 +194,30 @@ impl Aggregator {
                 }
                 Store::Gauge(loc) => Value::Gauge(core.gauges.read(loc)),
                 Store::Histogram { index, loc, precision } => {
-                    let mut h = merge_histogram(core, loc, precision, &mut self.scratch);
-                    let (pc, ps) = self.prev_hists[index];
-                    h.delta_count = h.count.saturating_sub(pc);
-                    h.delta_sum = h.sum.saturating_sub(ps);
+                    // Read before any bucket: a merge covers every record this count includes.
+                    let version = histogram_version(core, loc);
+                    let last = &mut self.last_hists[index];
+                    let mut h = match last {
+                        Some(l) if l.version == version => l.merged.clone(),
+                        _ => {
+                            let h = merge_histogram(core, loc, precision, &mut self.scratch);
+                            let (pc, ps) = last.as_ref().map_or((0, 0), |l| (l.merged.count, l.merged.sum));
+                            let (dc, ds) = (h.count.saturating_sub(pc), h.sum.saturating_sub(ps));
+                            if dc != 0 {
+                                let buckets = match last {
+                                    Some(l) => subtract(&h.buckets, &l.merged.buckets),
+                                    None => h.buckets.iter().copied().collect(),
+                                };
+                                delta.histograms.push((e.id, HistDelta { count: dc, sum: ds, buckets }));
+                            }
+                            *last = Some(LastHist { version, merged: h.clone() });
+                            let mut h = h;
+                            h.delta_count = dc;
+                            h.delta_sum = ds;
+                            h
+                        }
+                    };
                     h.rate = rate(h.delta_count, secs);
-                    self.prev_hists[index] = (h.count, h.sum);
-                    if h.delta_count != 0 {
-                        let buckets = subtract(&h.buckets, &self.prev_buckets[index]);
-                        delta.histograms.push((e.id, HistDelta { count: h.delta_count, sum: h.delta_sum, buckets }));
-                        self.prev_buckets[index] = h.buckets.clone();
-                    }
                     if self.expired(e.id, h.delta_count != 0, || Base::Histogram(h.clone())) {
                         continue;
                     }
@@ -246,6 +265,15 @@ fn rate(delta: u64, secs: f64) -> f64 {
     } else {
         0.0
     }
+}
+
+/// The sum over shards of a histogram slot's record counts (Acquire: pairs with the count's
+/// Release store in `HistSlot::record`, so buckets read afterwards include those records).
+fn histogram_version(core: &Core, loc: Loc) -> u64 {
+    core.shards
+        .iter()
+        .filter_map(|shard| shard.read_hist(loc))
+        .fold(0u64, |n, slot| n.wrapping_add(slot.count.load(Ordering::Acquire)))
 }
 
 /// Sums one histogram over every shard. `scratch` is a reusable dense bucket buffer, left

@@ -174,6 +174,11 @@ pub(crate) struct HistSlot {
     /// maintained with the same `max` update.
     pub(crate) min_inv: AtomicU64,
     pub(crate) max: AtomicU64,
+    /// Values recorded into this slot (wrapping). Stored last, with Release: a tick that sees
+    /// a count also sees every bucket increment it counts, so a tick whose counts summed over
+    /// the shards equal the last merge's can reuse that merge (idle histograms cost one load
+    /// per shard instead of a scan of their buckets).
+    pub(crate) count: AtomicU64,
     /// Precision the groups were allocated with (set before the first group is published).
     precision: AtomicUsize,
     /// Bucket group `g` holds buckets `g·2^p .. (g+1)·2^p`, allocated on first use.
@@ -186,6 +191,7 @@ impl HistSlot {
             sum: AtomicU64::new(0),
             min_inv: AtomicU64::new(0),
             max: AtomicU64::new(0),
+            count: AtomicU64::new(0),
             precision: AtomicUsize::new(0),
             groups: std::array::from_fn(|_| LazySlice::new()),
         }
@@ -220,6 +226,9 @@ impl HistSlot {
         // Release: pairs with the aggregator's Acquire load of this bucket, so a merged count
         // that includes this value also sees the min/max/sum updates above.
         cell.store(cell.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
+        // Release: pairs with the aggregator's Acquire load of the count (see `count`).
+        let n = &self.count;
+        n.store(n.load(Ordering::Relaxed).wrapping_add(1), Ordering::Release);
     }
 
     #[cold]

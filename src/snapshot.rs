@@ -157,8 +157,9 @@ pub struct HistogramSnapshot {
     pub(crate) sum: u64,
     pub(crate) min: u64,
     pub(crate) max: u64,
-    /// Non-empty buckets: `(bucket index, count)`, ascending.
-    pub(crate) buckets: Box<[(u32, u64)]>,
+    /// Non-empty buckets: `(bucket index, count)`, ascending; shared between the snapshots
+    /// of ticks that found the histogram unchanged.
+    pub(crate) buckets: Arc<[(u32, u64)]>,
     pub(crate) delta_count: u64,
     pub(crate) delta_sum: u64,
     pub(crate) rate: f64,
@@ -180,7 +181,7 @@ impl HistogramSnapshot {
             sum: 0,
             min: 0,
             max: 0,
-            buckets: Box::new([]),
+            buckets: Arc::new([]),
             delta_count: 0,
             delta_sum: 0,
             rate: 0.0,
@@ -269,7 +270,7 @@ impl HistogramSnapshot {
         let mut h = self.clone();
         h.count = self.count.saturating_sub(base.count);
         h.sum = self.sum.saturating_sub(base.sum);
-        h.buckets = crate::window::subtract(&self.buckets, &base.buckets);
+        h.buckets = crate::window::subtract(&self.buckets, &base.buckets).into();
         if let (Some(&(lo, _)), Some(&(hi, _))) = (h.buckets.first(), h.buckets.last()) {
             h.min = buckets::lowest(lo as usize, self.precision).max(self.min);
             h.max = buckets::highest(hi as usize, self.precision).min(self.max);

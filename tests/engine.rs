@@ -643,3 +643,34 @@ fn help_added_later_reaches_the_cached_render_headers() {
     let om = shardmetrics::export::openmetrics::render(&snap);
     assert!(om.contains("# HELP late_help Now documented\n"), "{om}");
 }
+
+/// A tick that finds a histogram's record counts unchanged reuses its last merge; any record —
+/// of zero, into an existing bucket, from a new thread — makes the next tick merge again.
+#[test]
+fn idle_histograms_are_reused_and_any_record_is_seen() {
+    let r = manual();
+    let h = r.histogram("idle_latency").build().unwrap();
+    let get = |s: &shardmetrics::Snapshot| s.histogram("idle_latency", &[]).unwrap().clone();
+    h.record(100);
+    let a = get(&r.flush());
+    let b = get(&r.flush());
+    assert_eq!((a.count(), a.delta_count()), (1, 1));
+    assert_eq!((b.count(), b.delta_count(), b.delta_sum(), b.rate()), (1, 0, 0, 0.0), "idle tick: no delta");
+    assert_eq!(a.buckets().collect::<Vec<_>>(), b.buckets().collect::<Vec<_>>());
+    // A zero changes neither the sum nor max; the count still changes.
+    h.record(0);
+    let c = get(&r.flush());
+    assert_eq!((c.count(), c.delta_count(), c.min()), (2, 1, Some(0)));
+    // The same bucket again.
+    h.record(100);
+    assert_eq!(get(&r.flush()).count(), 3);
+    // Another thread (another shard) only.
+    std::thread::scope(|s| {
+        s.spawn(|| h.record(100));
+    });
+    let d = get(&r.flush());
+    assert_eq!((d.count(), d.delta_count(), d.sum()), (4, 1, 300));
+    // Windows see the per-tick deltas of merged and reused ticks alike.
+    let w = r.snapshot().window(Duration::from_secs(60)).histogram("idle_latency", &[]).unwrap();
+    assert_eq!(w.count(), 4);
+}

@@ -1,6 +1,9 @@
 //! Histogram merge while owners record (`src/shard.rs` "Histograms", `merge_histogram` in
 //! `src/aggregator.rs`): the owner stores min/max/sum before the Release bucket increment; the
-//! aggregator loads buckets with Acquire before sum/min/max. Every published snapshot must be
+//! aggregator loads buckets with Acquire before sum/min/max. The owner's last store is the
+//! slot's record count (Release); a tick that finds the counts unchanged reuses the previous
+//! merge, so the final flush after the writers joined checks that a reused merge is never
+//! stale (the count is loaded with Acquire before any bucket). Every published snapshot must be
 //! consistent (count == Σ buckets, min ≤ quantiles ≤ max, min ≤ mean ≤ max, every counted
 //! bucket inside [min, max]) and counts never go backwards between successive snapshots.
 #![cfg(shardmetrics_loom)]
