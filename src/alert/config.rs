@@ -287,7 +287,7 @@ pub(crate) fn from_toml(s: &str) -> Result<Alerts, ConfigError> {
 }
 
 impl Alerts {
-    /// Rules from a JSON document (see the [`config`](self) format).
+    /// Rules from a JSON document: the TOML format's fields, as `{"rule": [{…}, …]}`.
     #[cfg(feature = "json")]
     pub fn from_json_str(s: &str) -> Result<Alerts, ConfigError> {
         from_json(s)
