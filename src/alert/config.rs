@@ -287,7 +287,7 @@ pub(crate) fn from_toml(s: &str) -> Result<Alerts, ConfigError> {
 }
 
 impl Alerts {
-    /// Rules from a JSON document: the TOML format's fields, as `{"rule": [{…}, …]}`.
+    /// Rules from a JSON document: the TOML format's fields, as `{"rules": [{…}, …]}` or a bare array.
     #[cfg(feature = "json")]
     pub fn from_json_str(s: &str) -> Result<Alerts, ConfigError> {
         from_json(s)
