@@ -26,9 +26,9 @@
 //!
 //! Straight into one `String`, in one pass over the snapshot: no intermediate tree. Each
 //! family's constant head (`{"name":…,"type":…,"help":…,"unit":…,"labels":{`) is escaped once
-//! and copied per series; integers go through `itoa`, finite floats through `ryu` (the shortest
-//! decimal that round-trips, exactly as `serde_json` writes them), strings through [`string`],
-//! which escapes as `serde_json` does. [`to_value`] parses the rendered text, so the tree and
+//! and copied per series; integers go through `itoa`, finite floats through `zmij` (the
+//! shortest decimal that round-trips: the formatter `serde_json` itself uses), strings through
+//! [`string`], which escapes as `serde_json` does. [`to_value`] parses the rendered text, so the tree and
 //! the text cannot disagree.
 
 #![forbid(unsafe_code)]
@@ -352,8 +352,8 @@ fn opt_uint(out: &mut String, v: Option<u64>) {
     }
 }
 
-/// A float as a JSON number when finite, in `serde_json`'s own spelling (`ryu`: `3.0`,
-/// `0.1`, `1e-7`, always parsed back as a float); otherwise `"NaN"`, `"+Inf"` or `"-Inf"`.
+/// A float as a JSON number when finite, in `serde_json`'s own spelling (`zmij`: `3.0`,
+/// `0.1`, `1e-7`, `1e+16`, always parsed back as a float); otherwise `"NaN"`, `"+Inf"` or `"-Inf"`.
 fn float(out: &mut String, v: f64) {
     if v.is_finite() {
         out.push_str(zmij::Buffer::new().format_finite(v));
@@ -787,7 +787,7 @@ mod tests {
         for v in [0.0, -0.0, 1.0, 3.0, 0.1, 1.0 / 3.0, 1e-7, 1e16, 1e300, 5e-324, f64::MAX, f64::MIN_POSITIVE, 2e9] {
             let mut out = String::new();
             float(&mut out, v);
-            // serde_json may spell it differently (`1e+16` for `1e16`): the number must be the same.
+            // The spelling is serde_json's today, but only the number read back is the contract.
             let back: Json = serde_json::from_str(&out).unwrap();
             assert_eq!(back, json!(v), "{out} must parse as the float the tree held");
             assert!(back.is_f64(), "{out} must parse as a float, as the tree's f64 did");
