@@ -120,6 +120,8 @@ pub struct Window<'a> {
     snapshot: &'a Snapshot,
     length: Duration,
     ticks: &'a [Arc<TickDelta>],
+    /// Σ of the ticks' intervals (computed once: every per-series rate divides by it).
+    covered: Duration,
 }
 
 impl<'a> Window<'a> {
@@ -130,13 +132,16 @@ impl<'a> Window<'a> {
     /// The window of `length` that ends `offset` before the snapshot's tick.
     pub(crate) fn ending(snapshot: &'a Snapshot, offset: Duration, length: Duration) -> Window<'a> {
         let history = &snapshot.history[..];
-        let Some(last) = history.last() else { return Window { snapshot, length, ticks: &[] } };
+        let Some(last) = history.last() else {
+            return Window { snapshot, length, ticks: &[], covered: Duration::ZERO };
+        };
         // Ticks with `end - length < at <= end`.
         let end = last.at.checked_sub(offset);
         let start = end.and_then(|e| e.checked_sub(length));
         let lo = history.partition_point(|t| start.is_some_and(|s| t.at <= s));
         let hi = history.partition_point(|t| end.is_some_and(|e| t.at <= e));
-        Window { snapshot, length, ticks: &history[lo..hi.max(lo)] }
+        let ticks = &history[lo..hi.max(lo)];
+        Window { snapshot, length, ticks, covered: ticks.iter().map(|t| t.interval).sum() }
     }
 
     /// An operation's statistics over the window; `None` if it does not exist.
@@ -161,7 +166,7 @@ impl<'a> Window<'a> {
 
     /// Time the included ticks span (may be less than [`Window::length`] early on).
     pub fn covered(&self) -> Duration {
-        self.ticks.iter().map(|t| t.interval).sum()
+        self.covered
     }
 
     /// A counter's increase and rate over the window; `None` if the series does not exist.
@@ -176,7 +181,26 @@ impl<'a> Window<'a> {
             .iter()
             .filter_map(|t| t.counters.binary_search_by_key(&id, |&(i, _)| i).ok().map(|k| t.counters[k].1))
             .sum();
-        let secs = self.covered().as_secs_f64();
+        self.counter_from(increase)
+    }
+
+    /// Every counter's increase over the window, indexed by series id, in one pass over the
+    /// ticks: for renders of every series, where [`Window::counter_by_id`] per series would
+    /// binary-search every tick for each one.
+    pub(crate) fn counter_increases(&self) -> Vec<u64> {
+        let len = self.ticks.iter().filter_map(|t| t.counters.last()).map(|&(id, _)| id as usize + 1).max();
+        let mut out = vec![0u64; len.unwrap_or(0)];
+        for t in self.ticks {
+            for &(id, d) in &t.counters {
+                out[id as usize] += d;
+            }
+        }
+        out
+    }
+
+    /// A counter's window view from its increase (see [`Window::counter_increases`]).
+    pub(crate) fn counter_from(&self, increase: u64) -> WindowCounter {
+        let secs = self.covered.as_secs_f64();
         WindowCounter { increase, rate: if secs > 0.0 { increase as f64 / secs } else { 0.0 } }
     }
 
@@ -211,7 +235,7 @@ impl<'a> Window<'a> {
         }
         h.delta_count = h.count;
         h.delta_sum = h.sum;
-        let secs = self.covered().as_secs_f64();
+        let secs = self.covered.as_secs_f64();
         h.rate = if secs > 0.0 { h.count as f64 / secs } else { 0.0 };
         h.buckets = acc.into();
         h

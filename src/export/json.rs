@@ -112,12 +112,14 @@ fn document(snapshot: &Snapshot, window: Option<Duration>) -> String {
     key!(out, "series");
     out.push('[');
     let mut head = FamilyHead::default();
+    // One pass over the window's ticks for every counter, not a search per series and tick.
+    let increases = w.as_ref().map(Window::counter_increases).unwrap_or_default();
     for (i, s) in snapshot.series().iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str(head.of(s));
-        series(&mut out, s, w.as_ref());
+        series(&mut out, s, w.as_ref().map(|w| (w, increases.as_slice())));
     }
     out.push(']');
 
@@ -183,7 +185,8 @@ impl<'a> FamilyHead<'a> {
 }
 
 /// The rest of a series object after its family head: labels, value fields, window, exemplars.
-fn series(out: &mut String, s: &Series, window: Option<&Window<'_>>) {
+/// One series; `window` with every counter's increase over it, by series id.
+fn series(out: &mut String, s: &Series, window: Option<(&Window<'_>, &[u64])>) {
     label_members(out, s.labels().iter());
     out.push('}');
     match s.value() {
@@ -194,8 +197,8 @@ fn series(out: &mut String, s: &Series, window: Option<&Window<'_>>) {
             uint(out, c.delta);
             key!(out, "rate");
             float(out, c.rate);
-            if let Some(w) = window {
-                let wc = w.counter_by_id(s.id);
+            if let Some((w, increases)) = window {
+                let wc = w.counter_from(increases.get(s.id as usize).copied().unwrap_or(0));
                 key!(out, "window");
                 out.push_str("{\"increase\":");
                 uint(out, wc.increase);
@@ -215,7 +218,7 @@ fn series(out: &mut String, s: &Series, window: Option<&Window<'_>>) {
             uint(out, h.delta_count());
             key!(out, "rate");
             float(out, h.rate());
-            if let Some(w) = window {
+            if let Some((w, _)) = window {
                 let wh = w.histogram_by_id(s.id, h);
                 key!(out, "window");
                 out.push('{');
