@@ -200,7 +200,7 @@ impl Aggregator {
                     let mut h = match last {
                         Some(l) if l.version == version => l.merged.clone(),
                         _ => {
-                            let h = merge_histogram(core, loc, precision, &mut self.scratch);
+                            let mut h = merge_histogram(core, loc, precision, &mut self.scratch);
                             let (pc, ps) = last.as_ref().map_or((0, 0), |l| (l.merged.count, l.merged.sum));
                             let (dc, ds) = (h.count.saturating_sub(pc), h.sum.saturating_sub(ps));
                             if dc != 0 {
@@ -211,7 +211,6 @@ impl Aggregator {
                                 delta.histograms.push((e.id, HistDelta { count: dc, sum: ds, buckets }));
                             }
                             *last = Some(LastHist { version, merged: h.clone() });
-                            let mut h = h;
                             h.delta_count = dc;
                             h.delta_sum = ds;
                             h

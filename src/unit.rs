@@ -60,6 +60,19 @@ impl Unit {
         }
     }
 
+    /// A recorded value in the exported base unit. Divides by the exact power of ten (10⁹ for
+    /// ns) rather than multiplying by its inexact reciprocal: the quotient is correctly rounded,
+    /// so 900000 ns is 0.0009, not 0.0009000000000000001. Every export (text, remote write)
+    /// converts through here so they agree bit for bit.
+    pub(crate) fn value_in_base(self, v: u64) -> f64 {
+        match self {
+            Unit::Nanoseconds => v as f64 / 1e9,
+            Unit::Microseconds => v as f64 / 1e6,
+            Unit::Milliseconds => v as f64 / 1e3,
+            _ => v as f64,
+        }
+    }
+
     /// The base unit's name as used in metric name suffixes and OpenMetrics `# UNIT`.
     pub fn base_name(self) -> Option<&'static str> {
         match self {

@@ -90,13 +90,9 @@ fn render_family(out: &mut String, snapshot: &Snapshot, series: &[Series]) {
 
 /// Writes an integer in `unit`, converted to the base unit (seconds for time units).
 pub(crate) fn write_scaled(out: &mut String, v: u64, unit: Unit) {
-    let scale = unit.to_base();
-    if scale == 1.0 {
+    if unit.to_base() == 1.0 {
         write_u64(out, v);
     } else {
-        // Divide by the exact power of ten (10⁹ for ns) rather than multiply by its inexact
-        // reciprocal: the quotient is correctly rounded, so 900000 ns prints as 0.0009, not
-        // 0.0009000000000000001.
-        write_f64(out, v as f64 / (1.0 / scale).round());
+        write_f64(out, unit.value_in_base(v));
     }
 }

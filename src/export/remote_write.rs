@@ -43,6 +43,7 @@ use prost::Message as _;
 
 use crate::{
     export::{
+        bound_in_unit,
         prometheus::{export_buckets, exported_name},
         retry::{
             check_label_name, deliver, http, Backoff, Batch, ExportError, ExporterHandle, Meter, SendError, Sink,
@@ -51,7 +52,7 @@ use crate::{
         write_f64,
     },
     snapshot::{Snapshot, Value},
-    Kind, Registry, Unit,
+    Kind, Registry,
 };
 
 /// `Content-Type` of a remote-write request.
@@ -228,24 +229,23 @@ pub fn write_request(
                 push_with(which, le.map(|le| ("le", le, le_at)), value);
             };
             match s.value() {
-                Value::Counter(c) => push(0, None, c.total as f64),
+                // Counters in a time unit are exported in seconds, as in the text formats.
+                Value::Counter(c) => push(0, None, info.unit().value_in_base(c.total)),
                 Value::Gauge(g) => push(0, None, *g),
                 Value::Histogram(h) => {
-                    let scale = info.unit().to_base();
+                    let unit = info.unit();
                     for (&bound, le) in export_buckets(info).iter().zip(&les) {
-                        push(1, Some(le), h.count_le(bound / scale) as f64);
+                        push(1, Some(le), h.count_le(bound_in_unit(bound, unit)) as f64);
                     }
                     push(1, Some("+Inf"), h.count() as f64);
-                    let sum =
-                        if info.unit() == Unit::None || scale == 1.0 { h.sum() as f64 } else { h.sum() as f64 * scale };
+                    let sum = unit.value_in_base(h.sum());
                     push(2, None, sum);
                     push(3, None, h.count() as f64);
                     if !quantiles.is_empty() {
                         let windowed = window.as_ref().map(|w| w.histogram_by_id(s.id, h));
                         let hq = windowed.as_ref().unwrap_or(h);
-                        let to_base = |v: u64| if scale == 1.0 { v as f64 } else { v as f64 / (1.0 / scale).round() };
                         for (q, text) in &quantiles {
-                            let v = hq.quantile(*q).map_or(f64::NAN, to_base);
+                            let v = hq.quantile(*q).map_or(f64::NAN, |v| unit.value_in_base(v));
                             push_with(4, Some(("quantile", text, quantile_at)), v);
                         }
                         push_with(5, None, sum);
@@ -481,7 +481,7 @@ impl Sink for RemoteSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::prometheus;
+    use crate::{export::prometheus, Unit};
 
     fn labels(ts: &TimeSeries) -> Vec<(&str, &str)> {
         ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect()
@@ -546,6 +546,11 @@ mod tests {
         bytes.record(5);
         bytes.record(50);
         bytes.record(500);
+        // A time-unit counter (exported in seconds) and a bound that must snap to 30 ns exactly.
+        r.counter("busy_seconds_total").unit(Unit::Nanoseconds).build().unwrap().add(900_000);
+        let fine = r.histogram("fine").unit(Unit::Nanoseconds).buckets(&[3e-8, 1e-6]).build().unwrap();
+        fine.record(30);
+        fine.record(31);
         let snap = r.flush();
         (r, snap)
     }
