@@ -50,6 +50,8 @@
 //! is lost at thread exit — is written down in the `shard` and `aggregator` module docs.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+// docs.rs builds with `--cfg docsrs`: every item shows the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_debug_implementations)]
 
 mod aggregator;

@@ -316,6 +316,7 @@ impl HistogramSnapshot {
 
     /// Converts to an `hdrhistogram::Histogram` (each bucket recorded at its midpoint), for
     /// HdrHistogram's iterators and serialisation.
+    #[cfg(feature = "hdrhistogram")]
     pub fn to_hdr(&self) -> hdrhistogram::Histogram<u64> {
         let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures is valid");
         for &(i, n) in self.buckets.iter() {

@@ -1,4 +1,6 @@
-//! The public contract from DESIGN.md, compiled and checked as written.
+//! The public contract, compiled and checked as written: the names and signatures that code
+//! outside this repository compiles against (the crate-level example in README.md shows the
+//! same calls). Nothing here may change without a major version.
 
 use std::{sync::Arc, time::Duration};
 

@@ -13,8 +13,8 @@ use shardmetrics::{
     Registry, Unit,
 };
 
-mod common;
 use common::{parse, Reply};
+use shardmetrics_test_support as common;
 
 fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
     common::request(addr, method, path, headers).unwrap()

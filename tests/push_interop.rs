@@ -4,8 +4,8 @@
 //! against a closed port.
 //!
 //! The servers come from the Debian packages `prometheus` and `prometheus-pushgateway`
-//! (`bash .ci/install`). When a binary is missing the test FAILS, unless
-//! `SHARDMETRICS_SKIP_INTEROP=1` is set.
+//! (`bash .ci/install`). When a binary is missing the test is skipped with a line saying so, and
+//! fails under `CI=true` (`shardmetrics_test_support::tool`).
 
 #![cfg(all(feature = "remote-write", feature = "push", feature = "json"))]
 
@@ -33,25 +33,6 @@ use shardmetrics::{
 
 // ---------------------------------------------------------------------------------------------
 // Harness: binaries, temp dirs, servers, HTTP.
-
-/// The path of `name` on PATH; `None` (skip) only when SHARDMETRICS_SKIP_INTEROP=1, otherwise
-/// a panic saying how to install it.
-fn require(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
-    if found.is_none() {
-        if std::env::var("SHARDMETRICS_SKIP_INTEROP").as_deref() == Ok("1") {
-            eprintln!("SKIPPED: {name} is not installed and SHARDMETRICS_SKIP_INTEROP=1");
-            return None;
-        }
-        panic!(
-            "{name} is not on PATH: the interop tests need the Debian packages `prometheus` and \
-             `prometheus-pushgateway` (run `bash .ci/install` as root), or set SHARDMETRICS_SKIP_INTEROP=1 to \
-             skip them"
-        );
-    }
-    found
-}
 
 /// A directory removed on drop.
 struct TempDir(PathBuf);
@@ -227,7 +208,7 @@ fn logged(level: log::Level, needle: &str) -> usize {
 
 #[test]
 fn remote_write_into_real_prometheus() {
-    let Some(bin) = require("prometheus") else { return };
+    let Some(bin) = shardmetrics_test_support::tool("prometheus") else { return };
     let prom = start_prometheus(&bin);
 
     let registry = Registry::builder().interval(Duration::from_millis(50)).build();
@@ -314,7 +295,7 @@ fn gateway_samples(gw: &Server, name: &str, labels: &[(&str, &str)]) -> Vec<f64>
 
 #[test]
 fn pushgateway_receives_pushes_with_grouping_labels() {
-    let Some(bin) = require("prometheus-pushgateway") else { return };
+    let Some(bin) = shardmetrics_test_support::tool("prometheus-pushgateway") else { return };
     let gw = start_pushgateway(&bin);
     let group = [("job", "interop_job"), ("instance", "host/1"), ("zone", "eu west")];
 

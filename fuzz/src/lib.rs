@@ -1,10 +1,9 @@
 //! The bodies of the cargo-fuzz targets, as plain functions of `&[u8]`.
 //!
-//! `fuzz_targets/*.rs` call them under libFuzzer (`cargo +nightly fuzz run <target>`); the main
-//! crate's `tests/fuzz_corpus.rs` includes this same file with `#[path]` and replays every file
-//! of `fuzz/corpus/<target>/` through them on stable, so the corpus (edge cases and minimised
-//! crashes) is a regression suite in every `cargo test`. This file therefore uses only what the
-//! main crate's tests also have: `shardmetrics` and `serde_json`.
+//! `fuzz_targets/*.rs` call them under libFuzzer (`cargo +nightly fuzz run <target>`);
+//! `tests/corpus.rs` replays every file of `corpus/<target>/` through them on stable, so the
+//! corpus (edge cases and minimised crashes) is a regression suite in every
+//! `cargo test --workspace`; [`replay_args`] lets a plain build of a target binary replay files.
 //!
 //! Every target that records runs its body on a fresh thread: a thread keeps a shard of every
 //! registry it ever recorded into until it exits (see the report in `fuzz/README.md`), so
@@ -21,7 +20,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use shardmetrics::{
     buckets,
@@ -608,4 +607,32 @@ pub fn scrape(data: &[u8]) {
         let samples: usize = families.iter().map(|f| f.samples.len()).sum();
         assert!(samples <= data.iter().filter(|&&b| b == b'\n').count() + 1);
     }
+}
+
+/// `main` of a target binary built without libFuzzer: runs `body` on every file named on the
+/// command line (directories: every file in them, sorted), reporting which one panics.
+pub fn replay_args(body: fn(&[u8])) {
+    let mut files = Vec::new();
+    for arg in std::env::args_os().skip(1) {
+        let path = PathBuf::from(arg);
+        match std::fs::read_dir(&path) {
+            Ok(entries) => {
+                let mut inside: Vec<PathBuf> =
+                    entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+                inside.sort();
+                files.extend(inside);
+            }
+            Err(_) => files.push(path),
+        }
+    }
+    if files.is_empty() {
+        eprintln!("usage: <target> FILE_OR_DIR... (replays inputs; `cargo +nightly fuzz run <target>` fuzzes)");
+        std::process::exit(2);
+    }
+    for file in &files {
+        let data = std::fs::read(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        eprintln!("replaying {} ({} bytes)", file.display(), data.len());
+        body(&data);
+    }
+    eprintln!("{} inputs replayed, no failure", files.len());
 }

@@ -1,0 +1,191 @@
+//! Helpers shared by the integration tests of `shardmetrics` and `shardmetrics-cli`: a minimal
+//! HTTP/1.1 client over std TCP (so tests can also speak broken HTTP on purpose), real-server
+//! process management, and [`tool`] / [`python_module`], the one rule for outside programs:
+//!
+//! * installed: the test runs;
+//! * missing and `CI=true` (or `SHARDMETRICS_REQUIRE_TOOLS=1`): the test fails, saying how to
+//!   install it — CI always runs every interop test;
+//! * missing otherwise: the test returns early and prints one `SKIPPED` line to the terminal
+//!   (past the test harness' output capture) naming the test, the missing program and
+//!   `bash .ci/install`, so a machine with only Rust passes `cargo test` and says what it left out.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).unwrap()
+    }
+}
+
+/// A one-shot HTTP/1.1 request with `Connection: close`, read to EOF.
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse(&raw).ok_or_else(|| std::io::Error::other("incomplete HTTP response"))
+}
+
+pub fn parse(raw: &[u8]) -> Option<Reply> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Some(Reply { status, headers, body })
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().split(';').next().unwrap().trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+    out
+}
+
+/// Percent-encodes a query parameter value.
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// How to get every outside program the tests use (Debian packages prometheus,
+/// prometheus-pushgateway, prometheus-node-exporter; pip prometheus_client).
+pub const INSTALL_HINT: &str = "`bash .ci/install` (as root) installs every outside program the tests use";
+
+/// Whether a missing outside program fails the test (CI) instead of skipping it.
+pub fn tools_required() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    set("CI") || set("SHARDMETRICS_REQUIRE_TOOLS")
+}
+
+/// Path of an outside program on PATH, or `None` after [`skip`] says why the test is skipped
+/// (a failure under CI; see the crate doc).
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()));
+    if found.is_none() {
+        skip(&format!("`{name}` is not installed"));
+    }
+    found
+}
+
+/// Whether `python3` can import `module`; `false` after [`skip`] (a failure under CI).
+pub fn python_module(module: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        skip(&format!("python3 cannot import `{module}`"));
+    }
+    ok
+}
+
+/// Reports a skipped test: under CI a panic, otherwise one line written straight to stderr
+/// (the harness captures `eprintln!` of passing tests; a direct write reaches the terminal).
+pub fn skip(why: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    if tools_required() {
+        panic!("{test} needs an outside program: {why}; {INSTALL_HINT}");
+    }
+    let line = format!("SKIPPED {test}: {why}; {INSTALL_HINT} (under CI=true a missing one fails)\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+}
+
+/// A child process that is killed when dropped.
+pub struct ChildGuard {
+    pub child: Child,
+    pub dir: PathBuf,
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh temporary directory under the target dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("shardmetrics-{tag}-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn spawn(program: &PathBuf, args: &[String], dir: PathBuf) -> ChildGuard {
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("failed to start {}: {e}", program.display()));
+    ChildGuard { child, dir }
+}
+
+/// Polls `f` until it returns `Some`, or fails after `timeout` with `what` and the server log.
+pub fn wait_for<T>(timeout: Duration, guard: &ChildGuard, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(guard.dir.join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "timed out waiting for {what}; server log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
