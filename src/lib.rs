@@ -52,6 +52,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 // docs.rs builds with `--cfg docsrs`: every item shows the feature it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// The loom build is for the crate's own models; its cfg is noise in the labels.
+#![cfg_attr(docsrs, doc(auto_cfg(hide(shardmetrics_loom))))]
 #![warn(missing_debug_implementations)]
 
 mod aggregator;

@@ -187,6 +187,7 @@ impl<'a> Window<'a> {
     /// Every counter's increase over the window, indexed by series id, in one pass over the
     /// ticks: for renders of every series, where [`Window::counter_by_id`] per series would
     /// binary-search every tick for each one.
+    #[cfg(feature = "json")]
     pub(crate) fn counter_increases(&self) -> Vec<u64> {
         let len = self.ticks.iter().filter_map(|t| t.counters.last()).map(|&(id, _)| id as usize + 1).max();
         let mut out = vec![0u64; len.unwrap_or(0)];

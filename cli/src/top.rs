@@ -20,7 +20,7 @@ use super::{
 };
 
 /// Longest pause between retries of a down endpoint.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The pause before retry number `attempts` (1-based): the scrape interval (at least 500 ms)
 /// doubling per failure, capped at [`MAX_BACKOFF`].

@@ -16,7 +16,7 @@
 //! | [`exposition`] | label values, HELP and gauge values (NaN, ±Inf, subnormals, −0) survive render → parse in both text formats |
 //! | [`histogram`] | record/flush/snapshot ops against a sorted-`Vec` model: bucket placement, counts, sum, min, max, quantile error bound, deltas, classic `le` buckets |
 //! | [`json`] | the JSON render parses back with serde_json to the same numbers |
-//! | [`scrape`] | both parsers on arbitrary bytes: never a panic; OpenMetrics acceptance implies Prometheus-compatible structure |
+//! | [`scrape()`] | both parsers on arbitrary bytes: never a panic; OpenMetrics acceptance implies Prometheus-compatible structure |
 
 #![forbid(unsafe_code)]
 
@@ -95,7 +95,7 @@ impl<'a> Input<'a> {
     }
 
     /// A string of up to `max` chars: bytes < 0x80 are themselves, others pick from
-    /// [`SPECIAL_CHARS`].
+    /// `SPECIAL_CHARS`.
     pub fn string(&mut self, max: usize) -> String {
         let n = usize::from(self.byte()) % (max + 1);
         (0..n)

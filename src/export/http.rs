@@ -68,6 +68,8 @@ impl Format {
 
     /// Renders a snapshot in this format (with a windowed view for JSON).
     pub fn render(self, snapshot: &Snapshot, window: Option<Duration>) -> String {
+        #[cfg(not(feature = "json"))]
+        let _ = window; // only the JSON view has windows
         match self {
             Format::Prometheus => crate::export::prometheus::render(snapshot),
             Format::OpenMetrics => crate::export::openmetrics::render(snapshot),

@@ -28,7 +28,7 @@
 //! family's constant head (`{"name":…,"type":…,"help":…,"unit":…,"labels":{`) is escaped once
 //! and copied per series; integers go through `itoa`, finite floats through `zmij` (the
 //! shortest decimal that round-trips: the formatter `serde_json` itself uses), strings through
-//! [`string`], which escapes as `serde_json` does. [`to_value`] parses the rendered text, so the tree and
+//! `string`, which escapes as `serde_json` does. [`to_value`] parses the rendered text, so the tree and
 //! the text cannot disagree.
 
 #![forbid(unsafe_code)]

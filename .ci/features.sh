@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The library's feature matrix: every target (lib, tests, benches, examples) checked with no
+# default features, with each feature alone and with all of them, and the full test suite run
+# with no default features (the lean build a library user gets).
+#
+# Why not `cargo hack --each-feature`: cargo-hack selects the package with `--manifest-path`,
+# which at this workspace root means the default members — and the CLI among them turns on
+# `json`, `http` and `process` through feature unification, so every "feature alone" run would
+# really have those three on. `-p shardmetrics` selects the library alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+features=$(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+pkg = next(p for p in json.load(sys.stdin)["packages"] if p["name"] == "shardmetrics")
+print(" ".join(sorted(f for f in pkg["features"] if f != "default")))')
+
+run() { echo "+ $*"; "$@"; }
+run cargo check -p shardmetrics --all-targets --no-default-features
+for f in $features; do
+  run cargo check -p shardmetrics --all-targets --no-default-features --features "$f"
+done
+run cargo check -p shardmetrics --all-targets --all-features
+run cargo test -p shardmetrics --no-default-features
+echo "features: checked none, each of [$features] alone and all; tests pass without default features"
