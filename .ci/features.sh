@@ -16,6 +16,17 @@ pkg = next(p for p in json.load(sys.stdin)["packages"] if p["name"] == "shardmet
 print(" ".join(sorted(f for f in pkg["features"] if f != "default")))')
 
 run() { echo "+ $*"; "$@"; }
+
+# What a dependent pays: no CLI, terminal, HTTP-client or system-sampling crate by default, and
+# few packages (issue #12: at most 50 with the defaults, 20 without).
+count() { cargo tree -p shardmetrics -e normal --prefix none "$@" | sed 's/ (\*)//' | sort -u | wc -l; }
+with_defaults=$(count)
+without=$(count --no-default-features)
+echo "packages in the library's tree: $with_defaults with default features, $without without"
+[ "$with_defaults" -le 50 ] || { echo "too many packages with default features: $with_defaults > 50"; exit 1; }
+[ "$without" -le 20 ] || { echo "too many packages without default features: $without > 20"; exit 1; }
+heavy=$(cargo tree -p shardmetrics -e normal --prefix none | grep -E '^(clap|ratatui|crossterm|ureq|sysinfo|reqwest) ' || true)
+[ -z "$heavy" ] || { echo "default features pull in: $heavy"; exit 1; }
 run cargo check -p shardmetrics --all-targets --no-default-features
 for f in $features; do
   run cargo check -p shardmetrics --all-targets --no-default-features --features "$f"

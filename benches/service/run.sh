@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What instrumentation costs a real HTTP service (issue #7).
 #
-# Builds examples/service_overhead.rs in release, then for ROUNDS rounds runs each variant
+# Builds benches/service/server.rs in release, then for ROUNDS rounds runs each variant
 # (none, shardmetrics, prometheus, metrics) once, in an order rotated every round: start the
 # server on a free 127.0.0.1 port, warm up, drive it with
 #   wrk -t1 -c${CONNECTIONS} -d${DURATION}s --latency -s <route mix>
@@ -30,7 +30,7 @@ CG_DURATION=${CG_DURATION:-10}
 # shellcheck disable=SC2206 # a space-separated list, split on purpose
 VARIANTS=(${VARIANTS:-none shardmetrics prometheus metrics})
 OUT_DIR=target/shardmetrics-bench
-BIN=target/release/examples/service_overhead
+BIN=target/release/examples/bench_service_overhead
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -50,7 +50,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 log "building the example (release)"
-cargo build --release --quiet --example service_overhead
+cargo build --release --quiet --example bench_service_overhead
 
 # Pinning: the server (all its threads, the aggregator's included) on one CPU, wrk on another,
 # so they do not take turns on the same core.

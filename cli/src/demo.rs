@@ -197,7 +197,7 @@ impl Service {
         let i = self.pick(rng);
         let route = &ROUTES[i];
         let mut us = rng.lognormal(route.median_us, route.sigma);
-        if rng.next() % 400 == 0 {
+        if rng.next().is_multiple_of(400) {
             us *= 5.0 + 25.0 * rng.unit();
         }
         let mut ok = rng.unit() >= route.error_rate;

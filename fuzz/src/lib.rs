@@ -272,7 +272,7 @@ fn names_body(data: &[u8]) {
         let name = input.string(12);
         let help = input.string(8);
         let unit = [Unit::None, Unit::Nanoseconds, Unit::Seconds, Unit::Bytes][usize::from(input.byte() % 4)];
-        let family = input.byte() % 2 == 0;
+        let family = input.byte().is_multiple_of(2);
         let n_labels = usize::from(input.byte() % 3);
         let labels: Vec<(String, String)> = (0..n_labels).map(|_| (input.string(6), input.string(8))).collect();
         let names_ok = is_metric_name(&name) && labels.iter().all(|(k, _)| is_label_name(k));

@@ -14,7 +14,7 @@
 //! anything else is 404. `/metrics` is the exporter, served beside the app but never hit by wrk.
 //!
 //! ```sh
-//! cargo run --release --example service_overhead -- --variant shardmetrics --listen 127.0.0.1:0
+//! cargo run --release --example bench_service_overhead -- --variant shardmetrics --listen 127.0.0.1:0
 //! ```
 //!
 //! Prints `listening on http://ADDR` once bound, then serves until killed.
@@ -246,7 +246,7 @@ fn parse_args() -> Result<Args, String> {
             "--workers" => args.workers = value()?.parse().map_err(|e| format!("--workers: {e}"))?,
             "-h" | "--help" => {
                 return Err(String::from(
-                    "usage: service_overhead [--variant none|shardmetrics|prometheus|metrics] \
+                    "usage: bench_service_overhead [--variant none|shardmetrics|prometheus|metrics] \
                      [--listen 127.0.0.1:0] [--workers 1]",
                 ))
             }

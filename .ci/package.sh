@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The published packages: the library and the CLI contain only their sources, README and
+# licences, and each builds from its package alone (`cargo package` verifies; the CLI against
+# the library's package through cargo's temporary local registry).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+check_list() {
+  local pkg=$1 allowed=$2 stray
+  stray=$(cargo package --list --allow-dirty -p "$pkg" 2>/dev/null | grep -Ev "$allowed" || true)
+  if [ -n "$stray" ]; then
+    echo "stray files in the $pkg package:"; echo "$stray"; exit 1
+  fi
+  echo "$pkg: $(cargo package --list --allow-dirty -p "$pkg" 2>/dev/null | wc -l) files, none stray"
+}
+common='^(\.cargo_vcs_info\.json|Cargo\.lock|Cargo\.toml|Cargo\.toml\.orig|README\.md|LICENSE-MIT|LICENSE-APACHE'
+check_list shardmetrics "$common|ARCHITECTURE\.md|src/.*\.rs)$"
+check_list shardmetrics-cli "$common|src/.*\.rs)$"
+
+# Tests, benches and examples stay in the repository (they need the workspace's test harness
+# and peers), so cargo notes each one it leaves out; those notes are expected.
+cargo package -p shardmetrics -p shardmetrics-cli --allow-dirty 2>&1 | grep -v '^warning: ignoring \(test\|benchmark\|example\)'
