@@ -22,11 +22,8 @@ use std::{
 };
 
 use shardmetrics::{
-    export::{
-        pushgateway::Pushgateway,
-        retry::{Backoff, RETRIES_METRIC, SAMPLES_METRIC},
-    },
-    Registry,
+    export::{pushgateway::Pushgateway, retry::Backoff},
+    self_metrics, Registry,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -80,11 +77,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The same counts are self-metrics in the registry, exported along with everything else.
     let snap = registry.flush();
     for outcome in ["sent", "failed", "dropped"] {
-        let n = snap.counter(SAMPLES_METRIC, &[("exporter", "pushgateway"), ("outcome", outcome)]);
-        println!("{SAMPLES_METRIC}{{exporter=\"pushgateway\",outcome=\"{outcome}\"}} {}", n.unwrap_or(0));
+        let n = snap.counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "pushgateway"), ("outcome", outcome)]);
+        println!(
+            "{}{{exporter=\"pushgateway\",outcome=\"{outcome}\"}} {}",
+            self_metrics::EXPORT_SAMPLES,
+            n.unwrap_or(0)
+        );
     }
-    let retries = snap.counter(RETRIES_METRIC, &[("exporter", "pushgateway")]).unwrap_or(0);
-    println!("{RETRIES_METRIC}{{exporter=\"pushgateway\"}} {retries}");
+    let retries = snap.counter(self_metrics::EXPORT_RETRIES, &[("exporter", "pushgateway")]).unwrap_or(0);
+    println!("{}{{exporter=\"pushgateway\"}} {retries}", self_metrics::EXPORT_RETRIES);
     registry.shutdown();
     Ok(())
 }

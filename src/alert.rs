@@ -71,19 +71,12 @@ use std::{
 pub use config::ConfigError;
 pub use expr::{Dim, Hold, Op, ParseError, Query, Stat, Threshold};
 
+use crate::self_metrics;
 use crate::{
     snapshot::{HistogramSnapshot, Value},
     Counter, Error, Family, Gauge, Registry, Snapshot, Unit,
 };
 
-/// Name of the alert-state gauge family (label `rule`).
-pub const STATE_METRIC: &str = "shardmetrics_alert_state";
-/// Name of the evaluated-value gauge family (label `rule`).
-pub const VALUE_METRIC: &str = "shardmetrics_alert_value";
-/// Notifications handed to the notifier thread (labels `rule`, `kind`).
-pub const NOTIFICATIONS_METRIC: &str = "shardmetrics_alert_notifications_total";
-/// Notifications dropped because the notifier's queue was full.
-pub const DROPPED_METRIC: &str = "shardmetrics_alert_notifications_dropped_total";
 /// Default capacity of the notification queue.
 pub const DEFAULT_QUEUE: usize = 1024;
 /// Name of the notifier thread.
@@ -560,16 +553,20 @@ impl Alerts {
     }
 
     fn engine(self, registry: &Registry) -> Result<Engine, Error> {
-        let state =
-            registry.gauge(STATE_METRIC).help("Alert rule state: 0 ok, 1 warning, 2 critical").family(&["rule"])?;
+        let state = registry
+            .gauge(self_metrics::ALERT_STATE)
+            .help("Alert rule state: 0 ok, 1 warning, 2 critical")
+            .family(&["rule"])?;
         let value = registry
-            .gauge(VALUE_METRIC)
+            .gauge(self_metrics::ALERT_VALUE)
             .help("Last evaluated statistic of an alert rule, in base units (NaN without data)")
             .family(&["rule"])?;
-        let sent =
-            registry.counter(NOTIFICATIONS_METRIC).help("Alert notifications queued").family(&["rule", "kind"])?;
+        let sent = registry
+            .counter(self_metrics::ALERT_NOTIFICATIONS)
+            .help("Alert notifications queued")
+            .family(&["rule", "kind"])?;
         let dropped = registry
-            .counter(DROPPED_METRIC)
+            .counter(self_metrics::ALERT_NOTIFICATIONS_DROPPED)
             .help("Alert notifications dropped: the notifier queue was full")
             .build()?;
         let mut live = Vec::with_capacity(self.rules.len());
@@ -807,7 +804,7 @@ fn sample(q: &Query, snap: &Snapshot) -> Result<Option<(f64, Dim)>, String> {
         let longest = snap.windows().last().copied().unwrap_or_default();
         if w > longest {
             return Err(format!(
-                "window [{}] is longer than the registry keeps ({}): add it with Builder::windows",
+                "window [{}] is longer than the registry keeps ({}): add it with RegistryBuilder::windows",
                 crate::window::format_duration(w),
                 crate::window::format_duration(longest)
             ));

@@ -37,7 +37,7 @@
 //! sanitising, a name already used by another kind of metric or with other label names, a
 //! reserved label such as `__x`, or `le`/`quantile` on a histogram, a unit clash with a series
 //! registered through the native API) gets a *rejecting* handle: every value recorded through
-//! it is dropped and counted in [`REJECTED_METRIC`](crate::REJECTED_METRIC)
+//! it is dropped and counted in [`self_metrics::REJECTED`](self_metrics::REJECTED)
 //! (`shardmetrics_rejected_values_total`). [`Recorder::registration_errors`] counts the failed
 //! registrations and [`Recorder::last_error`] says what the last one was.
 //!
@@ -71,7 +71,7 @@
 //! 1, a unitless `record(0.4)` is a 0. Use [`Recorder::with_scale`]`(1000.0)` to keep three
 //! decimal places of unitless values; the snapshot and the exports then show the scaled
 //! integers (250 for 0.25), and [`Recorder::histogram_scale`] gives the factor to divide by.
-//! NaN, negative and infinite values are rejected and counted in `REJECTED_METRIC`.
+//! NaN, negative and infinite values are rejected and counted in `self_metrics::REJECTED`.
 //!
 //! ## Descriptions
 //!

@@ -71,6 +71,7 @@ pub mod facade;
 mod metric;
 mod registry;
 pub mod scrape;
+pub mod self_metrics;
 mod shard;
 mod snapshot;
 mod sync;
@@ -94,8 +95,7 @@ pub use metric::{
 #[cfg(not(shardmetrics_loom))]
 pub use registry::global;
 pub use registry::{
-    Builder, MetricBuilder, Registry, DEFAULT_INTERVAL, DEFAULT_MAX_SERIES, DEFAULT_MAX_SERIES_PER_FAMILY,
-    OVERFLOW_METRIC, REJECTED_METRIC,
+    MetricBuilder, Registry, RegistryBuilder, DEFAULT_INTERVAL, DEFAULT_MAX_SERIES, DEFAULT_MAX_SERIES_PER_FAMILY,
 };
 pub use snapshot::{
     Bucket, CacheSnapshot, CounterValue, FamilyInfo, HistogramSnapshot, Labels, OperationStats, Series, Snapshot, Value,

@@ -3,6 +3,7 @@
 
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
+use crate::self_metrics;
 use crate::{
     aggregator::{Aggregator, Ticker},
     buckets,
@@ -25,12 +26,6 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_MAX_SERIES_PER_FAMILY: usize = 10_000;
 /// Default cap on series per registry.
 pub const DEFAULT_MAX_SERIES: usize = 200_000;
-
-/// Name of the self-metric counting values rejected on the recording path (NaN gauges,
-/// mismatched family look-ups, …).
-pub const REJECTED_METRIC: &str = "shardmetrics_rejected_values_total";
-/// Name of the self-metric counting look-ups redirected to an overflow series by a cap.
-pub const OVERFLOW_METRIC: &str = "shardmetrics_cardinality_overflow_total";
 
 /// Where a series' value lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,7 +114,7 @@ fn next_registry_id() -> u64 {
 /// Configures and starts a [`Registry`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build()`"]
-pub struct Builder {
+pub struct RegistryBuilder {
     interval: Duration,
     background: bool,
     max_series: usize,
@@ -128,9 +123,9 @@ pub struct Builder {
     expire_after: Option<u32>,
 }
 
-impl Default for Builder {
+impl Default for RegistryBuilder {
     fn default() -> Self {
-        Builder {
+        RegistryBuilder {
             interval: DEFAULT_INTERVAL,
             background: cfg!(not(shardmetrics_loom)),
             max_series: DEFAULT_MAX_SERIES,
@@ -141,7 +136,7 @@ impl Default for Builder {
     }
 }
 
-impl Builder {
+impl RegistryBuilder {
     /// Aggregator tick (default 1 s). Values below 1 ms are raised to 1 ms.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval.max(Duration::from_millis(1));
@@ -162,7 +157,7 @@ impl Builder {
         self
     }
 
-    /// Cap on series per metric name (default 10,000); see [`Builder::max_series`].
+    /// Cap on series per metric name (default 10,000); see [`RegistryBuilder::max_series`].
     pub fn max_series_per_family(mut self, n: usize) -> Self {
         self.max_series_per_family = n;
         self
@@ -188,16 +183,19 @@ impl Builder {
         self
     }
 
-    /// Creates the registry and starts its aggregator thread (unless [`Builder::manual`]).
+    /// Creates the registry and starts its aggregator thread (unless [`RegistryBuilder::manual`]).
     pub fn build(self) -> Registry {
         let mut catalogue = Catalogue::new(self.max_series, self.max_series_per_family, self.windows.clone());
         let mut self_counter = |name, help| match catalogue.register(Def::new(name, Kind::Counter).help(help)) {
             Ok(Registered { store: Store::Counter { loc, .. }, .. }) => loc,
             _ => unreachable!("self-metrics are valid counters"),
         };
-        let rejected = self_counter(REJECTED_METRIC, "Values rejected on the recording path (NaN, bad label counts)");
-        let overflow =
-            self_counter(OVERFLOW_METRIC, "Series look-ups redirected to an overflow series by a cardinality cap");
+        let rejected =
+            self_counter(self_metrics::REJECTED, "Values rejected on the recording path (NaN, bad label counts)");
+        let overflow = self_counter(
+            self_metrics::OVERFLOW,
+            "Series look-ups redirected to an overflow series by a cardinality cap",
+        );
         let core = SyncArc::new(Core {
             id: next_registry_id(),
             shards: ShardList::new(),
@@ -263,8 +261,8 @@ impl Default for Registry {
 
 impl Registry {
     /// A builder with the defaults: 1 s interval, background aggregator thread.
-    pub fn builder() -> Builder {
-        Builder::default()
+    pub fn builder() -> RegistryBuilder {
+        RegistryBuilder::default()
     }
 
     /// A registry with the default configuration.
@@ -540,7 +538,7 @@ impl MetricBuilder<'_, Histogram> {
     }
 
     /// Computes the exported quantiles over the last `window` (one of the registry's
-    /// [`Builder::windows`]) instead of since the start, like a Prometheus summary's sliding
+    /// [`RegistryBuilder::windows`]) instead of since the start, like a Prometheus summary's sliding
     /// window. Needs [`quantiles`](Self::quantiles).
     pub fn quantile_window(mut self, window: Duration) -> Self {
         self.def.quantile_window = Some(window);

@@ -1,6 +1,7 @@
 //! Bounded memory under a label explosion: a million distinct label values from several
 //! threads stay within the cap; the rest is counted into one overflow series, not dropped.
 
+use shardmetrics::self_metrics;
 use shardmetrics::{Registry, Value};
 
 fn rss_bytes() -> u64 {
@@ -45,7 +46,7 @@ fn a_million_distinct_label_values_stay_bounded() {
     assert_eq!(total, (THREADS * PER_THREAD) as u64, "every increment is somewhere");
     let overflow = snap.counter("exploding_total", &[("overflow", "true")]).unwrap();
     assert_eq!(overflow, (THREADS * PER_THREAD - 10_000) as u64);
-    assert_eq!(snap.counter(shardmetrics::OVERFLOW_METRIC, &[]), Some(overflow));
+    assert_eq!(snap.counter(self_metrics::OVERFLOW, &[]), Some(overflow));
     // Stated bound: 10,000 series with their catalogue entries, label strings, family map and
     // per-thread cells fit in 64 MiB (measured: see the closing note); an unbounded map of a
     // million label sets would not.

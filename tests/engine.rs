@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use shardmetrics::self_metrics;
 use shardmetrics::{Error, Registry, Unit, Value};
 
 fn manual() -> Registry {
@@ -346,7 +347,7 @@ fn family_arity_errors_are_counted_not_panics() {
     assert!(matches!(fam.try_with(&["x"]), Err(Error::LabelCount { expected: 2, got: 1, .. })));
     fam.with(&["x"]).inc();
     let snap = r.flush();
-    assert_eq!(snap.counter(shardmetrics::REJECTED_METRIC, &[]), Some(1));
+    assert_eq!(snap.counter(self_metrics::REJECTED, &[]), Some(1));
     assert_eq!(snap.counter("arity_total", &[("overflow", "true")]), Some(1));
 }
 
@@ -377,7 +378,7 @@ fn cardinality_caps_redirect_to_one_overflow_series() {
     assert_eq!(total, 2_000, "nothing is dropped");
     let overflowed = snap.counter("capped_total", &[("overflow", "true")]).unwrap();
     assert_eq!(overflowed, 2_000 - 10 * 20);
-    assert_eq!(snap.counter(shardmetrics::OVERFLOW_METRIC, &[]), Some(overflowed));
+    assert_eq!(snap.counter(self_metrics::OVERFLOW, &[]), Some(overflowed));
 }
 
 #[test]
@@ -392,7 +393,7 @@ fn gauges_reject_nan_and_count_it() {
     g.add(f64::NEG_INFINITY); // inf + -inf = NaN: rejected, value stays +Inf
     let snap = r.flush();
     assert_eq!(snap.gauge("g", &[]), Some(f64::INFINITY));
-    assert_eq!(snap.counter(shardmetrics::REJECTED_METRIC, &[]), Some(3));
+    assert_eq!(snap.counter(self_metrics::REJECTED, &[]), Some(3));
     g.set(-4.0);
     g.sub(1.0);
     g.inc();

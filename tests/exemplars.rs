@@ -3,14 +3,14 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use shardmetrics::{export, Error, Registry, Unit, Value, REJECTED_METRIC};
+use shardmetrics::{export, self_metrics, Error, Registry, Unit, Value};
 
 fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.starts_with(prefix)).collect()
 }
 
 fn rejected(r: &Registry) -> u64 {
-    match r.snapshot().series().iter().find(|s| s.name() == REJECTED_METRIC).map(|s| s.value().clone()) {
+    match r.snapshot().series().iter().find(|s| s.name() == self_metrics::REJECTED).map(|s| s.value().clone()) {
         Some(Value::Counter(c)) => c.total,
         other => panic!("no rejected counter: {other:?}"),
     }

@@ -7,7 +7,7 @@
 use std::sync::Barrier;
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit as MUnit};
-use shardmetrics::{facade::Recorder, Kind, Registry, Snapshot, Unit, REJECTED_METRIC};
+use shardmetrics::{facade::Recorder, self_metrics, Kind, Registry, Snapshot, Unit};
 
 fn setup() -> (Registry, Recorder) {
     let registry = Registry::builder().manual().build();
@@ -16,7 +16,7 @@ fn setup() -> (Registry, Recorder) {
 }
 
 fn rejected(snap: &Snapshot) -> u64 {
-    snap.counter(REJECTED_METRIC, &[]).expect("self-metric present")
+    snap.counter(self_metrics::REJECTED, &[]).expect("self-metric present")
 }
 
 #[test]
@@ -368,7 +368,7 @@ fn overflowed_keys_go_to_the_overflow_series() {
     assert_eq!(snap.counter("per_user", &[("user", "2")]), Some(2));
     assert_eq!(snap.counter("per_user", &[("user", "3")]), None);
     assert_eq!(snap.counter("per_user", &[("overflow", "true")]), Some(14));
-    assert_eq!(snap.counter(shardmetrics::OVERFLOW_METRIC, &[]), Some(14));
+    assert_eq!(snap.counter(self_metrics::OVERFLOW, &[]), Some(14));
 }
 
 #[test]

@@ -11,11 +11,12 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
+use shardmetrics::self_metrics;
 use shardmetrics::{
     export::{
         file::{FileExporter, FileFormat, FileMode},
         prometheus,
-        retry::{ExportError, SAMPLES_METRIC},
+        retry::ExportError,
     },
     Registry, Unit,
 };
@@ -224,7 +225,8 @@ fn append_rotates_by_size_and_keeps_max_files() {
     assert_eq!(live.matches("# TYPE rotations_total counter").count(), 2);
     let last_record = live.rsplit("# shardmetrics snapshot").next().unwrap();
     assert!(last_record.contains("\nrotations_total 14\n"), "{live}");
-    let stats = registry.flush().counter(SAMPLES_METRIC, &[("exporter", "file"), ("outcome", "sent")]).unwrap();
+    let stats =
+        registry.flush().counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "file"), ("outcome", "sent")]).unwrap();
     assert!(stats > 0);
 }
 
@@ -285,7 +287,7 @@ fn unwritable_directory_is_counted_logged_and_retried_next_tick() {
     let failing = exporter.stats();
     assert!(failing.failed_batches >= 3 && failing.sent_batches == 0, "{failing:?}");
     assert!(exporter.is_running(), "errors do not stop the exporter");
-    let failed = registry.flush().counter(SAMPLES_METRIC, &[("exporter", "file"), ("outcome", "failed")]);
+    let failed = registry.flush().counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "file"), ("outcome", "failed")]);
     assert!(failed.is_some_and(|f| f >= failing.failed_samples), "{failed:?} {failing:?}");
 
     // Fix the directory: a later tick writes the file (within the backoff cap of 10 s).

@@ -22,11 +22,12 @@ use std::{
 };
 
 use serde_json::Value as Json;
+use shardmetrics::self_metrics;
 use shardmetrics::{
     export::{
         pushgateway::{PushMethod, Pushgateway},
         remote_write::RemoteWrite,
-        retry::{Backoff, ExportError, RETRIES_METRIC, SAMPLES_METRIC},
+        retry::{Backoff, ExportError},
     },
     Registry, Unit,
 };
@@ -258,7 +259,10 @@ fn remote_write_into_real_prometheus() {
     // The exporter's own counters went along: the final batch carries the earlier ones' count.
     let sent = query_value(
         &prom,
-        &format!("{SAMPLES_METRIC}{{exporter=\"remote_write\",outcome=\"sent\",job=\"shardmetrics_interop\"}}"),
+        &format!(
+            "{}{{exporter=\"remote_write\",outcome=\"sent\",job=\"shardmetrics_interop\"}}",
+            self_metrics::EXPORT_SAMPLES
+        ),
     );
     assert!(sent > 0.0 && sent < stats.sent_samples as f64, "sent = {sent}, {stats:?}");
 
@@ -273,9 +277,10 @@ fn remote_write_into_real_prometheus() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     let after = registry.flush();
-    let failed = after.counter(SAMPLES_METRIC, &[("exporter", "remote_write"), ("outcome", "failed")]).unwrap();
+    let failed =
+        after.counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "remote_write"), ("outcome", "failed")]).unwrap();
     assert!(failed > 0, "the refused batch is counted");
-    let retries = after.counter(RETRIES_METRIC, &[("exporter", "remote_write")]).unwrap();
+    let retries = after.counter(self_metrics::EXPORT_RETRIES, &[("exporter", "remote_write")]).unwrap();
     assert_eq!(retries, 0, "a 404 is not retried");
 }
 
@@ -358,7 +363,7 @@ fn pushgateway_receives_pushes_with_grouping_labels() {
     assert!(seen_intermediate, "a periodic push arrived while recording went on");
     assert!(stats.sent_batches >= 2 && stats.failed_batches == 0, "{stats:?}");
     assert_eq!(gateway_samples(&gw, "interop_ticks_total", &group), [50.0], "the final flush was pushed");
-    let sent = gateway_samples(&gw, SAMPLES_METRIC, &[("exporter", "pushgateway"), ("outcome", "sent")]);
+    let sent = gateway_samples(&gw, self_metrics::EXPORT_SAMPLES, &[("exporter", "pushgateway"), ("outcome", "sent")]);
     assert_eq!(sent.len(), 1, "self-metrics pushed along");
     assert!(sent[0] > 0.0);
 
@@ -430,11 +435,15 @@ fn closed_port_is_retried_with_backoff_counted_and_never_blocks_recording() {
 
     // The registry's self-metrics agree with the handles.
     let snap = registry.flush();
-    let count = |outcome| snap.counter(SAMPLES_METRIC, &[("exporter", "remote_write"), ("outcome", outcome)]);
+    let count =
+        |outcome| snap.counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "remote_write"), ("outcome", outcome)]);
     assert_eq!(count("failed"), Some(a.failed_samples + b.failed_samples));
     assert_eq!(count("dropped"), Some(b.dropped_samples));
     assert_eq!(count("sent"), Some(0));
-    assert_eq!(snap.counter(RETRIES_METRIC, &[("exporter", "remote_write")]), Some(a.retries + b.retries));
+    assert_eq!(
+        snap.counter(self_metrics::EXPORT_RETRIES, &[("exporter", "remote_write")]),
+        Some(a.retries + b.retries)
+    );
     assert!(logged(log::Level::Error, "remote_write exporter: giving up") >= 5, "give-ups are logged");
     assert!(logged(log::Level::Warn, "remote_write exporter: attempt") >= 10, "retries are logged");
     assert!(logged(log::Level::Warn, "remote_write exporter: queue full") >= 1, "drops are logged");
@@ -451,6 +460,7 @@ fn closed_port_is_retried_with_backoff_counted_and_never_blocks_recording() {
     assert!(matches!(err, ExportError::GaveUp { attempts: 3, .. }), "{err}");
     assert!(took >= Duration::from_millis(90), "30 + 60 ms of backoff, took {took:?}");
     assert!(err.to_string().contains("gave up after 3 attempt(s)"), "{err}");
-    let failed = registry.flush().counter(SAMPLES_METRIC, &[("exporter", "pushgateway"), ("outcome", "failed")]);
+    let failed =
+        registry.flush().counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "pushgateway"), ("outcome", "failed")]);
     assert!(failed.is_some_and(|f| f > 0), "{failed:?}");
 }

@@ -36,16 +36,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::self_metrics;
 use crate::{
     snapshot::{Snapshot, Value},
     Counter, Registry,
 };
-
-/// Name of the self-metric counting exported samples by exporter and outcome
-/// (`sent`, `failed`, `dropped`).
-pub const SAMPLES_METRIC: &str = "shardmetrics_export_samples_total";
-/// Name of the self-metric counting retried deliveries by exporter.
-pub const RETRIES_METRIC: &str = "shardmetrics_export_retries_total";
 
 /// Exponential backoff with jitter for retried deliveries.
 ///
@@ -346,23 +341,26 @@ impl Meter {
     pub(crate) fn new(registry: &Registry, exporter: &'static str) -> Meter {
         let samples = |outcome: &str| {
             registry
-                .counter(SAMPLES_METRIC)
+                .counter(self_metrics::EXPORT_SAMPLES)
                 .help("Samples handled by the exporters, by exporter and outcome (sent, failed, dropped)")
                 .label("exporter", exporter)
                 .label("outcome", outcome)
                 .build()
                 .unwrap_or_else(|e| {
-                    log::error!("shardmetrics {exporter} exporter: cannot register {SAMPLES_METRIC}: {e}");
+                    log::error!(
+                        "shardmetrics {exporter} exporter: cannot register {}: {e}",
+                        self_metrics::EXPORT_SAMPLES
+                    );
                     Counter::noop()
                 })
         };
         let retries = registry
-            .counter(RETRIES_METRIC)
+            .counter(self_metrics::EXPORT_RETRIES)
             .help("Delivery attempts that retried a batch that had failed before, by exporter")
             .label("exporter", exporter)
             .build()
             .unwrap_or_else(|e| {
-                log::error!("shardmetrics {exporter} exporter: cannot register {RETRIES_METRIC}: {e}");
+                log::error!("shardmetrics {exporter} exporter: cannot register {}: {e}", self_metrics::EXPORT_RETRIES);
                 Counter::noop()
             });
         Meter {
@@ -883,8 +881,11 @@ mod tests {
         assert_eq!((s.attempts, s.retries, s.sent_batches, s.failed_batches), (3, 2, 1, 0));
         assert_eq!(s.sent_samples, batch.samples);
         let after = r.flush();
-        assert_eq!(after.counter(SAMPLES_METRIC, &[("exporter", "test"), ("outcome", "sent")]), Some(batch.samples));
-        assert_eq!(after.counter(RETRIES_METRIC, &[("exporter", "test")]), Some(2));
+        assert_eq!(
+            after.counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "test"), ("outcome", "sent")]),
+            Some(batch.samples)
+        );
+        assert_eq!(after.counter(self_metrics::EXPORT_RETRIES, &[("exporter", "test")]), Some(2));
     }
 
     #[test]
