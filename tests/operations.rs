@@ -98,6 +98,51 @@ fn state_set_transitions_and_time_in_state() {
     assert!((0.02..10.0).contains(&secs), "{line}");
 }
 
+/// Transitions from many threads at once: whatever the interleaving, once they stop exactly one
+/// state is active and it is `state()`; the transitions form one path (into − out of each state
+/// = [current] − [initial]); and the time credited to states adds up to no more than the time
+/// that passed, with no state's time lost (the sum covers the span up to the last transition).
+#[test]
+fn state_set_concurrent_transitions_stay_consistent() {
+    const STATES: [&str; 4] = ["a", "b", "c", "d"];
+    for round in 0..20 {
+        let r = Registry::builder().manual().build();
+        let name = "st";
+        let start = std::time::Instant::now();
+        let set = r.state_set(name, &STATES, "concurrent transitions").unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4usize {
+                let set = set.clone();
+                s.spawn(move || {
+                    let mut x = (round * 7 + t * 13 + 1) as u64;
+                    for _ in 0..2_000 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        assert!(set.set(STATES[(x % 4) as usize]));
+                    }
+                });
+            }
+        });
+        let elapsed = start.elapsed().as_nanos() as u64;
+        let snap = r.flush();
+        let active: Vec<&str> =
+            STATES.iter().copied().filter(|s| snap.gauge(name, &[(name, s)]) == Some(1.0)).collect();
+        assert_eq!(active, [set.state()], "round {round}: exactly the current state is active");
+        for s in STATES {
+            let into: u64 =
+                STATES.iter().filter_map(|f| snap.counter("st_transitions_total", &[("from", f), ("to", s)])).sum();
+            let out: u64 =
+                STATES.iter().filter_map(|t| snap.counter("st_transitions_total", &[("from", s), ("to", t)])).sum();
+            let expected = i64::from(s == set.state()) - i64::from(s == "a");
+            assert_eq!(into as i64 - out as i64, expected, "round {round}: flow through {s}");
+        }
+        let credited: u64 =
+            STATES.iter().filter_map(|s| snap.counter("st_state_seconds_total", &[("state", s)])).sum();
+        assert!(credited <= elapsed, "round {round}: {credited} ns credited in {elapsed} ns");
+    }
+}
+
 #[test]
 fn trends_and_anomalies() {
     let w = Duration::from_secs(1);

@@ -16,11 +16,13 @@
 
 use std::{
     fmt,
-    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
-use crate::{Counter, Error, Family, Gauge, Histogram, Registry, Unit};
+use crate::{
+    sync::{lock, Arc, Mutex},
+    Counter, Error, Family, Gauge, Histogram, Registry, Unit,
+};
 
 /// Builds an [`Operation`]; see [`Registry::operation`].
 #[must_use = "a builder registers nothing until `build()`"]
@@ -228,7 +230,7 @@ impl CacheStats {
 #[derive(Clone)]
 #[must_use = "state sets do nothing unless you use them"]
 pub struct StateSet {
-    inner: std::sync::Arc<StateInner>,
+    inner: Arc<StateInner>,
 }
 
 struct StateInner {
@@ -236,10 +238,18 @@ struct StateInner {
     flags: Vec<Gauge>,
     transitions: Family<Counter>,
     time_in_state: Vec<Counter>,
-    current: AtomicUsize,
-    /// Nanoseconds since `epoch` at the last transition.
-    since: AtomicU64,
+    /// The current state and when it was entered, changed together: a transition reads both,
+    /// credits the state it leaves and moves the flags under this lock, so transitions from
+    /// several threads are one sequence (a cold path: breakers change state rarely).
+    current: Mutex<Current>,
     epoch: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Current {
+    state: usize,
+    /// Nanoseconds since `epoch` when `state` was entered.
+    since: u64,
 }
 
 impl fmt::Debug for StateSet {
@@ -271,13 +281,12 @@ impl StateSet {
         let transitions = registry.counter(&format!("{name}_transitions_total")).help(help).family(&["from", "to"])?;
         flags[0].set(1.0);
         Ok(StateSet {
-            inner: std::sync::Arc::new(StateInner {
+            inner: Arc::new(StateInner {
                 states: states.iter().map(|s| (*s).to_owned()).collect(),
                 flags,
                 transitions,
                 time_in_state,
-                current: AtomicUsize::new(0),
-                since: AtomicU64::new(0),
+                current: Mutex::new(Current { state: 0, since: 0 }),
                 epoch: Instant::now(),
             }),
         })
@@ -285,17 +294,22 @@ impl StateSet {
 
     /// Moves to `state` and returns `true`; an unknown state changes nothing and returns
     /// `false`. Setting the current state again is a no-op.
+    ///
+    /// Transitions from several threads are serialised (a lock held for the few stores of one
+    /// transition), so they form one path: each credits the state it leaves with exactly the
+    /// time since that state was entered, and once transitions stop exactly one state's flag is
+    /// 1. A snapshot merged while a transition is in progress may catch its flags halfway.
     pub fn set(&self, state: &str) -> bool {
         let i = &*self.inner;
         let Some(next) = i.states.iter().position(|s| s == state) else { return false };
-        // AcqRel: transitions from several threads are ordered; each credits the state it left.
-        let prev = i.current.swap(next, Ordering::AcqRel);
+        let mut current = lock(&i.current);
+        let prev = current.state;
         if prev == next {
             return true;
         }
         let now = i.epoch.elapsed().as_nanos().min(u64::MAX as u128) as u64;
-        let since = i.since.swap(now, Ordering::AcqRel);
-        i.time_in_state[prev].add(now.saturating_sub(since));
+        let entered = std::mem::replace(&mut *current, Current { state: next, since: now }).since;
+        i.time_in_state[prev].add(now.saturating_sub(entered));
         i.flags[prev].set(0.0);
         i.flags[next].set(1.0);
         i.transitions.with(&[&i.states[prev], &i.states[next]]).inc();
@@ -304,6 +318,6 @@ impl StateSet {
 
     /// The current state.
     pub fn state(&self) -> &str {
-        &self.inner.states[self.inner.current.load(Ordering::Acquire)]
+        &self.inner.states[lock(&self.inner.current).state]
     }
 }
