@@ -17,7 +17,7 @@ use std::{
 use crate::{
     buckets,
     registry::{Core, Store, View},
-    shard::Loc,
+    shard::HistLoc,
     snapshot::{CounterValue, HistogramSnapshot, Series, Snapshot, Value},
     sync::{lock, Arc, Ordering},
     window::{subtract, HistDelta, TickDelta, MAX_TICKS},
@@ -268,7 +268,7 @@ fn rate(delta: u64, secs: f64) -> f64 {
 
 /// The sum over shards of a histogram slot's record counts (Acquire: pairs with the count's
 /// Release store in `HistSlot::record`, so buckets read afterwards include those records).
-fn histogram_version(core: &Core, loc: Loc) -> u64 {
+fn histogram_version(core: &Core, loc: HistLoc) -> u64 {
     core.shards
         .iter()
         .filter_map(|shard| shard.read_hist(loc))
@@ -277,7 +277,7 @@ fn histogram_version(core: &Core, loc: Loc) -> u64 {
 
 /// Sums one histogram over every shard. `scratch` is a reusable dense bucket buffer, left
 /// zeroed.
-pub(crate) fn merge_histogram(core: &Core, loc: Loc, p: u8, scratch: &mut Vec<u64>) -> HistogramSnapshot {
+pub(crate) fn merge_histogram(core: &Core, loc: HistLoc, p: u8, scratch: &mut Vec<u64>) -> HistogramSnapshot {
     let n = buckets::bucket_count(p);
     if scratch.len() < n {
         scratch.resize(n, 0);
@@ -289,7 +289,9 @@ pub(crate) fn merge_histogram(core: &Core, loc: Loc, p: u8, scratch: &mut Vec<u6
         let Some(slot) = shard.read_hist(loc) else { continue };
         let mut any = false;
         for g in 0..buckets::group_count(p) {
-            let Some(group) = slot.group(g, p) else { continue };
+            // SAFETY: callers pass the `loc` and `p` of one `Store::Histogram`, the precision
+            // every record into this series' slots used.
+            let Some(group) = (unsafe { slot.group(g, p) }) else { continue };
             any = true;
             touched |= 1 << g;
             let dst = &mut scratch[g * group_len..(g + 1) * group_len];

@@ -3,7 +3,6 @@
 
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
-use crate::self_metrics;
 use crate::{
     aggregator::{Aggregator, Ticker},
     buckets,
@@ -14,7 +13,8 @@ use crate::{
         gauge::{Gauge, GaugeStore},
         histogram::Histogram,
     },
-    shard::{Loc, ShardList},
+    self_metrics,
+    shard::{CounterLoc, HistLoc, Loc, ShardList},
     snapshot::{FamilyInfo, Labels, SeriesMeta, Snapshot},
     sync::{lock, Arc as SyncArc, Mutex, Published},
     Kind, Unit,
@@ -33,12 +33,12 @@ pub(crate) enum Store {
     /// `index` is the dense counter-cell number, `loc` its place in every shard.
     Counter {
         index: usize,
-        loc: Loc,
+        loc: CounterLoc,
     },
     Gauge(Loc),
     Histogram {
         index: usize,
-        loc: Loc,
+        loc: HistLoc,
         precision: u8,
     },
 }
@@ -56,8 +56,8 @@ pub(crate) struct Core {
     pub(crate) aggregator: Mutex<Aggregator>,
     pub(crate) interval: Duration,
     pub(crate) exemplars: crate::exemplar::ExemplarStore,
-    rejected: Loc,
-    overflow: Loc,
+    rejected: CounterLoc,
+    overflow: CounterLoc,
 }
 
 impl Core {
@@ -71,9 +71,9 @@ impl Core {
     /// Keeps an exemplar for the counter at `loc` (off the fast path: allocates).
     #[cold]
     #[inline(never)]
-    pub(crate) fn counter_exemplar(&self, loc: Loc, n: u64, labels: &[(&str, &str)]) {
+    pub(crate) fn counter_exemplar(&self, loc: CounterLoc, n: u64, labels: &[(&str, &str)]) {
         match crate::exemplar::Exemplar::new(n, labels) {
-            Some(e) => self.exemplars.store_counter(loc.counter_index(), e),
+            Some(e) => self.exemplars.store_counter(loc.index(), e),
             None => self.reject(),
         }
     }
@@ -82,9 +82,9 @@ impl Core {
     /// (off the fast path: allocates; the first one of a series takes the catalogue lock).
     #[cold]
     #[inline(never)]
-    pub(crate) fn histogram_exemplar(&self, loc: Loc, value: u64, labels: &[(&str, &str)]) {
+    pub(crate) fn histogram_exemplar(&self, loc: HistLoc, value: u64, labels: &[(&str, &str)]) {
         let Some(e) = crate::exemplar::Exemplar::new(value, labels) else { return self.reject() };
-        let index = loc.histogram_index();
+        let index = loc.index();
         self.exemplars.store_histogram(index, e, || lock(&self.catalogue).exemplar_bounds(index));
     }
 
@@ -373,12 +373,9 @@ impl Registry {
         let precisions = lock(&core.catalogue).hist_precisions.clone();
         core.shards
             .iter()
-            .map(|s| {
-                s.allocated_bytes(|loc| {
-                    let index = (0..precisions.len()).find(|&i| Loc::histogram(i) == Some(loc))?;
-                    precisions.get(index).copied()
-                })
-            })
+            // SAFETY: `hist_precisions[i]` is histogram `i`'s precision (the catalogue appends
+            // it when it assigns the number), the one every record into its slots used.
+            .map(|s| unsafe { s.allocated_bytes(&precisions) })
             .sum()
     }
 
@@ -873,7 +870,7 @@ impl Catalogue {
         let store = match info.kind {
             Kind::Counter => {
                 let index = self.counters;
-                let loc = Loc::counter(index).ok_or_else(exhausted)?;
+                let loc = CounterLoc::new(index).ok_or_else(exhausted)?;
                 self.counters += 1;
                 Store::Counter { index, loc }
             }
@@ -884,7 +881,7 @@ impl Catalogue {
             }
             Kind::Histogram => {
                 let index = self.hist_precisions.len();
-                let loc = Loc::histogram(index).ok_or_else(exhausted)?;
+                let loc = HistLoc::new(index).ok_or_else(exhausted)?;
                 self.hist_precisions.push(info.precision);
                 self.hist_families.push(f as u32);
                 Store::Histogram { index, loc, precision: info.precision }

@@ -82,15 +82,12 @@ impl Line {
 /// `LINE = 16`: 128 bytes, the alignment), so a chunk of lines is one array of cells.
 const LINES_ARE_CONTIGUOUS: bool = std::mem::size_of::<Line>() == LINE * std::mem::size_of::<AtomicU64>();
 
-/// Where a series' cell sits in every shard: chunk and offset within the chunk.
-/// Computed once at registration; the hot path only indexes.
+/// Where an item sits in chunked storage: chunk and offset within the chunk. Computed once at
+/// registration; the hot path only indexes.
 ///
-/// Invariant (relied on by the unchecked indexing in [`Shard::counter_cell`] and
-/// [`Shard::hist_slot`]): every `Loc` is made by [`Loc::counter`], [`Loc::histogram`] or
-/// [`Loc::gauge`], so `chunk < COUNTER_CHUNKS` and `off < COUNTER_BASE << chunk` hold for all
-/// of them (the other two use smaller bases and fewer chunks); and the only `Loc`s a
-/// histogram handle holds come from `Loc::histogram` (the catalogue's `Store::Histogram`), so
-/// for those `chunk < HIST_CHUNKS` and `off < HIST_BASE << chunk`.
+/// A bare `Loc` (gauges) is indexed with bounds checks. The shard's unchecked indexing takes
+/// only the typed locations [`CounterLoc`] and [`HistLoc`], which can be made only by their
+/// checked constructors, so the bounds they rely on hold by construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Loc {
     chunk: u8,
@@ -121,30 +118,48 @@ impl Loc {
         Loc { chunk: k as u8, off: off as u32 }
     }
 
-    /// Location of the `index`-th counter cell, or `None` past the last chunk.
-    pub(crate) fn counter(index: usize) -> Option<Loc> {
-        let l = Loc::of(index, COUNTER_BASE);
-        (usize::from(l.chunk) < COUNTER_CHUNKS).then_some(l)
-    }
-
-    /// Location of the `index`-th histogram slot, or `None` past the last chunk.
-    pub(crate) fn histogram(index: usize) -> Option<Loc> {
-        let l = Loc::of(index, HIST_BASE);
-        (usize::from(l.chunk) < HIST_CHUNKS).then_some(l)
-    }
-
-    /// The dense counter number this location was made from ([`Loc::counter`]'s inverse).
-    pub(crate) fn counter_index(self) -> usize {
-        self.index(COUNTER_BASE)
-    }
-
-    /// The dense histogram number this location was made from ([`Loc::histogram`]'s inverse).
-    pub(crate) fn histogram_index(self) -> usize {
-        self.index(HIST_BASE)
-    }
-
     fn index(self, base: usize) -> usize {
         base * ((1 << self.chunk) - 1) + self.off as usize
+    }
+}
+
+/// The location of a counter cell in every shard.
+///
+/// Invariant (relied on by the unchecked indexing in [`Shard::counter_cell`]): made only by
+/// [`CounterLoc::new`], so `chunk < COUNTER_CHUNKS` and `off < COUNTER_BASE << chunk`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct CounterLoc(Loc);
+
+impl CounterLoc {
+    /// Location of the `index`-th counter cell, or `None` past the last chunk.
+    pub(crate) fn new(index: usize) -> Option<CounterLoc> {
+        let l = Loc::of(index, COUNTER_BASE);
+        (usize::from(l.chunk) < COUNTER_CHUNKS).then_some(CounterLoc(l))
+    }
+
+    /// The dense counter number this location was made from ([`CounterLoc::new`]'s inverse).
+    pub(crate) fn index(self) -> usize {
+        self.0.index(COUNTER_BASE)
+    }
+}
+
+/// The location of a histogram slot in every shard.
+///
+/// Invariant (relied on by the unchecked indexing in [`Shard::hist_slot`]): made only by
+/// [`HistLoc::new`], so `chunk < HIST_CHUNKS` and `off < HIST_BASE << chunk`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct HistLoc(Loc);
+
+impl HistLoc {
+    /// Location of the `index`-th histogram slot, or `None` past the last chunk.
+    pub(crate) fn new(index: usize) -> Option<HistLoc> {
+        let l = Loc::of(index, HIST_BASE);
+        (usize::from(l.chunk) < HIST_CHUNKS).then_some(HistLoc(l))
+    }
+
+    /// The dense histogram number this location was made from ([`HistLoc::new`]'s inverse).
+    pub(crate) fn index(self) -> usize {
+        self.0.index(HIST_BASE)
     }
 }
 
@@ -198,8 +213,14 @@ impl HistSlot {
     }
 
     /// Records `value` at precision `p`. Called by the owning thread only.
+    ///
+    /// # Safety
+    /// `p` is this slot's precision: every call of `record`, [`group`](Self::group) and
+    /// [`allocated_bytes`](Self::allocated_bytes) on one slot passes the same `p` (the
+    /// series' precision, fixed at registration in `Store::Histogram`), because the bucket
+    /// groups are allocated with `2^p` cells and indexed without bounds checks.
     #[inline(always)]
-    pub(crate) fn record(&self, value: u64, p: u8) {
+    pub(crate) unsafe fn record(&self, value: u64, p: u8) {
         debug_assert!((buckets::MIN_PRECISION..=buckets::MAX_PRECISION).contains(&p));
         let idx = buckets::index(value, p);
         let (g, within) = (idx >> p, idx & ((1 << p) - 1));
@@ -207,7 +228,8 @@ impl HistSlot {
         // SAFETY: `idx < (65 - p) << p` (bucket math), so `g ≤ 64 - p < GROUPS` for the
         // precisions the registry accepts (1..=10), which is the only source of `p`.
         let slot = unsafe { self.groups.get_unchecked(g) };
-        let group = match slot.get(1 << p) {
+        // SAFETY: every group of this slot has `2^p` cells (the caller's contract).
+        let group = match unsafe { slot.get(1 << p) } {
             Some(group) => group,
             None => self.grow(g, p),
         };
@@ -236,17 +258,26 @@ impl HistSlot {
     fn grow(&self, g: usize, p: u8) -> &[AtomicU64] {
         // Relaxed: published by the group's Release CAS, which follows in program order.
         self.precision.store(usize::from(p), Ordering::Relaxed);
-        self.groups[g].get_or_init(1 << p, || (0..1usize << p).map(|_| AtomicU64::new(0)).collect())
+        // SAFETY: every group of this slot has `2^p` cells (`record`'s contract).
+        unsafe { self.groups[g].get_or_init(1 << p, || (0..1usize << p).map(|_| AtomicU64::new(0)).collect()) }
     }
 
     /// The bucket group `g` if any value landed in it (aggregator side).
-    pub(crate) fn group(&self, g: usize, p: u8) -> Option<&[AtomicU64]> {
-        self.groups.get(g)?.get(1 << p)
+    ///
+    /// # Safety
+    /// As for [`record`](Self::record): `p` is this slot's precision.
+    pub(crate) unsafe fn group(&self, g: usize, p: u8) -> Option<&[AtomicU64]> {
+        // SAFETY: every group of this slot has `2^p` cells (the caller's contract).
+        unsafe { self.groups.get(g)?.get(1 << p) }
     }
 
     /// Bytes allocated for bucket groups (memory accounting).
-    pub(crate) fn allocated_bytes(&self, p: u8) -> usize {
-        (0..GROUPS).filter(|&g| self.group(g, p).is_some()).count() * (8 << p)
+    ///
+    /// # Safety
+    /// As for [`record`](Self::record): `p` is this slot's precision.
+    pub(crate) unsafe fn allocated_bytes(&self, p: u8) -> usize {
+        // SAFETY: the caller's contract.
+        (0..GROUPS).filter(|&g| unsafe { self.group(g, p) }.is_some()).count() * (8 << p)
     }
 }
 
@@ -254,7 +285,10 @@ impl Drop for HistSlot {
     fn drop(&mut self) {
         let p = self.precision.load(Ordering::Relaxed);
         for g in &mut self.groups {
-            g.free(1 << p);
+            // SAFETY: `precision` was stored (before the first group was published) with the
+            // `p` every group of this slot was allocated with; no group exists otherwise, and
+            // `free` on an empty slot reads no length.
+            unsafe { g.free(1 << p) };
         }
     }
 }
@@ -283,12 +317,13 @@ impl Shard {
     /// Compiles to: one load of the chunk pointer, a null test (cold branch to allocate), one
     /// address computation. No bounds checks: `Loc`'s invariant covers them.
     #[inline(always)]
-    pub(crate) fn counter_cell(&self, loc: Loc) -> &AtomicU64 {
-        let (c, off) = (usize::from(loc.chunk), loc.off as usize);
+    pub(crate) fn counter_cell(&self, loc: CounterLoc) -> &AtomicU64 {
+        let (c, off) = (usize::from(loc.0.chunk), loc.0.off as usize);
         debug_assert!(c < COUNTER_CHUNKS && off < COUNTER_BASE << c);
-        // SAFETY: `c < COUNTER_CHUNKS` by `Loc`'s invariant.
+        // SAFETY: `c < COUNTER_CHUNKS` by `CounterLoc`'s invariant.
         let chunk = unsafe { self.counters.get_unchecked(c) };
-        let lines = match chunk.get(counter_lines(c)) {
+        // SAFETY: counter chunk `c` is always used with `counter_lines(c)` lines.
+        let lines = match unsafe { chunk.get(counter_lines(c)) } {
             Some(lines) => lines,
             None => self.grow_counters(c),
         };
@@ -308,7 +343,10 @@ impl Shard {
     #[cold]
     #[inline(never)]
     fn grow_counters(&self, c: usize) -> &[Line] {
-        self.counters[c].get_or_init(counter_lines(c), || (0..counter_lines(c)).map(|_| Line::new()).collect())
+        // SAFETY: counter chunk `c` is always used with `counter_lines(c)` lines.
+        unsafe {
+            self.counters[c].get_or_init(counter_lines(c), || (0..counter_lines(c)).map(|_| Line::new()).collect())
+        }
     }
 
     /// The histogram slot at `loc` (owner side; allocates the chunk on first touch).
@@ -316,23 +354,26 @@ impl Shard {
     /// Compiles to: one load of the chunk pointer, a null test (cold branch to allocate), one
     /// address computation. No bounds checks: `Loc`'s invariant covers them.
     #[inline(always)]
-    pub(crate) fn hist_slot(&self, loc: Loc) -> &HistSlot {
-        let (c, off) = (usize::from(loc.chunk), loc.off as usize);
+    pub(crate) fn hist_slot(&self, loc: HistLoc) -> &HistSlot {
+        let (c, off) = (usize::from(loc.0.chunk), loc.0.off as usize);
         debug_assert!(c < HIST_CHUNKS && off < hist_slots(c));
-        // SAFETY: histogram `Loc`s come from `Loc::histogram`, so `c < HIST_CHUNKS`.
+        // SAFETY: `c < HIST_CHUNKS` by `HistLoc`'s invariant.
         let chunk = unsafe { self.hists.get_unchecked(c) };
-        let slots = match chunk.get(hist_slots(c)) {
+        // SAFETY: histogram chunk `c` is always used with `hist_slots(c)` slots.
+        let slots = match unsafe { chunk.get(hist_slots(c)) } {
             Some(slots) => slots,
             None => self.grow_hists(c),
         };
-        // SAFETY: `off < HIST_BASE << c = slots.len()` for a `Loc` from `Loc::histogram`.
+        // SAFETY: `off < HIST_BASE << c = slots.len()` by `HistLoc`'s invariant (the chunk was
+        // allocated with `hist_slots(c)` slots).
         unsafe { slots.get_unchecked(off) }
     }
 
     #[cold]
     #[inline(never)]
     fn grow_hists(&self, c: usize) -> &[HistSlot] {
-        self.hists[c].get_or_init(hist_slots(c), || (0..hist_slots(c)).map(|_| HistSlot::new()).collect())
+        // SAFETY: histogram chunk `c` is always used with `hist_slots(c)` slots.
+        unsafe { self.hists[c].get_or_init(hist_slots(c), || (0..hist_slots(c)).map(|_| HistSlot::new()).collect()) }
     }
 
     /// Adds every counter cell of this shard to `totals` (indexed by counter number), chunk by
@@ -344,7 +385,8 @@ impl Shard {
             if base >= totals.len() {
                 break;
             }
-            if let Some(lines) = self.counters[c].get(counter_lines(c)) {
+            // SAFETY: counter chunk `c` is always used with `counter_lines(c)` lines.
+            if let Some(lines) = unsafe { self.counters[c].get(counter_lines(c)) } {
                 let end = (base + len).min(totals.len());
                 let dst = &mut totals[base..end];
                 let cells = lines.iter().flat_map(|l| l.0.iter());
@@ -358,25 +400,34 @@ impl Shard {
     }
 
     /// The histogram slot at `loc` if its chunk exists (aggregator side).
-    pub(crate) fn read_hist(&self, loc: Loc) -> Option<&HistSlot> {
-        let c = usize::from(loc.chunk);
-        self.hists[c].get(hist_slots(c)).map(|s| &s[loc.off as usize])
+    pub(crate) fn read_hist(&self, loc: HistLoc) -> Option<&HistSlot> {
+        let c = usize::from(loc.0.chunk);
+        // SAFETY: histogram chunk `c` is always used with `hist_slots(c)` slots.
+        unsafe { self.hists[c].get(hist_slots(c)) }.map(|s| &s[loc.0.off as usize])
     }
 
     /// Bytes of cell storage this shard has allocated (memory accounting, not the hot path).
-    pub(crate) fn allocated_bytes(&self, precision_of: impl Fn(Loc) -> Option<u8>) -> usize {
+    ///
+    /// # Safety
+    /// `precisions[i]` is the precision of histogram number `i` (the one its records use; see
+    /// [`HistSlot::record`]).
+    pub(crate) unsafe fn allocated_bytes(&self, precisions: &[u8]) -> usize {
         let mut n = std::mem::size_of::<Shard>();
         for c in 0..COUNTER_CHUNKS {
-            if self.counters[c].get(counter_lines(c)).is_some() {
+            // SAFETY: counter chunk `c` is always used with `counter_lines(c)` lines.
+            if unsafe { self.counters[c].get(counter_lines(c)) }.is_some() {
                 n += counter_lines(c) * std::mem::size_of::<Line>();
             }
         }
         for c in 0..HIST_CHUNKS {
-            if let Some(slots) = self.hists[c].get(hist_slots(c)) {
+            // SAFETY: histogram chunk `c` is always used with `hist_slots(c)` slots.
+            if let Some(slots) = unsafe { self.hists[c].get(hist_slots(c)) } {
                 n += std::mem::size_of_val(slots);
                 for (off, slot) in slots.iter().enumerate() {
-                    if let Some(p) = precision_of(Loc { chunk: c as u8, off: off as u32 }) {
-                        n += slot.allocated_bytes(p);
+                    let index = HistLoc(Loc { chunk: c as u8, off: off as u32 }).index();
+                    if let Some(&p) = precisions.get(index) {
+                        // SAFETY: `p` is this slot's precision (the caller's contract).
+                        n += unsafe { slot.allocated_bytes(p) };
                     }
                 }
             }
@@ -395,10 +446,12 @@ impl Shard {
 impl Drop for Shard {
     fn drop(&mut self) {
         for c in 0..COUNTER_CHUNKS {
-            self.counters[c].free(counter_lines(c));
+            // SAFETY: counter chunk `c` is always used with `counter_lines(c)` lines.
+            unsafe { self.counters[c].free(counter_lines(c)) };
         }
         for c in 0..HIST_CHUNKS {
-            self.hists[c].free(hist_slots(c));
+            // SAFETY: histogram chunk `c` is always used with `hist_slots(c)` slots.
+            unsafe { self.hists[c].free(hist_slots(c)) };
         }
     }
 }

@@ -110,10 +110,15 @@ impl<T> Published<T> {
 
 /// A lazily allocated, never-moving, boxed slice published once through an `AtomicPtr`.
 ///
+/// The slice's length is not stored (one word per slot less on the shard's chunk tables): the
+/// owner uses each slot with one length, fixed by where the slot is (a chunk's size follows
+/// from its number, a bucket group's from its histogram's precision). The accessors are
+/// therefore `unsafe fn`s whose contract is that length.
+///
 /// # Synchronization
 /// The allocating thread writes the (zeroed) slice, then publishes the pointer with a
 /// `Release` CAS; every reader loads it with `Acquire`, so it sees the initialised memory.
-/// The slice is freed only in `Drop` (exclusive access), so a `&[T]` handed out by `get`
+/// The slice is freed only in `free` (exclusive access), so a `&[T]` handed out by `get`
 /// lives as long as `&self`.
 pub(crate) struct LazySlice<T> {
     ptr: AtomicPtr<T>,
@@ -124,10 +129,13 @@ impl<T> LazySlice<T> {
         Self { ptr: AtomicPtr::new(std::ptr::null_mut()) }
     }
 
-    /// The slice if it was allocated with length `len` (every caller passes the one length
-    /// this slot is always used with).
+    /// The slice, if it was allocated.
+    ///
+    /// # Safety
+    /// `len` must be the length this slot is always used with: the `len` of every
+    /// [`get_or_init`](Self::get_or_init) call on it.
     #[inline(always)]
-    pub(crate) fn get(&self, len: usize) -> Option<&[T]> {
+    pub(crate) unsafe fn get(&self, len: usize) -> Option<&[T]> {
         // Acquire: pairs with the Release CAS in `get_or_init`, making the slice's initialised
         // contents visible.
         let p = self.ptr.load(Ordering::Acquire);
@@ -135,16 +143,21 @@ impl<T> LazySlice<T> {
             None
         } else {
             // SAFETY: a non-null pointer was produced by `Box::<[T]>::into_raw` in
-            // `get_or_init` with exactly `len` elements (callers always pass the same `len` for
-            // a slot) and is freed only in `Drop`, which needs `&mut self`.
+            // `get_or_init` with `len` elements (the caller's contract: one length per slot)
+            // and is freed only in `free`, which needs `&mut self`.
             Some(unsafe { std::slice::from_raw_parts(p, len) })
         }
     }
 
-    /// Allocates the slice with `make` if no thread has yet. `make` must return `len` items.
+    /// The slice, allocated with `make` if no thread has yet.
+    ///
+    /// # Safety
+    /// As for [`get`](Self::get): `len` is the one length of this slot. (`make` returning
+    /// another length is caught by an assertion.)
     #[cold]
-    pub(crate) fn get_or_init(&self, len: usize, make: impl FnOnce() -> Box<[T]>) -> &[T] {
-        if let Some(s) = self.get(len) {
+    pub(crate) unsafe fn get_or_init(&self, len: usize, make: impl FnOnce() -> Box<[T]>) -> &[T] {
+        // SAFETY: the caller's contract is `get`'s.
+        if let Some(s) = unsafe { self.get(len) } {
             return s;
         }
         let fresh = make();
@@ -160,16 +173,21 @@ impl<T> LazySlice<T> {
                 drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(raw, len)) });
             }
         }
-        self.get(len).expect("published above")
+        // SAFETY: as above; the slot now holds a slice of `len` elements (ours or the winner's,
+        // which used the same length by the caller's contract).
+        unsafe { self.get(len) }.expect("published above")
     }
 
-    /// Frees the slice, given the length it was allocated with.
-    pub(crate) fn free(&mut self, len: usize) {
+    /// Frees the slice.
+    ///
+    /// # Safety
+    /// As for [`get`](Self::get): `len` is the length the slice was allocated with.
+    pub(crate) unsafe fn free(&mut self, len: usize) {
         let p = self.ptr.load(Ordering::Relaxed);
         if !p.is_null() {
             self.ptr.store(std::ptr::null_mut(), Ordering::Relaxed);
             // SAFETY: `&mut self` gives exclusive access; `p` came from `Box::into_raw` with
-            // `len` elements (the caller passes the allocation's length) and is not used again.
+            // `len` elements (the caller's contract) and is not used again.
             drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, len)) });
         }
     }

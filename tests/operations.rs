@@ -137,8 +137,7 @@ fn state_set_concurrent_transitions_stay_consistent() {
             let expected = i64::from(s == set.state()) - i64::from(s == "a");
             assert_eq!(into as i64 - out as i64, expected, "round {round}: flow through {s}");
         }
-        let credited: u64 =
-            STATES.iter().filter_map(|s| snap.counter("st_state_seconds_total", &[("state", s)])).sum();
+        let credited: u64 = STATES.iter().filter_map(|s| snap.counter("st_state_seconds_total", &[("state", s)])).sum();
         assert!(credited <= elapsed, "round {round}: {credited} ns credited in {elapsed} ns");
     }
 }

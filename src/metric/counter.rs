@@ -5,7 +5,7 @@ use std::fmt;
 use crate::{
     metric::{sealed::Sealed, Metric},
     registry::{Core, Store},
-    shard::{single_writer_add, with_cached_shard, with_shard, Loc},
+    shard::{single_writer_add, with_cached_shard, with_shard, CounterLoc},
     sync::Arc,
     Unit,
 };
@@ -17,7 +17,7 @@ use crate::{
 /// and a store. No lock, no read-modify-write, no allocation after the thread's first touch of
 /// the chunk.
 #[inline(always)]
-pub(crate) fn add(core: &Core, loc: Loc, n: u64) {
+pub(crate) fn add(core: &Core, loc: CounterLoc, n: u64) {
     add_with_id(core.id, core, loc, n);
 }
 
@@ -31,7 +31,7 @@ pub(crate) fn add(core: &Core, loc: Loc, n: u64) {
 /// read-modify-write, which is a plain load + store, not `lock`ed), 2 never-taken branches,
 /// no call. Callgrind: 10 instructions per `inc()` in a loop (with 3 of loop overhead).
 #[inline(always)]
-fn add_with_id(id: u64, core: &Core, loc: Loc, n: u64) {
+fn add_with_id(id: u64, core: &Core, loc: CounterLoc, n: u64) {
     if with_cached_shard(id, |s| single_writer_add(s.counter_cell(loc), n)).is_none() {
         add_slow(id, core, loc, n);
     }
@@ -41,7 +41,7 @@ fn add_with_id(id: u64, core: &Core, loc: Loc, n: u64) {
 /// record, or one after its binding was destroyed).
 #[cold]
 #[inline(never)]
-fn add_slow(id: u64, core: &Core, loc: Loc, n: u64) {
+fn add_slow(id: u64, core: &Core, loc: CounterLoc, n: u64) {
     with_shard(id, &core.shards, |s| single_writer_add(s.counter_cell(loc), n));
 }
 
@@ -50,7 +50,7 @@ fn add_slow(id: u64, core: &Core, loc: Loc, n: u64) {
 #[must_use = "counters do nothing unless you use them"]
 pub struct Counter {
     id: u64,
-    loc: Loc,
+    loc: CounterLoc,
     core: Arc<Core>,
 }
 
@@ -117,7 +117,7 @@ impl fmt::Debug for Counter {
 #[must_use = "counters do nothing unless you use them"]
 pub struct CounterRef<'a> {
     id: u64,
-    loc: Loc,
+    loc: CounterLoc,
     core: &'a Arc<Core>,
 }
 

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crossbeam_utils::CachePadded;
+
 use crate::{
     metric::{sealed::Sealed, Metric},
     registry::{Core, Store},
@@ -24,9 +26,10 @@ const GAUGE_CHUNKS: usize = 24;
 #[cfg(shardmetrics_loom)]
 const GAUGE_CHUNKS: usize = 2;
 
-/// One gauge: the value's bits, alone on its cache-line pair (many threads may write it).
-#[repr(align(128))]
-pub(crate) struct GaugeCell(pub(crate) AtomicU64);
+/// One gauge: the value's bits, alone on its cache line(s) (many threads may write it):
+/// `CachePadded`'s alignment is 128 bytes on x86-64, where the adjacent-line prefetcher pairs
+/// lines (its doc says why).
+pub(crate) type GaugeCell = CachePadded<AtomicU64>;
 
 /// The registry's gauge cells, in never-moving chunks.
 pub(crate) struct GaugeStore {
@@ -47,12 +50,16 @@ impl GaugeStore {
     pub(crate) fn cell(&self, loc: Loc) -> &AtomicU64 {
         let c = loc.chunk();
         let len = GAUGE_BASE << c;
-        let cells = match self.chunks[c].get(len) {
+        // SAFETY: gauge chunk `c` is always used with `GAUGE_BASE << c` cells.
+        let cells = match unsafe { self.chunks[c].get(len) } {
             Some(cells) => cells,
-            None => self.chunks[c]
-                .get_or_init(len, || (0..len).map(|_| GaugeCell(AtomicU64::new(0f64.to_bits()))).collect()),
+            // SAFETY: as above.
+            None => unsafe {
+                self.chunks[c]
+                    .get_or_init(len, || (0..len).map(|_| CachePadded::new(AtomicU64::new(0f64.to_bits()))).collect())
+            },
         };
-        &cells[loc.off()].0
+        &cells[loc.off()]
     }
 
     /// Current value (aggregator side).
@@ -66,7 +73,8 @@ impl GaugeStore {
 impl Drop for GaugeStore {
     fn drop(&mut self) {
         for (c, chunk) in self.chunks.iter_mut().enumerate() {
-            chunk.free(GAUGE_BASE << c);
+            // SAFETY: gauge chunk `c` is always used with `GAUGE_BASE << c` cells.
+            unsafe { chunk.free(GAUGE_BASE << c) };
         }
     }
 }
@@ -202,5 +210,25 @@ impl Sealed for Gauge {
             Store::Gauge(loc) => GaugeRef { core, loc },
             _ => unreachable!("catalogue returned a non-gauge store for a gauge"),
         }
+    }
+}
+
+#[cfg(all(test, not(shardmetrics_loom)))]
+mod tests {
+    use super::*;
+
+    /// Two gauges written by different threads never share a cache line (or, on x86-64, the
+    /// prefetcher's line pair): the cells of one chunk are `CachePadded` apart.
+    #[test]
+    fn gauge_cells_are_padded_apart() {
+        let stride = std::mem::size_of::<GaugeCell>();
+        assert!(stride >= 64 && stride.is_power_of_two(), "{stride}");
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(stride, 128);
+        let store = GaugeStore::new();
+        let (a, b) = (GaugeStore::loc(0).unwrap(), GaugeStore::loc(1).unwrap());
+        let (pa, pb) = (store.cell(a) as *const AtomicU64 as usize, store.cell(b) as *const AtomicU64 as usize);
+        assert_eq!(pb - pa, stride);
+        assert_eq!(pa % stride, 0);
     }
 }

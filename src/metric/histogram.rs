@@ -5,7 +5,7 @@ use std::fmt;
 use crate::{
     metric::{sealed::Sealed, Metric},
     registry::{Core, Store},
-    shard::{with_cached_shard, with_shard, Loc},
+    shard::{with_cached_shard, with_shard, HistLoc},
     sync::Arc,
     Unit,
 };
@@ -29,8 +29,10 @@ use crate::{
 /// handle's precision; no call. Callgrind: 51 instructions per `record(v)` in a loop (50
 /// before the count was added).
 #[inline(always)]
-pub(crate) fn record(id: u64, core: &Core, loc: Loc, precision: u8, value: u64) {
-    if with_cached_shard(id, |s| s.hist_slot(loc).record(value, precision)).is_none() {
+pub(crate) fn record(id: u64, core: &Core, loc: HistLoc, precision: u8, value: u64) {
+    // SAFETY: `precision` is the series' precision: handles copy `loc` and `precision` together
+    // from the series' `Store::Histogram`, so every record into its slots uses the same one.
+    if with_cached_shard(id, |s| unsafe { s.hist_slot(loc).record(value, precision) }).is_none() {
         record_slow(id, core, loc, precision, value);
     }
 }
@@ -39,8 +41,9 @@ pub(crate) fn record(id: u64, core: &Core, loc: Loc, precision: u8, value: u64) 
 /// one after its binding was destroyed).
 #[cold]
 #[inline(never)]
-fn record_slow(id: u64, core: &Core, loc: Loc, precision: u8, value: u64) {
-    with_shard(id, &core.shards, |s| s.hist_slot(loc).record(value, precision));
+fn record_slow(id: u64, core: &Core, loc: HistLoc, precision: u8, value: u64) {
+    // SAFETY: as in `record`.
+    with_shard(id, &core.shards, |s| unsafe { s.hist_slot(loc).record(value, precision) });
 }
 
 macro_rules! histogram_methods {
@@ -110,7 +113,7 @@ macro_rules! histogram_methods {
 pub struct Histogram {
     id: u64,
     core: Arc<Core>,
-    loc: Loc,
+    loc: HistLoc,
     precision: u8,
     unit: Unit,
 }
@@ -147,7 +150,7 @@ impl fmt::Debug for Histogram {
 pub struct HistogramRef<'a> {
     id: u64,
     core: &'a Arc<Core>,
-    loc: Loc,
+    loc: HistLoc,
     precision: u8,
     unit: Unit,
 }
@@ -172,7 +175,7 @@ impl fmt::Debug for HistogramRef<'_> {
 pub struct Timer<'a> {
     id: u64,
     core: &'a Core,
-    loc: Loc,
+    loc: HistLoc,
     precision: u8,
     unit: Unit,
     /// Raw clock reading ([`crate::clock`]) at the start; `None` once recorded or discarded.

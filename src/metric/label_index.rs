@@ -19,7 +19,7 @@
 //!   older table may miss an entry inserted since; it then takes the caller's slow path, which
 //!   looks again under the mutex.
 
-use std::hash::BuildHasher;
+use std::{hash::BuildHasher, marker::PhantomData};
 
 use crate::{
     registry::Store,
@@ -116,6 +116,8 @@ pub(crate) struct LabelIndex {
     seeds: [u64; 2],
     /// Hashes values longer than [`SHORT`] bytes (foldhash, randomly seeded).
     hasher: hashbrown::DefaultHashBuilder,
+    /// The tables and entries the pointers own (see the `Send`/`Sync` note below).
+    _owns: PhantomData<(Box<Table>, Box<Entry>)>,
 }
 
 /// Values up to this many bytes are hashed and compared as two machine words.
@@ -164,6 +166,7 @@ impl LabelIndex {
             table: AtomicPtr::new(Box::into_raw(Table::with_capacity(8))),
             seeds: [hasher.hash_one(0u64), hasher.hash_one(1u64) | 1],
             hasher,
+            _owns: PhantomData,
         }
     }
 
@@ -303,21 +306,22 @@ impl LabelIndex {
     }
 }
 
-// SAFETY: the index owns its tables and entries (plain data plus atomics); shared access is
-// the read protocol described in the module docs, and all mutation goes through atomics or
-// through `&mut self`.
-unsafe impl Send for LabelIndex {}
-// SAFETY: as above: `&LabelIndex` only permits `get` (atomic loads of immutable data) and
-// `insert`, whose callers serialise writers through the mutex guarding `Writer`.
-unsafe impl Sync for LabelIndex {}
+// `LabelIndex` is `Send + Sync` by the auto traits, not by an `unsafe impl`: its raw pointers
+// sit in `AtomicPtr`s (always `Send + Sync`) and `_owns` makes the auto traits follow what it
+// owns, so a future `!Send`/`!Sync` field of an entry or table takes them away instead of being
+// covered silently. Shared access is the read protocol in the module docs.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<LabelIndex>();
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::Loc;
+    use crate::shard::CounterLoc;
 
     fn store(i: usize) -> Store {
-        Store::Counter { index: i, loc: Loc::counter(i).unwrap() }
+        Store::Counter { index: i, loc: CounterLoc::new(i).unwrap() }
     }
 
     #[test]
