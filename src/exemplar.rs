@@ -31,16 +31,9 @@
 //! the names and values together are at most 128 characters. An invalid exemplar is dropped and counted in
 //! `shardmetrics_rejected_values_total`; the value itself is always recorded.
 
-use std::{
-    fmt,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, OnceLock,
-    },
-    time::SystemTime,
-};
+use std::{fmt, sync::Arc, time::SystemTime};
 
-use arc_swap::ArcSwapOption;
+use crate::sync::{ArcCell, AtomicBool, OnceBox, Ordering};
 
 /// Most characters the label names and values of one exemplar may have together (OpenMetrics).
 pub const MAX_EXEMPLAR_LABEL_CHARS: usize = 128;
@@ -160,12 +153,12 @@ const BASE: usize = 64;
 const CHUNKS: usize = 27;
 
 struct Table<T> {
-    chunks: [OnceLock<Box<[T]>>; CHUNKS],
+    chunks: [OnceBox<Box<[T]>>; CHUNKS],
 }
 
 impl<T: Default> Table<T> {
     fn new() -> Self {
-        Table { chunks: std::array::from_fn(|_| OnceLock::new()) }
+        Table { chunks: std::array::from_fn(|_| OnceBox::new()) }
     }
 
     fn place(index: usize) -> (usize, usize) {
@@ -189,15 +182,15 @@ impl<T: Default> Table<T> {
 pub(crate) struct HistExemplars {
     /// The `le` bounds converted into the histogram's recording unit, ascending.
     upper: Box<[f64]>,
-    slots: Box<[ArcSwapOption<Exemplar>]>,
+    slots: Box<[ArcCell<Exemplar>]>,
 }
 
 /// The exemplars of every counter and histogram of one registry.
 pub(crate) struct ExemplarStore {
     /// Set once any series stored an exemplar: until then ticks skip the look-ups.
     used: AtomicBool,
-    counters: Table<ArcSwapOption<Exemplar>>,
-    histograms: Table<OnceLock<HistExemplars>>,
+    counters: Table<ArcCell<Exemplar>>,
+    histograms: Table<OnceBox<HistExemplars>>,
 }
 
 /// The exemplars a snapshot carries for one series: one entry for a counter; for a histogram
@@ -230,7 +223,7 @@ impl ExemplarStore {
         let Some(cell) = self.histograms.get_or_init(index) else { return };
         let h = cell.get_or_init(|| {
             let upper = bounds();
-            let slots = (0..=upper.len()).map(|_| ArcSwapOption::empty()).collect();
+            let slots = (0..=upper.len()).map(|_| ArcCell::default()).collect();
             HistExemplars { upper, slots }
         });
         let value = e.value as f64;
@@ -246,14 +239,14 @@ impl ExemplarStore {
 
     /// Counter `index`'s latest exemplar, for a snapshot.
     pub(crate) fn counter(&self, index: usize) -> Option<Exemplars> {
-        let e = self.counters.get(index)?.load_full()?;
+        let e = self.counters.get(index)?.load()?;
         Some(Box::new([Some(e)]))
     }
 
     /// Histogram `index`'s latest exemplar per bucket, for a snapshot.
     pub(crate) fn histogram(&self, index: usize) -> Option<Exemplars> {
         let h = self.histograms.get(index)?.get()?;
-        Some(h.slots.iter().map(|s| s.load_full()).collect())
+        Some(h.slots.iter().map(ArcCell::load).collect())
     }
 }
 

@@ -192,3 +192,119 @@ impl<T> LazySlice<T> {
         }
     }
 }
+
+/// A value set at most once and then read lock-free: `once_cell::race::OnceBox`, on the
+/// facade's atomics so loom checks it.
+///
+/// # Synchronization
+/// The initialising thread boxes the value, then publishes the pointer with a `Release` CAS;
+/// readers load it with `Acquire`, so they see the value's contents. A thread that loses the
+/// race frees its own box and returns the winner's. The box is freed only in `Drop`.
+pub(crate) struct OnceBox<T> {
+    ptr: AtomicPtr<T>,
+    /// The box the pointer owns, for the auto traits and drop check.
+    _owns: std::marker::PhantomData<Box<T>>,
+}
+
+impl<T> OnceBox<T> {
+    pub(crate) fn new() -> Self {
+        OnceBox { ptr: AtomicPtr::new(std::ptr::null_mut()), _owns: std::marker::PhantomData }
+    }
+
+    /// The value, if it was set.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&T> {
+        // Acquire: pairs with the Release CAS in `get_or_init`.
+        let p = self.ptr.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer came from `Box::into_raw` in `get_or_init` and is freed
+        // only in `Drop` (`&mut self`), so it is valid for as long as `&self`.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// The value, set to `make()` first if no thread has set it.
+    pub(crate) fn get_or_init(&self, make: impl FnOnce() -> T) -> &T {
+        if let Some(v) = self.get() {
+            return v;
+        }
+        let fresh = Box::into_raw(Box::new(make()));
+        // Release on success: publishes the value to the Acquire loads in `get`. Acquire on
+        // failure: we read the winner's value instead.
+        match self.ptr.compare_exchange(std::ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: `fresh` is now owned by `self` and freed only in `Drop`.
+            Ok(_) => unsafe { &*fresh },
+            Err(winner) => {
+                // SAFETY: `fresh` came from `Box::into_raw` above and was never shared.
+                drop(unsafe { Box::from_raw(fresh) });
+                // SAFETY: `winner` is the published, non-null pointer (as in `get`).
+                unsafe { &*winner }
+            }
+        }
+    }
+}
+
+impl<T> Default for OnceBox<T> {
+    fn default() -> Self {
+        OnceBox::new()
+    }
+}
+
+impl<T> Drop for OnceBox<T> {
+    fn drop(&mut self) {
+        let p = self.ptr.load(Ordering::Relaxed);
+        if !p.is_null() {
+            // SAFETY: `&mut self` gives exclusive access; `p` came from `Box::into_raw` and is
+            // freed exactly once, here.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+/// An optional `Arc` that one thread replaces while others take copies:
+/// `arc_swap::ArcSwapOption` normally, a loom-visible mutex stand-in under loom (as for
+/// [`Published`]). The `Arc` is std's in both builds (it is handed to users); under loom the
+/// mutex carries the publication that the model checks.
+pub(crate) struct ArcCell<T> {
+    #[cfg(not(shardmetrics_loom))]
+    inner: arc_swap::ArcSwapOption<T>,
+    #[cfg(shardmetrics_loom)]
+    inner: Mutex<Option<std::sync::Arc<T>>>,
+}
+
+impl<T> Default for ArcCell<T> {
+    fn default() -> Self {
+        #[cfg(not(shardmetrics_loom))]
+        {
+            ArcCell { inner: arc_swap::ArcSwapOption::empty() }
+        }
+        #[cfg(shardmetrics_loom)]
+        {
+            ArcCell { inner: Mutex::new(None) }
+        }
+    }
+}
+
+impl<T> ArcCell<T> {
+    /// Replaces the value; pairs (Release inside arc-swap / the mutex) with `load`.
+    pub(crate) fn store(&self, value: Option<std::sync::Arc<T>>) {
+        #[cfg(not(shardmetrics_loom))]
+        {
+            self.inner.store(value)
+        }
+        #[cfg(shardmetrics_loom)]
+        {
+            *lock(&self.inner) = value;
+        }
+    }
+
+    /// A copy of the current value (arc-swap `load_full`).
+    pub(crate) fn load(&self) -> Option<std::sync::Arc<T>> {
+        #[cfg(not(shardmetrics_loom))]
+        {
+            self.inner.load_full()
+        }
+        #[cfg(shardmetrics_loom)]
+        {
+            lock(&self.inner).clone()
+        }
+    }
+}

@@ -20,7 +20,7 @@ use crate::{
         Metric,
     },
     registry::{Core, Store},
-    sync::{lock, Arc, Mutex},
+    sync::{lock, Arc, Mutex, OnceBox},
     Unit,
 };
 
@@ -35,9 +35,9 @@ pub(crate) struct FamilyInner {
     series: LabelIndex,
     /// Serialises inserts into `series` and owns its allocations.
     writer: Mutex<Writer>,
-    /// Set (Release) once a cap refused a label set; then `overflow` holds the overflow series.
-    full: std::sync::atomic::AtomicBool,
-    overflow: std::sync::OnceLock<Store>,
+    /// Set once a cap refused a label set: the overflow series every later new label set goes
+    /// to (published with Release, read with Acquire; see [`OnceBox`]).
+    overflow: OnceBox<Store>,
 }
 
 impl Drop for FamilyInner {
@@ -61,21 +61,19 @@ impl FamilyInner {
             unit,
             series: LabelIndex::new(),
             writer: Mutex::new(Writer::default()),
-            full: std::sync::atomic::AtomicBool::new(false),
-            overflow: std::sync::OnceLock::new(),
+            overflow: OnceBox::new(),
         }
     }
 
     #[cold]
     #[inline(never)]
     fn resolve_slow(&self, values: &[&str]) -> Result<Store, Error> {
-        // Acquire: pairs with the Release store below, made once the family is full.
-        if self.full.load(std::sync::atomic::Ordering::Acquire) {
+        if let Some(&overflow) = self.overflow.get() {
             if values.len() != self.names.len() {
                 return Err(self.arity_error(values.len()));
             }
             self.core.count_overflow();
-            return Ok(*self.overflow.get().expect("set before `full`"));
+            return Ok(overflow);
         }
         let mut writer = lock(&self.writer);
         if let Some(s) = self.series.get(values) {
@@ -88,8 +86,7 @@ impl FamilyInner {
             Ok(r)
         })?;
         if overflowed {
-            let _ = self.overflow.set(store);
-            self.full.store(true, std::sync::atomic::Ordering::Release);
+            self.overflow.get_or_init(|| store);
         } else {
             self.series.insert(&mut writer, values, store);
         }
