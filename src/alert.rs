@@ -476,6 +476,24 @@ impl fmt::Display for Notification {
 
 type Callback = Box<dyn FnMut(&Notification) + Send>;
 
+/// Starts the notifier thread: it calls `callbacks` with every notification sent on the returned
+/// queue of capacity `queue`.
+fn spawn_notifier(queue: usize, mut callbacks: Vec<Callback>) -> SyncSender<Notification> {
+    let (tx, rx) = sync_channel::<Notification>(queue);
+    std::thread::Builder::new()
+        .name(THREAD_NAME.into())
+        .spawn(move || {
+            // Ends when the observer (the only sender) is dropped with its registry.
+            for n in rx {
+                for f in &mut callbacks {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&n)));
+                }
+            }
+        })
+        .expect("failed to spawn the shardmetrics alert notifier thread");
+    tx
+}
+
 /// A set of rules and the callbacks their notifications go to; [`Alerts::install`] puts them
 /// on a registry.
 #[must_use = "rules do nothing until `install()`"]
@@ -577,24 +595,7 @@ impl Alerts {
             value_g.set(f64::NAN);
             live.push(Live::new(rule, c, state_g, value_g));
         }
-        let tx = if self.callbacks.is_empty() {
-            None
-        } else {
-            let (tx, rx) = sync_channel::<Notification>(self.queue);
-            let mut callbacks = self.callbacks;
-            std::thread::Builder::new()
-                .name(THREAD_NAME.into())
-                .spawn(move || {
-                    // Ends when the observer (the only sender) is dropped with its registry.
-                    for n in rx {
-                        for f in &mut callbacks {
-                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&n)));
-                        }
-                    }
-                })
-                .expect("failed to spawn the shardmetrics alert notifier thread");
-            Some(tx)
-        };
+        let tx = if self.callbacks.is_empty() { None } else { Some(spawn_notifier(self.queue, self.callbacks)) };
         Ok(Engine { rules: live, tx, sent, dropped })
     }
 }
