@@ -123,7 +123,7 @@ impl Exemplar {
             }
             out.push_str(k);
             out.push_str("=\"");
-            crate::export::escape_label_value(out, v);
+            crate::exposition::escape_label_value(out, v);
             out.push('"');
         }
     }

@@ -66,6 +66,7 @@ pub mod collect;
 mod error;
 mod exemplar;
 pub mod export;
+mod exposition;
 #[cfg(all(feature = "metrics-facade", not(shardmetrics_loom)))]
 pub mod facade;
 mod metric;

@@ -16,7 +16,7 @@ use crate::{
     self_metrics,
     shard::{CounterLoc, HistLoc, Loc, ShardList},
     snapshot::{FamilyInfo, Labels, SeriesMeta, Snapshot},
-    sync::{lock, Arc as SyncArc, Mutex, Published},
+    sync::{lock, Arc as SyncArc, Mutex, OnceBox, Published},
     Kind, Unit,
 };
 
@@ -725,7 +725,7 @@ impl Catalogue {
                 if fam.info.help.is_empty() && !h.is_empty() {
                     let mut info = (*fam.info).clone();
                     info.help = Arc::from(h.as_str());
-                    info.headers = std::sync::OnceLock::new();
+                    info.headers = OnceBox::new();
                     fam.info = Arc::new(info);
                     self.dirty = true;
                 }
@@ -743,9 +743,9 @@ impl Catalogue {
             quantiles: def.quantiles.as_deref().map(Arc::from),
             quantile_window: def.quantile_window,
             stateset: def.stateset,
-            headers: std::sync::OnceLock::new(),
+            headers: OnceBox::new(),
         };
-        let exposed = crate::export::exposition_names(&info);
+        let exposed = crate::exposition::exposition_names(info.desc());
         if let Some((n, other)) = exposed.iter().find_map(|n| self.exposed.get(n).map(|o| (n, o))) {
             let (exported, other) = (n.clone(), other.to_string());
             return Err(Error::ExpositionClash { name: def.name.clone(), exported, other });
@@ -785,7 +785,7 @@ impl Catalogue {
             if set_unit {
                 info.unit = unit;
             }
-            info.headers = std::sync::OnceLock::new();
+            info.headers = OnceBox::new();
             fam.info = Arc::new(info);
             self.dirty = true;
         }
@@ -828,10 +828,7 @@ impl Catalogue {
     /// The exported `le` bounds of histogram `index`, converted into its recording unit.
     pub(crate) fn exemplar_bounds(&self, index: usize) -> Box<[f64]> {
         let info = &self.families[self.hist_families[index] as usize].info;
-        crate::export::prometheus::export_buckets(info)
-            .iter()
-            .map(|&b| crate::export::bound_in_unit(b, info.unit()))
-            .collect()
+        info.le_bounds().iter().map(|&b| crate::exposition::bound_in_unit(b, info.unit())).collect()
     }
 
     /// The overflow series of family `f` (created on first use).

@@ -9,7 +9,12 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::{buckets, Kind, Unit};
+use crate::{
+    buckets,
+    exposition::{le_bounds, Desc, Headers},
+    sync::OnceBox,
+    Kind, Unit,
+};
 
 /// A series' labels, sorted by name. Cheap to clone.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -71,7 +76,7 @@ impl SeriesMeta {
             }
             r.push_str(k);
             r.push_str("=\"");
-            crate::export::escape_label_value(&mut r, v);
+            crate::exposition::escape_label_value(&mut r, v);
             r.push('"');
         }
         SeriesMeta { name, labels, rendered_labels: r.into() }
@@ -93,13 +98,31 @@ pub struct FamilyInfo {
     pub(crate) stateset: bool,
     /// Exposition names and header lines, rendered once per family (by the first exporter
     /// that needs them, never on a recording thread). Reset whenever help or unit change.
-    pub(crate) headers: std::sync::OnceLock<crate::export::Headers>,
+    pub(crate) headers: OnceBox<Headers>,
 }
 
 impl FamilyInfo {
     /// Names and header lines for the text formats (cached).
-    pub(crate) fn headers(&self) -> &crate::export::Headers {
-        self.headers.get_or_init(|| crate::export::Headers::new(self))
+    pub(crate) fn headers(&self) -> &Headers {
+        self.headers.get_or_init(|| Headers::new(self.desc()))
+    }
+
+    /// The family as the text formats see it.
+    pub(crate) fn desc(&self) -> Desc<'_> {
+        Desc {
+            name: &self.name,
+            kind: self.kind,
+            unit: self.unit,
+            help: &self.help,
+            stateset: self.stateset,
+            quantiles: self.quantiles.is_some(),
+        }
+    }
+
+    /// The classic-histogram `le` bounds in the exported unit (configured, or the defaults for
+    /// the unit).
+    pub(crate) fn le_bounds(&self) -> &[f64] {
+        le_bounds(self.buckets.as_deref(), self.unit)
     }
 
     pub fn name(&self) -> &str {

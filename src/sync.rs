@@ -242,6 +242,23 @@ impl<T> OnceBox<T> {
     }
 }
 
+impl<T: Clone> Clone for OnceBox<T> {
+    /// A new box holding a copy of the value, if one was set.
+    fn clone(&self) -> Self {
+        let copy = OnceBox::new();
+        if let Some(v) = self.get() {
+            copy.get_or_init(|| v.clone());
+        }
+        copy
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for OnceBox<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("OnceBox").field(&self.get()).finish()
+    }
+}
+
 impl<T> Default for OnceBox<T> {
     fn default() -> Self {
         OnceBox::new()

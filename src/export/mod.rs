@@ -3,7 +3,8 @@
 
 #![forbid(unsafe_code)]
 
-use crate::{snapshot::FamilyInfo, Kind, Unit};
+pub(crate) use crate::exposition::{bound_in_unit, write_f64, write_u64};
+use crate::{snapshot::FamilyInfo, Unit};
 
 #[cfg(feature = "http")]
 pub mod http;
@@ -22,145 +23,10 @@ pub mod remote_write;
 #[cfg(not(shardmetrics_loom))]
 pub mod retry;
 
-/// Every family and sample name a family occupies in the Prometheus and OpenMetrics renders
-/// (including OpenMetrics' reserved `_created`). Two families sharing one would render a
-/// duplicate `# TYPE` or a clash that strict parsers reject, so the registry refuses the second.
-pub(crate) fn exposition_names(info: &FamilyInfo) -> Vec<String> {
-    let exported = prometheus::exported_name(info);
-    let mut names = match info.kind() {
-        Kind::Counter => {
-            let family = openmetrics::family_name(info);
-            vec![format!("{family}_total"), format!("{family}_created"), family]
-        }
-        Kind::Gauge => Vec::new(),
-        Kind::Histogram => ["_bucket", "_count", "_sum", "_created"].iter().map(|s| format!("{exported}{s}")).collect(),
-    };
-    if info.quantiles().is_some() {
-        let q = quantile_family_name(info);
-        names.extend(["_sum", "_count", "_created"].iter().map(|s| format!("{q}{s}")));
-        names.push(q);
-    }
-    names.push(exported);
-    names.sort();
-    names.dedup();
-    names
-}
-
-/// A family's names and header lines in both text formats, rendered once and cached in its
-/// `FamilyInfo`, so a render only copies bytes per family.
-#[derive(Debug, Clone)]
-pub(crate) struct Headers {
-    /// Prometheus sample name and `# HELP` / `# TYPE` lines.
-    pub(crate) prom_name: String,
-    pub(crate) prom: String,
-    /// OpenMetrics sample name and `# TYPE` / `# UNIT` / `# HELP` lines.
-    pub(crate) om_name: String,
-    pub(crate) om: String,
-    /// The summary family of a histogram's quantile series, if it has one: name, Prometheus
-    /// header, OpenMetrics header.
-    pub(crate) quantiles: Option<(String, String, String)>,
-}
-
-impl Headers {
-    pub(crate) fn new(info: &FamilyInfo) -> Headers {
-        Headers {
-            prom_name: prometheus::exported_name(info),
-            prom: prometheus::header(info),
-            om_name: openmetrics::sample_name(info),
-            om: openmetrics::header(info),
-            quantiles: info.quantiles().map(|_| {
-                let name = quantile_family_name(info);
-                let help = match info.help() {
-                    "" => format!("Quantiles of {}", prometheus::exported_name(info)),
-                    h => format!("{h} (quantiles)"),
-                };
-                let mut prom = format!("# HELP {name} ");
-                escape_help(&mut prom, &help);
-                prom.push_str(&format!("\n# TYPE {name} summary\n"));
-                let mut om = format!("# TYPE {name} summary\n# HELP {name} ");
-                escape_label_value(&mut om, &help);
-                om.push('\n');
-                (name, prom, om)
-            }),
-        }
-    }
-}
-
 /// The name of a histogram's summary family of quantile series: its exported name followed by
 /// `_quantiles` (`http_request_duration_seconds` → `http_request_duration_seconds_quantiles`).
 pub fn quantile_family_name(info: &FamilyInfo) -> String {
-    prometheus::exported_name(info) + "_quantiles"
-}
-
-/// Escapes a label value for the Prometheus / OpenMetrics text formats: `\` → `\\`,
-/// `"` → `\"`, newline → `\n`.
-pub(crate) fn escape_label_value(out: &mut String, v: &str) {
-    if !v.contains(['\\', '"', '\n']) {
-        out.push_str(v);
-        return;
-    }
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Escapes HELP text: `\` → `\\`, newline → `\n`.
-pub(crate) fn escape_help(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Writes a float the way Prometheus parsers expect: `NaN`, `+Inf`, `-Inf`, otherwise the
-/// shortest round-tripping decimal (never Rust's `inf`).
-pub(crate) fn write_f64(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else if v == v.trunc() && v.abs() < 1e15 {
-        // Integral values print without a fraction ("3", not "3.0").
-        out.push_str(itoa::Buffer::new().format(v as i64));
-    } else {
-        out.push_str(ryu::Buffer::new().format_finite(v));
-    }
-}
-
-/// Writes an unsigned integer.
-#[inline]
-pub(crate) fn write_u64(out: &mut String, v: u64) {
-    out.push_str(itoa::Buffer::new().format(v));
-}
-
-/// Converts a classic-histogram `le` boundary from the exported base unit (seconds) into the
-/// unit the values were recorded in. Multiplies by the exact integer factor and snaps results
-/// within a rounding error of an integer, so `3e-8` s is 30 ns, not `29.999999999999996`
-/// (which would leave a value of exactly 30 ns out of its `le="3e-8"` bucket).
-pub(crate) fn bound_in_unit(bound: f64, unit: Unit) -> f64 {
-    let factor = match unit {
-        Unit::Nanoseconds => 1e9,
-        Unit::Microseconds => 1e6,
-        Unit::Milliseconds => 1e3,
-        _ => return bound,
-    };
-    let x = bound * factor;
-    let r = x.round();
-    if (x - r).abs() <= r.abs() * 4.0 * f64::EPSILON {
-        r
-    } else {
-        x
-    }
+    crate::exposition::quantile_family_name(info.desc())
 }
 
 /// Which text format [`write_samples`] writes.
@@ -319,47 +185,4 @@ pub(crate) fn sample_start_with(out: &mut String, name: &str, suffix: &str, labe
         }
     }
     out.push(' ');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn floats() {
-        let f = |v| {
-            let mut s = String::new();
-            write_f64(&mut s, v);
-            s
-        };
-        assert_eq!(f(f64::NAN), "NaN");
-        assert_eq!(f(f64::INFINITY), "+Inf");
-        assert_eq!(f(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(f(3.0), "3");
-        assert_eq!(f(-2.0), "-2");
-        assert_eq!(f(0.25), "0.25");
-        assert_eq!(f(1e-6), "1e-6");
-        assert_eq!(f(1e300).parse::<f64>().unwrap(), 1e300);
-        assert_eq!(f(-0.0), "0");
-    }
-
-    #[test]
-    fn bounds_convert_exactly() {
-        for (s, ns) in [(3e-8, 30.0), (1e-7, 100.0), (7e-7, 700.0), (1e-6, 1000.0), (2.5e-6, 2500.0)] {
-            assert_eq!(bound_in_unit(s, Unit::Nanoseconds), ns, "{s}");
-        }
-        assert_eq!(bound_in_unit(1e-3, Unit::Microseconds), 1000.0);
-        assert_eq!(bound_in_unit(0.5, Unit::Seconds), 0.5);
-        assert!((bound_in_unit(1.0000001e-9, Unit::Nanoseconds) - 1.0000001).abs() < 1e-12);
-    }
-
-    #[test]
-    fn escapes() {
-        let mut s = String::new();
-        escape_label_value(&mut s, "a\\b\"c\nd");
-        assert_eq!(s, r#"a\\b\"c\nd"#);
-        let mut h = String::new();
-        escape_help(&mut h, "x\\y\n\"z\"");
-        assert_eq!(h, r#"x\\y\n"z""#);
-    }
 }
