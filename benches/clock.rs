@@ -32,7 +32,7 @@ use std::{
 };
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use shardmetrics::{buckets, Registry, Unit};
+use shardmetrics::{__private as buckets, Registry, Unit};
 
 /// Whether to time with the thread's CPU clock (`SHARDMETRICS_BENCH_CLOCK=cpu`).
 fn cpu_clock() -> bool {

@@ -62,7 +62,7 @@ use std::{
 };
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use shardmetrics::{buckets, Registry, Unit};
+use shardmetrics::{__private as buckets, Registry, Unit};
 
 /// Thread counts measured (the machine has 2 cores).
 const THREADS: [usize; 2] = [1, 2];

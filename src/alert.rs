@@ -33,7 +33,7 @@
 //! * **Levels**: the expression's threshold is the warning level (or the critical one with
 //!   [`Rule::severity`]); [`Rule::critical`] / [`Rule::warning`] add the other. With `>`/`>=`
 //!   critical must not be below warning, with `<`/`<=` not above.
-//! * **`for`** ([`Hold`]): a level fires once its condition held on N consecutive ticks
+//! * **`for`** ([`Hold`](expr::Hold)): a level fires once its condition held on N consecutive ticks
 //!   ([`Rule::for_ticks`]), or continuously for a duration ([`Rule::for_duration`]) — not one
 //!   tick earlier. The default fires on the first breaching tick.
 //! * **State**: the highest level that fired; when a level's condition stops holding the state
@@ -65,6 +65,5 @@ mod sample;
 
 pub use config::ConfigError;
 pub use engine::Alerts;
-pub use expr::{Dim, Hold, Op, ParseError, Query, Stat, Threshold};
 pub use notification::{Notification, NotificationKind, DEFAULT_QUEUE, THREAD_NAME};
 pub use rule::{AlertState, Rule, RuleError, Severity};

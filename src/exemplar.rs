@@ -6,7 +6,7 @@
 //!
 //! Exemplars are not in the shards. [`crate::Counter::inc_with_exemplar`] and
 //! [`crate::Histogram::record_with_exemplar`] record the value through the ordinary fast path
-//! and then store the exemplar in the registry's [`ExemplarStore`]: one `ArcSwapOption` per
+//! and then store the exemplar in the registry's exemplar store: one `ArcSwapOption` per
 //! counter, and per histogram one per exported `le` bucket (plus `+Inf`), so each bucket keeps
 //! the **latest** exemplar that fell into it — the slow tail bucket keeps its trace even while
 //! the fast buckets are overwritten thousands of times a second. Storing one is two allocations

@@ -60,11 +60,11 @@ mod aggregator;
 // Alerts run on std threads and channels; the loom build compiles only the core.
 #[cfg(not(shardmetrics_loom))]
 pub mod alert;
-pub mod buckets;
+mod buckets;
 mod clock;
 pub mod collect;
 mod error;
-mod exemplar;
+pub mod exemplar;
 pub mod export;
 mod exposition;
 #[cfg(all(feature = "metrics-facade", not(shardmetrics_loom)))]
@@ -86,9 +86,16 @@ pub mod window;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// Not part of the API: the bucket layout, for the differential fuzz targets in `fuzz/`
+/// (which check it against a model) and the benches' floor (a plain array indexed the same
+/// way). May change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::buckets::{bucket_count, highest, index, lowest, DEFAULT_PRECISION, MAX_PRECISION, MIN_PRECISION};
+}
+
 pub use aggregator::{Collector, Observer};
 pub use error::Error;
-pub use exemplar::{Exemplar, Exemplars, MAX_EXEMPLAR_LABELS, MAX_EXEMPLAR_LABEL_CHARS};
 pub use metric::{
     CacheStats, Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Operation,
     OperationBuilder, OperationGuard, StateSet, Timer,
@@ -101,6 +108,4 @@ pub use registry::{
 pub use snapshot::{
     Bucket, CacheSnapshot, CounterValue, FamilyInfo, HistogramSnapshot, Labels, OperationStats, Series, Snapshot, Value,
 };
-pub use trend::{Direction, Trend, TrendConfig};
 pub use unit::{Kind, Unit};
-pub use window::{Window, WindowCounter};

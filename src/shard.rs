@@ -131,6 +131,12 @@ impl Loc {
 pub(crate) struct CounterLoc(Loc);
 
 impl CounterLoc {
+    /// The chunk this location is in (loom models check which chunk a series lands in).
+    #[cfg(shardmetrics_loom)]
+    pub(crate) fn chunk(self) -> usize {
+        self.0.chunk()
+    }
+
     /// Location of the `index`-th counter cell, or `None` past the last chunk.
     pub(crate) fn new(index: usize) -> Option<CounterLoc> {
         let l = Loc::of(index, COUNTER_BASE);
@@ -151,6 +157,12 @@ impl CounterLoc {
 pub(crate) struct HistLoc(Loc);
 
 impl HistLoc {
+    /// The chunk this location is in (loom models check which chunk a series lands in).
+    #[cfg(shardmetrics_loom)]
+    pub(crate) fn chunk(self) -> usize {
+        self.0.chunk()
+    }
+
     /// Location of the `index`-th histogram slot, or `None` past the last chunk.
     pub(crate) fn new(index: usize) -> Option<HistLoc> {
         let l = Loc::of(index, HIST_BASE);

@@ -382,7 +382,7 @@ pub struct Series {
     pub(crate) family: Arc<FamilyInfo>,
     pub(crate) value: Value,
     /// Latest exemplars (see [`Series::exemplars`]); `None` if the series never recorded one.
-    pub(crate) exemplars: Option<crate::Exemplars>,
+    pub(crate) exemplars: Option<crate::exemplar::Exemplars>,
 }
 
 impl Series {
@@ -405,7 +405,7 @@ impl Series {
     /// for a histogram one per exported `le` bound ([`FamilyInfo::export_buckets`] or the
     /// default) and a last one for `+Inf`, each the latest exemplar whose value fell in that
     /// bucket (`None` if none did).
-    pub fn exemplars(&self) -> &[Option<std::sync::Arc<crate::Exemplar>>] {
+    pub fn exemplars(&self) -> &[Option<std::sync::Arc<crate::exemplar::Exemplar>>] {
         self.exemplars.as_deref().unwrap_or(&[])
     }
 
@@ -448,8 +448,8 @@ impl Snapshot {
     }
 
     /// The window of `length` just before the latest one of that length (for trends).
-    pub fn window_before(&self, length: Duration) -> crate::Window<'_> {
-        crate::Window::ending(self, length, length)
+    pub fn window_before(&self, length: Duration) -> crate::window::Window<'_> {
+        crate::window::Window::ending(self, length, length)
     }
 
     /// The three series of operation `name` with these labels: calls, errors, latency.
@@ -500,8 +500,8 @@ impl Snapshot {
     }
 
     /// The last `length` of history (see [`crate::window`] for the semantics).
-    pub fn window(&self, length: Duration) -> crate::Window<'_> {
-        crate::Window::new(self, length)
+    pub fn window(&self, length: Duration) -> crate::window::Window<'_> {
+        crate::window::Window::new(self, length)
     }
 
     /// The configured window lengths, shortest first.

@@ -547,7 +547,10 @@ fn json_rules_and_errors() {
     ]}"#;
     let alerts = Alerts::from_json_str(ok).unwrap();
     assert_eq!(alerts.rules().len(), 2);
-    assert_eq!(alerts.rules().next().unwrap().get_hold(), shardmetrics::alert::Hold::Time(Duration::from_secs(30)));
+    assert_eq!(
+        alerts.rules().next().unwrap().get_hold(),
+        shardmetrics::alert::expr::Hold::Time(Duration::from_secs(30))
+    );
     let e = Alerts::from_json_str(r#"[{"name": "x", "expr": "p99(db)[1m] > 50ms", "for": "3 tiks"}]"#).unwrap_err();
     assert_eq!((e.index, e.rule.as_deref(), e.field.as_deref()), (Some(1), Some("x"), Some("for")));
     let e = Alerts::from_json_str(r#"[{"name": "x", "expr": "p99(db)[1m] > 50ms", "warning": true}]"#).unwrap_err();

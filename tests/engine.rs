@@ -230,7 +230,7 @@ mod accuracy {
 
     #[test]
     fn default_precision_is_within_two_percent() {
-        assert!(0.5f64.powi(shardmetrics::buckets::DEFAULT_PRECISION as i32 + 1) <= 0.02);
+        assert!(0.5f64.powi(shardmetrics::Histogram::DEFAULT_PRECISION as i32 + 1) <= 0.02);
     }
 
     proptest! {

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use shardmetrics::{Direction, Registry, TrendConfig};
+use shardmetrics::{
+    trend::{Direction, TrendConfig},
+    Registry,
+};
 
 #[test]
 fn operation_stats() {

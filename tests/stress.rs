@@ -147,7 +147,7 @@ fn churn_with_concurrent_snapshots_and_flushes() {
     // re-used shard had not needed yet (lazily allocated, 2^5 × 8 B each at the default
     // precision). The values span 2^9..2^27, i.e. at most GROUPS groups per shard.
     const GROUPS: usize = 27 - 9 + 1;
-    let group_bytes = 8 << shardmetrics::buckets::DEFAULT_PRECISION;
+    let group_bytes = 8 << shardmetrics::Histogram::DEFAULT_PRECISION;
     assert!(
         memory <= memory_after_first_wave + shards * GROUPS * group_bytes,
         "shard memory grew beyond the bucket groups the value range needs: {memory} B after, \

@@ -23,7 +23,7 @@
 use std::{collections::BTreeMap, path::PathBuf};
 
 use shardmetrics::{
-    buckets,
+    __private as buckets,
     export::{openmetrics, prometheus},
     scrape::{self, Format, MetricFamily, Sample},
     Kind, Registry, Snapshot, Unit, Value,

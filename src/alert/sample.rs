@@ -121,7 +121,7 @@ fn hist_or_counter(
     snap: &Snapshot,
     series: Option<&crate::Series>,
     labels: &[(&str, &str)],
-    win: Option<&crate::Window<'_>>,
+    win: Option<&crate::window::Window<'_>>,
 ) -> Result<Option<(f64, Dim)>, String> {
     let op_name;
     let s = match series {

@@ -110,7 +110,7 @@ fn write_sum_count(out: &mut String, name: &str, labels: &str, h: &crate::Histog
 }
 
 /// Writes ` # {labels} value timestamp` (OpenMetrics exemplar; value in the base unit).
-fn write_exemplar(out: &mut String, e: &crate::Exemplar, unit: Unit) {
+fn write_exemplar(out: &mut String, e: &crate::exemplar::Exemplar, unit: Unit) {
     out.push_str(" # {");
     e.write_labels(out);
     out.push_str("} ");

@@ -70,7 +70,7 @@ impl Counter {
     /// Adds 1 and keeps `labels` (e.g. `&[("trace_id", id)]`) as the counter's exemplar, exported
     /// in OpenMetrics after the `_total` sample. The increment takes the ordinary fast path;
     /// the exemplar costs an allocation and a lock-free swap. An invalid exemplar (bad label
-    /// name, over 128 characters) is dropped and counted as rejected; see [`crate::Exemplar`].
+    /// name, over 128 characters) is dropped and counted as rejected; see [`crate::exemplar::Exemplar`].
     pub fn inc_with_exemplar(&self, labels: &[(&str, &str)]) {
         self.add_with_exemplar(1, labels);
     }

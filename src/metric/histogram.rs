@@ -66,7 +66,7 @@ macro_rules! histogram_methods {
         /// sample in OpenMetrics. The value takes the ordinary fast path; the exemplar costs an
         /// allocation and a lock-free swap (the series' first one also takes the catalogue
         /// lock). An invalid exemplar is dropped and counted as rejected; see
-        /// [`crate::Exemplar`].
+        /// [`crate::exemplar::Exemplar`].
         pub fn record_with_exemplar(&self, value: u64, labels: &[(&str, &str)]) {
             self.record(value);
             self.core.histogram_exemplar(self.loc, value, labels);
@@ -119,6 +119,14 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// Fewest sub-bucket bits a histogram can have ([`MetricBuilder::precision`](crate::MetricBuilder)):
+    /// 2 sub-buckets per power of two, ≤ 25 % quantile error.
+    pub const MIN_PRECISION: u8 = crate::buckets::MIN_PRECISION;
+    /// Most sub-bucket bits: 1,024 sub-buckets per power of two, ≤ 0.05 % quantile error.
+    pub const MAX_PRECISION: u8 = crate::buckets::MAX_PRECISION;
+    /// The default: 32 sub-buckets per power of two, ≤ 1.56 % quantile error.
+    pub const DEFAULT_PRECISION: u8 = crate::buckets::DEFAULT_PRECISION;
+
     histogram_methods!();
 
     /// A histogram that records into a private registry nobody reads.
