@@ -115,10 +115,18 @@ pub(crate) struct LabelIndex {
     /// Random per index, so label values chosen by a client cannot be crafted to collide.
     seeds: [u64; 2],
     /// Hashes values longer than [`SHORT`] bytes (foldhash, randomly seeded).
-    hasher: hashbrown::DefaultHashBuilder,
+    hasher: LongHasher,
     /// The tables and entries the pointers own (see the `Send`/`Sync` note below).
     _owns: PhantomData<(Box<Table>, Box<Entry>)>,
 }
+
+/// The hasher of long values: foldhash with a random seed; under loom a fixed one (SipHash with
+/// zero keys), because loom replays a model many times and needs every run to probe the same
+/// slots.
+#[cfg(not(shardmetrics_loom))]
+type LongHasher = hashbrown::DefaultHashBuilder;
+#[cfg(shardmetrics_loom)]
+type LongHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 
 /// Values up to this many bytes are hashed and compared as two machine words.
 const SHORT: usize = 16;
@@ -161,7 +169,7 @@ fn folded_multiply(x: u64, y: u64) -> u64 {
 
 impl LabelIndex {
     pub(crate) fn new() -> LabelIndex {
-        let hasher = hashbrown::DefaultHashBuilder::default();
+        let hasher = LongHasher::default();
         LabelIndex {
             table: AtomicPtr::new(Box::into_raw(Table::with_capacity(8))),
             seeds: [hasher.hash_one(0u64), hasher.hash_one(1u64) | 1],
