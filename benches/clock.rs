@@ -24,45 +24,17 @@
 //!
 //! Run: `cargo bench --bench clock`; smoke test: `cargo bench --bench clock -- --test`.
 
+mod common;
+
 use std::{
     cell::Cell,
     hint::black_box,
-    sync::OnceLock,
     time::{Duration, Instant},
 };
 
+use common::time_loop;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use shardmetrics::{__private as buckets, Registry, Unit};
-
-/// Whether to time with the thread's CPU clock (`SHARDMETRICS_BENCH_CLOCK=cpu`).
-fn cpu_clock() -> bool {
-    static CPU: OnceLock<bool> = OnceLock::new();
-    *CPU.get_or_init(|| std::env::var("SHARDMETRICS_BENCH_CLOCK").is_ok_and(|v| v == "cpu"))
-}
-
-/// The calling thread's CPU time.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
-    // every Linux this bench runs on, and a failure is turned into a panic below.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// Times `iters` calls of `op(black_box(i))` on this thread.
-fn time_loop(iters: u64, op: impl Fn(u64)) -> Duration {
-    let cpu = cpu_clock();
-    let (wall, cpu_start) = (Instant::now(), if cpu { thread_cpu_time() } else { Duration::ZERO });
-    for i in 0..iters {
-        op(black_box(i));
-    }
-    if cpu {
-        thread_cpu_time() - cpu_start
-    } else {
-        wall.elapsed()
-    }
-}
 
 const FLOOR_BUCKETS: usize = buckets::bucket_count(buckets::DEFAULT_PRECISION);
 

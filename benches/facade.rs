@@ -8,18 +8,18 @@
 //! * `shardmetrics-native/handle`: the floor, a native handle without the facade.
 //!
 //! Multi-thread benches start the threads on a barrier, each thread times its own loop, and the
-//! slowest thread's time is reported, so the figure is ns per operation per thread. The
-//! exporter keeps histogram samples until upkeep; `run_upkeep` runs between samples, outside
-//! the timed region.
+//! slowest thread's time is reported, so the figure is ns per operation per thread. Loops are
+//! timed with the shared bench clock (`benches/common/mod.rs`): wall time, or each thread's CPU
+//! time under `SHARDMETRICS_BENCH_CLOCK=cpu` as in `hot_path.rs`. The exporter keeps histogram
+//! samples until upkeep; `run_upkeep` runs between samples, outside the timed region.
 //!
 //! `cargo bench --features metrics-facade --bench facade`
 
-use std::{
-    hint::black_box,
-    sync::Barrier,
-    time::{Duration, Instant},
-};
+mod common;
 
+use std::{hint::black_box, sync::Barrier, time::Duration};
+
+use common::time_loop;
 use criterion::{criterion_group, criterion_main, measurement::WallTime, BenchmarkGroup, Criterion, Throughput};
 use metrics::{counter, describe_histogram, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
@@ -31,20 +31,14 @@ fn latencies() -> Vec<f64> {
 }
 
 /// On each of `threads` threads under `recorder`: `setup()` (untimed, e.g. fetching a
-/// handle), then `op(i)` for `i` in `0..iters`, timed. Returns the slowest thread's time.
+/// handle), then `op(black_box(i))` for `i` in `0..iters`, timed. Returns the slowest thread's
+/// time.
 fn run_threads<S, O>(recorder: &(dyn metrics::Recorder + Sync), threads: usize, iters: u64, setup: &S) -> Duration
 where
     S: Fn() -> O + Sync,
     O: Fn(u64),
 {
-    let body = || {
-        let op = setup();
-        let start = Instant::now();
-        for i in 0..iters {
-            op(i);
-        }
-        start.elapsed()
-    };
+    let body = || time_loop(iters, setup());
     if threads == 1 {
         return metrics::with_local_recorder(recorder, body);
     }
@@ -57,11 +51,7 @@ where
                     metrics::with_local_recorder(recorder, || {
                         let op = setup();
                         barrier.wait();
-                        let start = Instant::now();
-                        for i in 0..iters {
-                            op(i);
-                        }
-                        start.elapsed()
+                        time_loop(iters, op)
                     })
                 })
             })

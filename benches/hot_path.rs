@@ -44,10 +44,12 @@
 //! `SHARDMETRICS_BENCH_CLOCK=cpu` switches to the thread's own CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID`): robust to oversubscription, but it under-counts contention
 //! when the two threads were not actually running at the same moment. BENCHMARKS.md says which
-//! clock each table used.
+//! clock each table used. The clock is `benches/common/mod.rs`, shared by the timing benches.
 //!
 //! Run: `cargo bench --bench hot_path` (about 4 minutes on 2 cores); smoke test:
 //! `cargo bench --bench hot_path -- --test`. See BENCHMARKS.md.
+
+mod common;
 
 use std::{
     cell::{Cell, RefCell},
@@ -61,6 +63,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use common::time_loop;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use shardmetrics::{__private as buckets, Registry, Unit};
 
@@ -137,23 +140,6 @@ fn new_hdr() -> hdrhistogram::Histogram<u64> {
 
 type Job = Arc<dyn Fn(u64) -> Duration + Send + Sync>;
 
-/// Whether threads time themselves by their own CPU time (`SHARDMETRICS_BENCH_CLOCK=cpu`)
-/// instead of wall time.
-fn cpu_clock() -> bool {
-    static CPU: OnceLock<bool> = OnceLock::new();
-    *CPU.get_or_init(|| std::env::var("SHARDMETRICS_BENCH_CLOCK").is_ok_and(|v| v == "cpu"))
-}
-
-/// The calling thread's CPU time.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
-    // every Linux this bench runs on, and a failure is turned into a panic below.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 struct Pool {
     tasks: Vec<Sender<(Job, u64)>>,
     done: Mutex<Receiver<Duration>>,
@@ -191,18 +177,9 @@ fn run<F: Fn(u64) + Send + Sync + 'static>(threads: usize, iters: u64, op: &Arc<
     let done = pool.done.lock().expect("bench pool lock");
     let barrier = Arc::new(Barrier::new(threads));
     let op = op.clone();
-    let cpu = cpu_clock();
     let job: Job = Arc::new(move |iters| {
         barrier.wait();
-        let (wall, cpu_start) = (Instant::now(), if cpu { thread_cpu_time() } else { Duration::ZERO });
-        for i in 0..iters {
-            op(black_box(i));
-        }
-        if cpu {
-            thread_cpu_time() - cpu_start
-        } else {
-            wall.elapsed()
-        }
+        time_loop(iters, &*op)
     });
     for task in &pool.tasks[..threads] {
         task.send((job.clone(), iters)).expect("bench worker alive");
@@ -467,25 +444,6 @@ fn labelled_inc(c: &mut Criterion) {
 const LABEL_NAMES: [&str; 3] = ["route", "status", "method"];
 const LABEL_VALUES: [&str; 3] = ["/api", "200", "GET"];
 
-/// Per-thread CPU or wall stopwatch, by `SHARDMETRICS_BENCH_CLOCK` (see the module docs).
-struct Stopwatch {
-    wall: Instant,
-    cpu: Option<Duration>,
-}
-
-impl Stopwatch {
-    fn start() -> Stopwatch {
-        Stopwatch { wall: Instant::now(), cpu: cpu_clock().then(thread_cpu_time) }
-    }
-
-    fn elapsed(&self) -> Duration {
-        match self.cpu {
-            Some(start) => thread_cpu_time() - start,
-            None => self.wall.elapsed(),
-        }
-    }
-}
-
 /// Runs `job(iters)` on the first worker and returns the time it reports (it times itself).
 fn run_job(iters: u64, job: &Job) -> Duration {
     let pool = pool();
@@ -580,11 +538,7 @@ fn bench_insert<S: 'static>(
         while left > 0 {
             let k = left.min(INSERT_CHUNK);
             let family = fresh();
-            let watch = Stopwatch::start();
-            for i in 0..k {
-                insert(&family, &routes[black_box(i) as usize]);
-            }
-            total += watch.elapsed();
+            total += time_loop(k, |i| insert(&family, &routes[i as usize]));
             drop(black_box(family));
             left -= k;
         }

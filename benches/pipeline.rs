@@ -38,9 +38,12 @@
 //!   format is OpenMetrics, so it appears in both text groups; the prometheus crate has no
 //!   OpenMetrics encoder and metrics-exporter-prometheus none either; no peer renders JSON.
 //!
-//! Timers of the added groups honour `SHARDMETRICS_BENCH_CLOCK=cpu` like `hot_path.rs`.
+//! Timers of the added groups honour `SHARDMETRICS_BENCH_CLOCK=cpu` like `hot_path.rs` (the
+//! shared clock in `benches/common/mod.rs`).
 //!
 //! Run: `cargo bench --bench pipeline`; smoke test: `cargo bench --bench pipeline -- --test`.
+
+mod common;
 
 use std::{
     hint::black_box,
@@ -49,9 +52,10 @@ use std::{
         mpsc, Arc, Barrier, Mutex, OnceLock,
     },
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use common::time_loop;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use metrics::Recorder;
 use shardmetrics::{Counter, Histogram, Registry, Unit};
@@ -277,34 +281,6 @@ fn pipeline(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------
 // The tick at scale: `tick_counters`, `tick_histograms`, `publish`, `snapshot_load_contended`.
 
-/// Whether to time with the thread's CPU clock (`SHARDMETRICS_BENCH_CLOCK=cpu`), as in
-/// `hot_path.rs`.
-fn cpu_clock() -> bool {
-    static CPU: OnceLock<bool> = OnceLock::new();
-    *CPU.get_or_init(|| std::env::var("SHARDMETRICS_BENCH_CLOCK").is_ok_and(|v| v == "cpu"))
-}
-
-/// The calling thread's CPU time.
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on
-    // every Linux this bench runs on, and a failure is turned into a panic below.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// The bench clock's current reading: this thread's CPU time, or wall time since the first call.
-fn bench_now() -> Duration {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(Instant::now);
-    if cpu_clock() {
-        thread_cpu_time()
-    } else {
-        base.elapsed()
-    }
-}
-
 /// Thread counts alive and recording during the tick benches.
 const TICK_THREADS: [usize; 3] = [1, 2, 8];
 const TICK_COUNTER_SERIES: [usize; 3] = [1_000, 10_000, 100_000];
@@ -402,9 +378,9 @@ fn timed_flushes(reg: &Registry, writers: &mut Writers, iters: u64) -> Duration 
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         writers.run_round();
-        let start = bench_now();
+        let start = common::now();
         black_box(reg.flush());
-        total += bench_now() - start;
+        total += common::now() - start;
     }
     total
 }
@@ -466,11 +442,9 @@ fn tick_histograms(c: &mut Criterion) {
             reg.flush();
             g.bench_function(BenchmarkId::new(format!("{t}thr-idle"), n), |b| {
                 b.iter_custom(|iters| {
-                    let start = bench_now();
-                    for _ in 0..iters {
+                    time_loop(iters, |_| {
                         black_box(reg.flush());
-                    }
-                    bench_now() - start
+                    })
                 })
             });
             drop(writers);
@@ -496,7 +470,7 @@ fn publish(c: &mut Criterion) {
         let seen: Arc<Mutex<Option<(u64, Duration)>>> = Arc::new(Mutex::new(None));
         let slot = seen.clone();
         reg.add_observer(move |s: &Arc<shardmetrics::Snapshot>| {
-            *slot.lock().expect("observer slot") = Some((s.seq(), bench_now()));
+            *slot.lock().expect("observer slot") = Some((s.seq(), common::now()));
         });
         let cs = counters.clone();
         let mut writers = Writers::start(2, Arc::new(move |_| cs.iter().for_each(Counter::inc)));
@@ -515,7 +489,7 @@ fn publish(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     writers.run_round();
-                    let start = bench_now();
+                    let start = common::now();
                     let seq = reg.flush().seq();
                     let (seen_seq, at) = seen.lock().expect("observer slot").expect("observer ran");
                     assert_eq!(seen_seq, seq, "the observer saw this flush's snapshot");
@@ -546,15 +520,7 @@ fn snapshot_load_contended(c: &mut Criterion) {
                     load();
                 }
             });
-            g.bench_function(id, |b| {
-                b.iter_custom(|iters| {
-                    let start = bench_now();
-                    for _ in 0..iters {
-                        load();
-                    }
-                    bench_now() - start
-                })
-            });
+            g.bench_function(id, |b| b.iter_custom(|iters| time_loop(iters, |_| load())));
             stop.store(true, Ordering::Relaxed);
         });
     };

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::model::{Model, Scrape, Sort};
+use super::{
+    ingest::Scrape,
+    model::{Model, Sort},
+};
 
 /// Whether the endpoint answers.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,7 +22,7 @@ use shardmetrics::{export::http::Server, CacheStats, Counter, Gauge, Operation, 
 use super::{
     app::App,
     args::DemoArgs,
-    model::Scrape,
+    ingest::Scrape,
     terminal::{self, Update},
     CliError, EXIT_FAILURE, EXIT_UNREACHABLE,
 };

@@ -2,9 +2,10 @@
 //! public API), `top` (a live dashboard for any endpoint), `report` and `export` (one scrape to
 //! text or a file). A library only so the dashboard renders headless in tests; not a stable API.
 //!
-//! Data flows one way: [`fetch`] (HTTP) or the demo's own snapshots → [`model::Scrape`] →
-//! [`model::Model`] → [`view`] (ratatui, any backend) or [`text`] (plain). Only [`terminal`]
-//! touches the terminal, so the dashboard renders headless in tests.
+//! Data flows one way: [`fetch`] (HTTP) or the demo's own snapshots → [`ingest`] (the body
+//! becomes an [`ingest::Scrape`]) → [`model`] (successive scrapes become a [`model::Model`]) →
+//! [`view`] (ratatui, any backend) or [`text`] (plain). Only [`terminal`] touches the terminal,
+//! so the dashboard renders headless in tests.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod demo;
 pub mod export;
 pub mod fetch;
 pub mod human;
+pub mod ingest;
 pub mod model;
 pub mod report;
 pub mod terminal;

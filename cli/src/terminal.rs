@@ -9,7 +9,7 @@ use std::{
 
 use crossterm::event::{self, Event, KeyEventKind};
 
-use super::{app::App, model::Scrape, view};
+use super::{app::App, ingest::Scrape, view};
 
 /// One thing that happened at the data source.
 #[derive(Debug)]

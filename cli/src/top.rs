@@ -14,7 +14,7 @@ use super::{
     app::App,
     args::TopArgs,
     fetch::{FetchError, Fetcher, Target, Want},
-    model::Scrape,
+    ingest::Scrape,
     terminal::{self, Update},
     CliError, EXIT_UNREACHABLE, EXIT_USAGE,
 };

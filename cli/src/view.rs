@@ -27,7 +27,8 @@ use ratatui::{
 use super::{
     app::{App, Status},
     human::{self, Measure},
-    model::{LatencyKind, LatencyRow, Sort},
+    ingest::LatencyKind,
+    model::{LatencyRow, Sort},
 };
 
 /// Error ratio above which a row is shown as failing.

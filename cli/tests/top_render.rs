@@ -9,7 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use shardmetrics::{scrape::Format, Registry};
 use shardmetrics_cli::{
     app::App,
-    model::{LatencyKind, Scrape, SeriesKey},
+    ingest::{LatencyKind, Scrape, SeriesKey},
     view,
 };
 
