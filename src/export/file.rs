@@ -27,7 +27,7 @@
 //!     .start(&registry)?;
 //! // … record metrics …
 //! exporter.shutdown(); // writes the final snapshot
-//! # Ok::<(), shardmetrics::export::retry::ExportError>(())
+//! # Ok::<(), shardmetrics::export::ExportError>(())
 //! ```
 
 #![forbid(unsafe_code)]
@@ -47,9 +47,10 @@ use std::{
 use crate::{
     export::{
         prometheus,
-        retry::{
-            deliver, sample_count, Backoff, Batch, ExportError, ExporterHandle, Meter, SendError, Sink, WorkerConfig,
-        },
+        sink::{sample_count, Batch, SendError, Sink},
+        stats::Meter,
+        worker::{deliver, WorkerConfig},
+        Backoff, ExportError, ExporterHandle,
     },
     snapshot::Snapshot,
     Registry,

@@ -10,7 +10,13 @@ pub mod http;
 
 // The background exporters run std threads of their own; the loom build compiles only the core.
 #[cfg(not(shardmetrics_loom))]
+mod backoff;
+#[cfg(not(shardmetrics_loom))]
+mod error;
+#[cfg(not(shardmetrics_loom))]
 pub mod file;
+#[cfg(all(any(feature = "remote-write", feature = "push"), not(shardmetrics_loom)))]
+mod http_client;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod openmetrics;
@@ -20,7 +26,20 @@ pub mod pushgateway;
 #[cfg(all(feature = "remote-write", not(shardmetrics_loom)))]
 pub mod remote_write;
 #[cfg(not(shardmetrics_loom))]
-pub mod retry;
+mod sink;
+#[cfg(not(shardmetrics_loom))]
+mod stats;
+#[cfg(not(shardmetrics_loom))]
+mod worker;
+
+#[cfg(not(shardmetrics_loom))]
+pub use backoff::Backoff;
+#[cfg(not(shardmetrics_loom))]
+pub use error::ExportError;
+#[cfg(not(shardmetrics_loom))]
+pub use stats::ExportStats;
+#[cfg(not(shardmetrics_loom))]
+pub use worker::ExporterHandle;
 
 /// Every family and sample name a family occupies in the Prometheus and OpenMetrics renders
 /// (including OpenMetrics' reserved `_created`). Two families sharing one would render a

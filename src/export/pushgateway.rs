@@ -8,7 +8,7 @@
 //! [`PushMethod::Post`] only the metric names pushed.
 //!
 //! Queueing, retries with backoff, and the `shardmetrics_export_samples_total` self-metrics
-//! are described in [`retry`](crate::export::retry). The queue holds one push by default: a
+//! are described in [`ExporterHandle`]. The queue holds one push by default: a
 //! newer snapshot supersedes an older one still waiting (counted as `dropped`).
 //!
 //! ```no_run
@@ -31,11 +31,12 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use crate::{
     export::{
-        prometheus,
-        retry::{
-            check_label_name, deliver, http, sample_count, Backoff, Batch, ExportError, ExporterHandle, Meter,
-            SendError, Sink, WorkerConfig,
-        },
+        error::check_label_name,
+        http_client, prometheus,
+        sink::{sample_count, Batch, SendError, Sink},
+        stats::Meter,
+        worker::{deliver, WorkerConfig},
+        Backoff, ExportError, ExporterHandle,
     },
     snapshot::Snapshot,
     Registry,
@@ -123,7 +124,7 @@ impl PushgatewayBuilder {
     /// Validates the configuration and registers the exporter's self-metrics in `registry`.
     pub fn build(self, registry: &Registry) -> Result<Pushgateway, ExportError> {
         let base = self.url.trim_end_matches('/');
-        http::check_url(base)?;
+        http_client::check_url(base)?;
         if self.job.is_empty() {
             return Err(ExportError::Missing { what: "the Pushgateway job" });
         }
@@ -134,8 +135,8 @@ impl PushgatewayBuilder {
             }
         }
         let url = group_url(base, &self.job, &self.grouping);
-        http::check_url(&url)?;
-        let sink = PushSink { url, agent: http::agent(self.timeout), method: self.method };
+        http_client::check_url(&url)?;
+        let sink = PushSink { url, agent: http_client::agent(self.timeout), method: self.method };
         Ok(Pushgateway {
             sink: Arc::new(sink),
             meter: Meter::new(registry, NAME),
@@ -230,7 +231,8 @@ impl Sink for PushSink {
             PushMethod::Put => self.agent.put(&self.url),
             PushMethod::Post => self.agent.post(&self.url),
         };
-        http::outcome(req.header("Content-Type", prometheus::CONTENT_TYPE).send(body.as_slice())).map(http::finish)
+        http_client::outcome(req.header("Content-Type", prometheus::CONTENT_TYPE).send(body.as_slice()))
+            .map(http_client::finish)
     }
 }
 
@@ -245,7 +247,7 @@ impl Sink for DeleteGroup {
         Batch { seq: 0, samples: 0, body: Ok(Vec::new()) }
     }
     fn send(&self, _: &Batch) -> Result<(), SendError> {
-        http::outcome(self.0.agent.delete(&self.0.url).call()).map(http::finish)
+        http_client::outcome(self.0.agent.delete(&self.0.url).call()).map(http_client::finish)
     }
 }
 

@@ -10,7 +10,7 @@
 //! Samples are stamped with the snapshot's time, strictly increasing per exporter.
 //!
 //! Queueing, retries with backoff, and the `shardmetrics_export_samples_total` self-metrics
-//! are described in [`retry`](crate::export::retry).
+//! are described in [`ExporterHandle`].
 //!
 //! ```no_run
 //! use shardmetrics::{export::remote_write::RemoteWrite, Registry};
@@ -25,7 +25,7 @@
 //! // … record metrics …
 //! let stats = exporter.shutdown(); // sends the final snapshot
 //! println!("{} samples sent, {} failed", stats.sent_samples, stats.failed_samples);
-//! # Ok::<(), shardmetrics::export::retry::ExportError>(())
+//! # Ok::<(), shardmetrics::export::ExportError>(())
 //! ```
 
 #![forbid(unsafe_code)]
@@ -44,12 +44,13 @@ use prost::Message as _;
 use crate::{
     export::{
         bound_in_unit,
+        error::check_label_name,
+        http_client,
         prometheus::{export_buckets, exported_name},
-        retry::{
-            check_label_name, deliver, http, Backoff, Batch, ExportError, ExporterHandle, Meter, SendError, Sink,
-            WorkerConfig,
-        },
-        write_f64,
+        sink::{Batch, SendError, Sink},
+        stats::Meter,
+        worker::{deliver, WorkerConfig},
+        write_f64, Backoff, ExportError, ExporterHandle,
     },
     snapshot::{Snapshot, Value},
     Kind, Registry,
@@ -344,7 +345,7 @@ impl RemoteWriteBuilder {
 
     /// Validates the configuration and registers the exporter's self-metrics in `registry`.
     pub fn build(self, registry: &Registry) -> Result<RemoteWrite, ExportError> {
-        http::check_url(&self.url)?;
+        http_client::check_url(&self.url)?;
         for (k, _) in &self.external_labels {
             check_label_name(k)?;
         }
@@ -359,7 +360,7 @@ impl RemoteWriteBuilder {
         external_labels.sort();
         let sink = RemoteSink {
             url: self.url,
-            agent: http::agent(self.timeout),
+            agent: http_client::agent(self.timeout),
             headers: self.headers,
             external_labels,
             metadata: self.metadata,
@@ -474,7 +475,7 @@ impl Sink for RemoteSink {
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        http::outcome(req.send(body.as_slice())).map(http::finish)
+        http_client::outcome(req.send(body.as_slice())).map(http_client::finish)
     }
 }
 
@@ -560,7 +561,7 @@ mod tests {
         let (_r, snap) = sample_registry();
         let req = write_request(&snap, &[("job".into(), "test".into())], 1_000, true);
         assert_eq!(sample_keys(&req, &["job"]), text_samples(&prometheus::render(&snap)));
-        assert_eq!(req.timeseries.len() as u64, crate::export::retry::sample_count(&snap));
+        assert_eq!(req.timeseries.len() as u64, crate::export::sink::sample_count(&snap));
     }
 
     #[test]
