@@ -37,7 +37,7 @@
 //! sanitising, a name already used by another kind of metric or with other label names, a
 //! reserved label such as `__x`, or `le`/`quantile` on a histogram, a unit clash with a series
 //! registered through the native API) gets a *rejecting* handle: every value recorded through
-//! it is dropped and counted in [`self_metrics::REJECTED`](self_metrics::REJECTED)
+//! it is dropped and counted in [`self_metrics::REJECTED`](crate::self_metrics::REJECTED)
 //! (`shardmetrics_rejected_values_total`). [`Recorder::registration_errors`] counts the failed
 //! registrations and [`Recorder::last_error`] says what the last one was.
 //!
