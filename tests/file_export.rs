@@ -15,7 +15,7 @@ use shardmetrics::self_metrics;
 use shardmetrics::{
     export::{
         file::{FileExporter, FileFormat, FileMode},
-        prometheus, ExportError,
+        prometheus, ExportError, ExporterBuilder,
     },
     Registry, Unit,
 };

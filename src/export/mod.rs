@@ -12,6 +12,8 @@ pub mod http;
 #[cfg(not(shardmetrics_loom))]
 mod backoff;
 #[cfg(not(shardmetrics_loom))]
+mod builder;
+#[cfg(not(shardmetrics_loom))]
 mod error;
 #[cfg(not(shardmetrics_loom))]
 pub mod file;
@@ -34,6 +36,8 @@ mod worker;
 
 #[cfg(not(shardmetrics_loom))]
 pub use backoff::Backoff;
+#[cfg(not(shardmetrics_loom))]
+pub use builder::{ExportOptions, ExporterBuilder};
 #[cfg(not(shardmetrics_loom))]
 pub use error::ExportError;
 #[cfg(not(shardmetrics_loom))]

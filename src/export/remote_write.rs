@@ -13,7 +13,10 @@
 //! are described in [`ExporterHandle`].
 //!
 //! ```no_run
-//! use shardmetrics::{export::remote_write::RemoteWrite, Registry};
+//! use shardmetrics::{
+//!     export::{remote_write::RemoteWrite, ExporterBuilder},
+//!     Registry,
+//! };
 //! use std::time::Duration;
 //!
 //! let registry = Registry::new();
@@ -32,11 +35,8 @@
 
 use std::{
     fmt,
-    sync::{
-        atomic::{AtomicI64, Ordering},
-        Arc,
-    },
-    time::{Duration, UNIX_EPOCH},
+    sync::atomic::{AtomicI64, Ordering},
+    time::UNIX_EPOCH,
 };
 
 use prost::Message as _;
@@ -48,9 +48,8 @@ use crate::{
         http_client,
         prometheus::{export_buckets, exported_name},
         sink::{Batch, SendError, Sink},
-        stats::Meter,
-        worker::{deliver, WorkerConfig},
-        write_f64, Backoff, ExportError, ExporterHandle,
+        worker::Exporter,
+        write_f64, ExportError, ExportOptions, ExporterBuilder, ExporterHandle,
     },
     snapshot::{Snapshot, Value},
     Kind, Registry,
@@ -272,17 +271,27 @@ pub fn decode(body: &[u8]) -> Result<WriteRequest, String> {
     WriteRequest::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
 }
 
-/// Configures a [`RemoteWrite`] exporter.
+/// Configures a [`RemoteWrite`] exporter. The settings every exporter shares (interval,
+/// queue capacity, backoff, shutdown, request timeout) are set through [`ExporterBuilder`];
+/// the queue holds 16 batches by default.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` or `start`"]
 pub struct RemoteWriteBuilder {
     url: String,
     external_labels: Vec<(String, String)>,
     headers: Vec<(String, String)>,
-    timeout: Duration,
     metadata: bool,
-    worker: WorkerConfig,
+    options: ExportOptions,
 }
+
+impl ExporterBuilder for RemoteWriteBuilder {
+    fn options_mut(&mut self) -> &mut ExportOptions {
+        &mut self.options
+    }
+}
+
+impl crate::export::builder::sealed::Sealed for RemoteWriteBuilder {}
+impl crate::export::builder::sealed::Http for RemoteWriteBuilder {}
 
 impl RemoteWriteBuilder {
     /// Adds a label to every series that does not have it (e.g. `job`, `instance`). A later
@@ -296,44 +305,6 @@ impl RemoteWriteBuilder {
     /// Adds an HTTP header to every request (e.g. `Authorization`, `X-Scope-OrgID`).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    /// Bound on one request, connect to last byte (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How often to look for a new snapshot (default: the registry's interval).
-    pub fn interval(mut self, interval: Duration) -> Self {
-        self.worker.interval = Some(interval.max(Duration::from_millis(1)));
-        self
-    }
-
-    /// Batches kept while the receiver is slow or down (default 16); past it the oldest is
-    /// dropped and its samples counted as `dropped`.
-    pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.worker.queue_capacity = n.max(1);
-        self
-    }
-
-    /// Retry policy (default [`Backoff::default`]).
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.worker.backoff = backoff;
-        self
-    }
-
-    /// How long [`ExporterHandle::shutdown`] may keep trying to deliver (default 5 s).
-    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
-        self.worker.shutdown_timeout = d;
-        self
-    }
-
-    /// Whether shutdown merges a final snapshot with [`Registry::flush`] (default true)
-    /// rather than sending the last published one.
-    pub fn flush_on_shutdown(mut self, on: bool) -> Self {
-        self.worker.flush_on_shutdown = on;
         self
     }
 
@@ -360,18 +331,13 @@ impl RemoteWriteBuilder {
         external_labels.sort();
         let sink = RemoteSink {
             url: self.url,
-            agent: http_client::agent(self.timeout),
+            agent: http_client::agent(self.options.timeout),
             headers: self.headers,
             external_labels,
             metadata: self.metadata,
             last_timestamp: AtomicI64::new(i64::MIN),
         };
-        Ok(RemoteWrite {
-            sink: Arc::new(sink),
-            meter: Meter::new(registry, NAME),
-            registry: registry.clone(),
-            worker: self.worker,
-        })
+        Ok(RemoteWrite { exporter: Exporter::new(registry, sink, self.options) })
     }
 
     /// [`build`](Self::build)s and [`start`](RemoteWrite::start)s the exporter.
@@ -385,15 +351,12 @@ const NAME: &str = "remote_write";
 /// A configured remote-write exporter: [`start`](Self::start) it for periodic export on its
 /// own thread, or [`send_once`](Self::send_once) a snapshot now.
 pub struct RemoteWrite {
-    sink: Arc<RemoteSink>,
-    meter: Meter,
-    registry: Registry,
-    worker: WorkerConfig,
+    exporter: Exporter<RemoteSink>,
 }
 
 impl fmt::Debug for RemoteWrite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteWrite").field("url", &self.sink.url).finish_non_exhaustive()
+        f.debug_struct("RemoteWrite").field("url", &self.exporter.sink.url).finish_non_exhaustive()
     }
 }
 
@@ -405,22 +368,20 @@ impl RemoteWrite {
             url: url.to_owned(),
             external_labels: Vec::new(),
             headers: Vec::new(),
-            timeout: Duration::from_secs(10),
             metadata: true,
-            worker: WorkerConfig::new(16),
+            options: ExportOptions::new(16),
         }
     }
 
     /// Sends one snapshot now on the calling thread, retrying with the configured backoff;
     /// counts the outcome like the background thread does.
     pub fn send_once(&self, snapshot: &Snapshot) -> Result<(), ExportError> {
-        let batch = self.sink.encode(snapshot);
-        deliver(&*self.sink, &batch, &self.worker.backoff, &self.meter)
+        self.exporter.export_once(snapshot)
     }
 
     /// Starts the background thread: every interval, a new snapshot is queued and sent.
     pub fn start(self) -> ExporterHandle {
-        ExporterHandle::spawn(self.registry, self.sink, self.meter, self.worker)
+        self.exporter.start()
     }
 }
 
@@ -482,6 +443,8 @@ impl Sink for RemoteSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::{export::prometheus, Unit};
 
     fn labels(ts: &TimeSeries) -> Vec<(&str, &str)> {
@@ -646,7 +609,7 @@ mod tests {
     #[test]
     fn timestamps_strictly_increase() {
         let r = Registry::builder().manual().build();
-        let sink = RemoteWrite::builder("http://127.0.0.1:1/api/v1/write").build(&r).unwrap().sink;
+        let sink = RemoteWrite::builder("http://127.0.0.1:1/api/v1/write").build(&r).unwrap().exporter.sink;
         let snap = r.flush();
         let a = sink.timestamp(&snap);
         let b = sink.timestamp(&snap);

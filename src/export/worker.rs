@@ -19,6 +19,7 @@ use std::{
 
 use super::{
     backoff::{Backoff, Rng},
+    builder::ExportOptions,
     error::ExportError,
     sink::{Batch, SendError, Sink},
     stats::{ExportStats, Meter},
@@ -27,7 +28,7 @@ use crate::{snapshot::Snapshot, Registry};
 
 /// Delivers one batch now, retrying with backoff (sleeping on the caller's thread) until it
 /// is sent, refused, or `max_attempts` is reached. Counts the outcome. For one-shot pushes.
-pub(crate) fn deliver(sink: &dyn Sink, batch: &Batch, backoff: &Backoff, meter: &Meter) -> Result<(), ExportError> {
+fn deliver(sink: &dyn Sink, batch: &Batch, backoff: &Backoff, meter: &Meter) -> Result<(), ExportError> {
     let mut rng = Rng::new();
     let mut attempt = 0;
     loop {
@@ -68,28 +69,37 @@ pub(crate) fn deliver(sink: &dyn Sink, batch: &Batch, backoff: &Backoff, meter: 
     }
 }
 
-/// Settings of the background thread, shared by every exporter's builder.
-#[derive(Debug, Clone)]
-pub(crate) struct WorkerConfig {
-    /// How often to look for a new snapshot; `None`: the registry's interval.
-    pub(crate) interval: Option<Duration>,
-    pub(crate) queue_capacity: usize,
-    pub(crate) backoff: Backoff,
-    /// How long `shutdown` may spend delivering what is left.
-    pub(crate) shutdown_timeout: Duration,
-    /// Whether `shutdown` merges a final snapshot (`Registry::flush`) to deliver.
-    pub(crate) flush_on_shutdown: bool,
+/// What every configured exporter is made of: its sink, its counters, the registry it exports
+/// and the shared settings. `RemoteWrite`, `Pushgateway` and `FileExporter` each wrap one and
+/// add what only they do.
+pub(crate) struct Exporter<S> {
+    pub(crate) sink: Arc<S>,
+    meter: Meter,
+    registry: Registry,
+    options: ExportOptions,
 }
 
-impl WorkerConfig {
-    pub(crate) fn new(queue_capacity: usize) -> Self {
-        WorkerConfig {
-            interval: None,
-            queue_capacity,
-            backoff: Backoff::default(),
-            shutdown_timeout: Duration::from_secs(5),
-            flush_on_shutdown: true,
-        }
+impl<S: Sink> Exporter<S> {
+    /// Registers the sink's self-metrics in `registry`.
+    pub(crate) fn new(registry: &Registry, sink: S, options: ExportOptions) -> Self {
+        Exporter { meter: Meter::new(registry, sink.name()), sink: Arc::new(sink), registry: registry.clone(), options }
+    }
+
+    /// Encodes and delivers one snapshot now on the calling thread, retrying with the
+    /// configured backoff; counts the outcome like the background thread does.
+    pub(crate) fn export_once(&self, snapshot: &Snapshot) -> Result<(), ExportError> {
+        self.deliver_via(&*self.sink, &self.sink.encode(snapshot))
+    }
+
+    /// Delivers `batch` through `sink` (this exporter's or a variant of it) with this
+    /// exporter's backoff and counters.
+    pub(crate) fn deliver_via(&self, sink: &dyn Sink, batch: &Batch) -> Result<(), ExportError> {
+        deliver(sink, batch, &self.options.backoff, &self.meter)
+    }
+
+    /// Starts the background thread.
+    pub(crate) fn start(self) -> ExporterHandle {
+        ExporterHandle::spawn(self.registry, self.sink, self.meter, self.options)
     }
 }
 
@@ -159,15 +169,20 @@ impl fmt::Debug for ExporterHandle {
 
 impl ExporterHandle {
     /// Starts the exporter's thread.
-    pub(crate) fn spawn(registry: Registry, sink: Arc<dyn Sink>, meter: Meter, config: WorkerConfig) -> ExporterHandle {
+    pub(crate) fn spawn(
+        registry: Registry,
+        sink: Arc<dyn Sink>,
+        meter: Meter,
+        options: ExportOptions,
+    ) -> ExporterHandle {
         let control = Arc::new(Control::default());
         let name = sink.name();
         let worker = Worker {
-            interval: config.interval.unwrap_or_else(|| registry.interval()),
+            interval: options.interval.unwrap_or_else(|| registry.interval()),
             registry,
             sink,
             meter: meter.clone(),
-            config,
+            options,
             control: control.clone(),
             queue: VecDeque::new(),
             last_seq: 0,
@@ -225,7 +240,7 @@ struct Worker {
     registry: Registry,
     sink: Arc<dyn Sink>,
     meter: Meter,
-    config: WorkerConfig,
+    options: ExportOptions,
     interval: Duration,
     control: Arc<Control>,
     queue: VecDeque<Batch>,
@@ -266,7 +281,7 @@ impl Worker {
         }
         self.last_seq = snapshot.seq();
         self.queue.push_back(self.sink.encode(snapshot));
-        while self.queue.len() > self.config.queue_capacity.max(1) {
+        while self.queue.len() > self.options.queue_capacity.max(1) {
             if let Some(old) = self.queue.pop_front() {
                 log::warn!(
                     "shardmetrics {} exporter: queue full, dropping the batch of snapshot {} ({} samples)",
@@ -307,9 +322,9 @@ impl Worker {
             Err(SendError::Retryable(e)) => {
                 self.head_attempts += 1;
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-                let delay = self.config.backoff.delay(self.consecutive_failures, &mut self.rng);
+                let delay = self.options.backoff.delay(self.consecutive_failures, &mut self.rng);
                 self.next_try = Instant::now() + delay;
-                if self.head_attempts >= self.config.backoff.attempts() {
+                if self.head_attempts >= self.options.backoff.attempts() {
                     log::error!(
                         "shardmetrics {name} exporter: giving up on the batch of snapshot {} ({} samples) after {} \
                          attempt(s): {e}",
@@ -333,9 +348,9 @@ impl Worker {
 
     /// After a stop request: the final snapshot, then what is queued, within the timeout.
     fn drain(&mut self) {
-        let last = if self.config.flush_on_shutdown { self.registry.flush() } else { self.registry.snapshot() };
+        let last = if self.options.flush_on_shutdown { self.registry.flush() } else { self.registry.snapshot() };
         self.collect(&last);
-        let deadline = Instant::now() + self.config.shutdown_timeout;
+        let deadline = Instant::now() + self.options.shutdown_timeout;
         while !self.queue.is_empty() {
             let now = Instant::now();
             if now >= deadline || self.next_try >= deadline {
@@ -444,10 +459,10 @@ mod tests {
         let meter = Meter::new(&r, "test");
         // Down for the first 3 attempts, with long backoff: snapshots pile up behind it.
         let sink = Arc::new(flaky(3, false));
-        let mut config = WorkerConfig::new(2);
-        config.interval = Some(Duration::from_millis(2));
-        config.backoff = Backoff::new().initial(Duration::from_millis(30)).jitter(0.0).max_attempts(10);
-        let handle = ExporterHandle::spawn(r.clone(), sink.clone(), meter, config);
+        let mut options = ExportOptions::new(2);
+        options.interval = Some(Duration::from_millis(2));
+        options.backoff = Backoff::new().initial(Duration::from_millis(30)).jitter(0.0).max_attempts(10);
+        let handle = ExporterHandle::spawn(r.clone(), sink.clone(), meter, options);
         for _ in 0..20 {
             c.inc();
             r.flush();
