@@ -163,7 +163,10 @@ impl FileExporterBuilder {
     }
 }
 
+/// The `exporter` label of the self-metrics.
 const NAME: &str = "file";
+/// The name of the exporter's thread.
+pub(crate) const THREAD_NAME: &str = "sm-file-export";
 
 /// A configured file exporter: [`start`](Self::start) it for periodic writes on its own
 /// thread, or [`write_once`](Self::write_once) a snapshot now.
@@ -363,6 +366,9 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Sink for FileSink {
     fn name(&self) -> &'static str {
         NAME
+    }
+    fn thread_name(&self) -> &'static str {
+        THREAD_NAME
     }
 
     fn encode(&self, snapshot: &Snapshot) -> Batch {

@@ -119,7 +119,10 @@ impl PushgatewayBuilder {
     }
 }
 
+/// The `exporter` label of the self-metrics.
 const NAME: &str = "pushgateway";
+/// The name of the exporter's thread.
+pub(crate) const THREAD_NAME: &str = "sm-pushgateway";
 
 /// A configured Pushgateway exporter.
 pub struct Pushgateway {
@@ -179,6 +182,9 @@ impl Sink for PushSink {
     fn name(&self) -> &'static str {
         NAME
     }
+    fn thread_name(&self) -> &'static str {
+        THREAD_NAME
+    }
 
     fn encode(&self, snapshot: &Snapshot) -> Batch {
         Batch {
@@ -205,6 +211,9 @@ struct DeleteGroup(Arc<PushSink>);
 impl Sink for DeleteGroup {
     fn name(&self) -> &'static str {
         NAME
+    }
+    fn thread_name(&self) -> &'static str {
+        THREAD_NAME
     }
     fn encode(&self, _: &Snapshot) -> Batch {
         Batch { seq: 0, samples: 0, body: Ok(Vec::new()) }

@@ -346,7 +346,10 @@ impl RemoteWriteBuilder {
     }
 }
 
+/// The `exporter` label of the self-metrics.
 const NAME: &str = "remote_write";
+/// The name of the exporter's thread.
+pub(crate) const THREAD_NAME: &str = "sm-remote-write";
 
 /// A configured remote-write exporter: [`start`](Self::start) it for periodic export on its
 /// own thread, or [`send_once`](Self::send_once) a snapshot now.
@@ -414,6 +417,9 @@ impl RemoteSink {
 impl Sink for RemoteSink {
     fn name(&self) -> &'static str {
         NAME
+    }
+    fn thread_name(&self) -> &'static str {
+        THREAD_NAME
     }
 
     fn encode(&self, snapshot: &Snapshot) -> Batch {

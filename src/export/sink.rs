@@ -40,8 +40,11 @@ pub(crate) struct Batch {
 /// An exporter's encoding and delivery, driven by [`deliver`](super::worker::deliver) and the
 /// background thread.
 pub(crate) trait Sink: Send + Sync + 'static {
-    /// The `exporter` label of the self-metrics and the thread name's suffix.
+    /// The `exporter` label of the self-metrics.
     fn name(&self) -> &'static str;
+    /// The name of the exporter's thread: a constant of at most
+    /// [`MAX_THREAD_NAME`](super::worker::MAX_THREAD_NAME) bytes.
+    fn thread_name(&self) -> &'static str;
     /// Encodes a snapshot for delivery.
     fn encode(&self, snapshot: &Snapshot) -> Batch;
     /// Tries once to deliver a batch.

@@ -103,6 +103,10 @@ impl<S: Sink> Exporter<S> {
     }
 }
 
+/// The longest thread name Linux keeps: `comm` holds 16 bytes with the NUL, and a longer name
+/// shows truncated in `top -H`, `ps -L`, gdb and perf. Every thread the crate names fits.
+pub(crate) const MAX_THREAD_NAME: usize = 15;
+
 /// The stop flag the handle raises and the thread waits on.
 #[derive(Default)]
 struct Control {
@@ -177,6 +181,7 @@ impl ExporterHandle {
     ) -> ExporterHandle {
         let control = Arc::new(Control::default());
         let name = sink.name();
+        let thread_name = sink.thread_name();
         let worker = Worker {
             interval: options.interval.unwrap_or_else(|| registry.interval()),
             registry,
@@ -191,7 +196,8 @@ impl ExporterHandle {
             next_try: Instant::now(),
             rng: Rng::new(),
         };
-        let thread = std::thread::Builder::new().name(format!("shardmetrics-{name}")).spawn(move || worker.run());
+        debug_assert!(thread_name.len() <= MAX_THREAD_NAME, "thread name {thread_name:?} is over 15 bytes");
+        let thread = std::thread::Builder::new().name(thread_name.into()).spawn(move || worker.run());
         let thread = match thread {
             Ok(t) => Some(t),
             Err(e) => {
@@ -391,6 +397,9 @@ mod tests {
         fn name(&self) -> &'static str {
             "test"
         }
+        fn thread_name(&self) -> &'static str {
+            "sm-test"
+        }
         fn encode(&self, s: &Snapshot) -> Batch {
             Batch { seq: s.seq(), samples: sample_count(s), body: Ok(Vec::new()) }
         }
@@ -411,6 +420,28 @@ mod tests {
 
     fn flaky(fail: u64, permanent: bool) -> Flaky {
         Flaky { fail: AtomicU64::new(fail), sent: Mutex::new(Vec::new()), permanent }
+    }
+
+    /// Every thread the crate starts, by its name constant: each fits Linux's 15 bytes (the
+    /// remote-write exporter's thread was `shardmetrics-remote_write`, shown as
+    /// `shardmetrics-re`), and no two are alike.
+    #[test]
+    fn every_thread_name_fits_linux_comm() {
+        let mut names = Vec::new();
+        names.extend([crate::aggregator::THREAD_NAME, crate::alert::THREAD_NAME, crate::export::file::THREAD_NAME]);
+        #[cfg(feature = "http")]
+        names.extend([crate::export::http::THREAD_NAME, crate::export::http::BLOCKING_THREAD_NAME]);
+        #[cfg(feature = "push")]
+        names.push(crate::export::pushgateway::THREAD_NAME);
+        #[cfg(feature = "remote-write")]
+        names.push(crate::export::remote_write::THREAD_NAME);
+        for name in &names {
+            assert!(!name.is_empty() && name.len() <= MAX_THREAD_NAME, "{name:?} is {} bytes", name.len());
+        }
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
     }
 
     #[test]
