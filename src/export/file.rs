@@ -44,7 +44,7 @@ use std::{
 use crate::{
     export::{
         prometheus,
-        sink::{sample_count, Batch, SendError, Sink},
+        sink::{sample_count, Batch, ExporterId, SendError, Sink},
         worker::Exporter,
         Backoff, ExportError, ExportOptions, ExporterBuilder, ExporterHandle,
     },
@@ -154,7 +154,7 @@ impl FileExporterBuilder {
             max_age: self.max_age,
             nonce: AtomicU64::new(0),
         };
-        Ok(FileExporter { exporter: Exporter::new(registry, sink, self.options) })
+        Ok(FileExporter { exporter: Exporter::new(registry, ID, sink, self.options) })
     }
 
     /// [`build`](Self::build)s and [`start`](FileExporter::start)s the exporter.
@@ -163,10 +163,10 @@ impl FileExporterBuilder {
     }
 }
 
-/// The `exporter` label of the self-metrics.
-const NAME: &str = "file";
 /// The name of the exporter's thread.
 pub(crate) const THREAD_NAME: &str = "sm-file-export";
+/// The `exporter` label of the self-metrics, and the thread.
+const ID: ExporterId = ExporterId { name: "file", thread: THREAD_NAME };
 
 /// A configured file exporter: [`start`](Self::start) it for periodic writes on its own
 /// thread, or [`write_once`](Self::write_once) a snapshot now.
@@ -364,13 +364,6 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl Sink for FileSink {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn thread_name(&self) -> &'static str {
-        THREAD_NAME
-    }
-
     fn encode(&self, snapshot: &Snapshot) -> Batch {
         let mut body = String::new();
         match self.format {

@@ -33,7 +33,7 @@ use crate::{
     export::{
         error::check_label_name,
         http_client, prometheus,
-        sink::{sample_count, Batch, SendError, Sink},
+        sink::{sample_count, Batch, ExporterId, SendError, Sink},
         worker::Exporter,
         ExportError, ExportOptions, ExporterBuilder, ExporterHandle,
     },
@@ -110,7 +110,7 @@ impl PushgatewayBuilder {
         let url = group_url(base, &self.job, &self.grouping);
         http_client::check_url(&url)?;
         let sink = PushSink { url, agent: http_client::agent(self.options.timeout), method: self.method };
-        Ok(Pushgateway { exporter: Exporter::new(registry, sink, self.options) })
+        Ok(Pushgateway { exporter: Exporter::new(registry, ID, sink, self.options) })
     }
 
     /// [`build`](Self::build)s and [`start`](Pushgateway::start)s the exporter.
@@ -119,10 +119,10 @@ impl PushgatewayBuilder {
     }
 }
 
-/// The `exporter` label of the self-metrics.
-const NAME: &str = "pushgateway";
 /// The name of the exporter's thread.
 pub(crate) const THREAD_NAME: &str = "sm-pushgateway";
+/// The `exporter` label of the self-metrics, and the thread.
+const ID: ExporterId = ExporterId { name: "pushgateway", thread: THREAD_NAME };
 
 /// A configured Pushgateway exporter.
 pub struct Pushgateway {
@@ -179,13 +179,6 @@ struct PushSink {
 }
 
 impl Sink for PushSink {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn thread_name(&self) -> &'static str {
-        THREAD_NAME
-    }
-
     fn encode(&self, snapshot: &Snapshot) -> Batch {
         Batch {
             seq: snapshot.seq(),
@@ -209,12 +202,6 @@ impl Sink for PushSink {
 struct DeleteGroup(Arc<PushSink>);
 
 impl Sink for DeleteGroup {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn thread_name(&self) -> &'static str {
-        THREAD_NAME
-    }
     fn encode(&self, _: &Snapshot) -> Batch {
         Batch { seq: 0, samples: 0, body: Ok(Vec::new()) }
     }

@@ -47,7 +47,7 @@ use crate::{
         error::check_label_name,
         http_client,
         prometheus::{export_buckets, exported_name},
-        sink::{Batch, SendError, Sink},
+        sink::{Batch, ExporterId, SendError, Sink},
         worker::Exporter,
         write_f64, ExportError, ExportOptions, ExporterBuilder, ExporterHandle,
     },
@@ -337,7 +337,7 @@ impl RemoteWriteBuilder {
             metadata: self.metadata,
             last_timestamp: AtomicI64::new(i64::MIN),
         };
-        Ok(RemoteWrite { exporter: Exporter::new(registry, sink, self.options) })
+        Ok(RemoteWrite { exporter: Exporter::new(registry, ID, sink, self.options) })
     }
 
     /// [`build`](Self::build)s and [`start`](RemoteWrite::start)s the exporter.
@@ -346,10 +346,10 @@ impl RemoteWriteBuilder {
     }
 }
 
-/// The `exporter` label of the self-metrics.
-const NAME: &str = "remote_write";
 /// The name of the exporter's thread.
 pub(crate) const THREAD_NAME: &str = "sm-remote-write";
+/// The `exporter` label of the self-metrics, and the thread.
+const ID: ExporterId = ExporterId { name: "remote_write", thread: THREAD_NAME };
 
 /// A configured remote-write exporter: [`start`](Self::start) it for periodic export on its
 /// own thread, or [`send_once`](Self::send_once) a snapshot now.
@@ -415,13 +415,6 @@ impl RemoteSink {
 }
 
 impl Sink for RemoteSink {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-    fn thread_name(&self) -> &'static str {
-        THREAD_NAME
-    }
-
     fn encode(&self, snapshot: &Snapshot) -> Batch {
         let req = write_request(snapshot, &self.external_labels, self.timestamp(snapshot), self.metadata);
         let samples = req.timeseries.len() as u64;

@@ -37,14 +37,19 @@ pub(crate) struct Batch {
     pub(crate) body: Result<Vec<u8>, String>,
 }
 
+/// Who an exporter is, in its self-metrics, its log lines and its thread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExporterId {
+    /// The `exporter` label of the self-metrics.
+    pub(crate) name: &'static str,
+    /// The name of the exporter's thread: at most
+    /// [`MAX_THREAD_NAME`](super::worker::MAX_THREAD_NAME) bytes.
+    pub(crate) thread: &'static str,
+}
+
 /// An exporter's encoding and delivery, driven by [`deliver`](super::worker::deliver) and the
 /// background thread.
 pub(crate) trait Sink: Send + Sync + 'static {
-    /// The `exporter` label of the self-metrics.
-    fn name(&self) -> &'static str;
-    /// The name of the exporter's thread: a constant of at most
-    /// [`MAX_THREAD_NAME`](super::worker::MAX_THREAD_NAME) bytes.
-    fn thread_name(&self) -> &'static str;
     /// Encodes a snapshot for delivery.
     fn encode(&self, snapshot: &Snapshot) -> Batch;
     /// Tries once to deliver a batch.

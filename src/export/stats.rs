@@ -127,6 +127,11 @@ impl Meter {
         }
     }
 
+    /// The `exporter` label of the counters.
+    pub(crate) fn exporter(&self) -> &'static str {
+        self.exporter
+    }
+
     pub(crate) fn stats(&self) -> ExportStats {
         self.cells.load()
     }

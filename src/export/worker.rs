@@ -21,7 +21,7 @@ use super::{
     backoff::{Backoff, Rng},
     builder::ExportOptions,
     error::ExportError,
-    sink::{Batch, SendError, Sink},
+    sink::{Batch, ExporterId, SendError, Sink},
     stats::{ExportStats, Meter},
 };
 use crate::{snapshot::Snapshot, Registry};
@@ -42,7 +42,7 @@ fn deliver(sink: &dyn Sink, batch: &Batch, backoff: &Backoff, meter: &Meter) -> 
             Err(SendError::Rejected { status, body }) => {
                 log::error!(
                     "shardmetrics {} exporter: batch of {} samples refused with HTTP {status}, not retried: {body}",
-                    sink.name(),
+                    meter.exporter(),
                     batch.samples
                 );
                 meter.failed(batch);
@@ -51,7 +51,7 @@ fn deliver(sink: &dyn Sink, batch: &Batch, backoff: &Backoff, meter: &Meter) -> 
             Err(SendError::Retryable(last)) if attempt >= backoff.attempts() => {
                 log::error!(
                     "shardmetrics {} exporter: giving up on a batch of {} samples after {attempt} attempt(s): {last}",
-                    sink.name(),
+                    meter.exporter(),
                     batch.samples
                 );
                 meter.failed(batch);
@@ -61,7 +61,7 @@ fn deliver(sink: &dyn Sink, batch: &Batch, backoff: &Backoff, meter: &Meter) -> 
                 let delay = backoff.delay(attempt, &mut rng);
                 log::warn!(
                     "shardmetrics {} exporter: attempt {attempt} failed ({e}); retrying in {delay:?}",
-                    sink.name()
+                    meter.exporter()
                 );
                 std::thread::sleep(delay);
             }
@@ -73,6 +73,7 @@ fn deliver(sink: &dyn Sink, batch: &Batch, backoff: &Backoff, meter: &Meter) -> 
 /// and the shared settings. `RemoteWrite`, `Pushgateway` and `FileExporter` each wrap one and
 /// add what only they do.
 pub(crate) struct Exporter<S> {
+    id: ExporterId,
     pub(crate) sink: Arc<S>,
     meter: Meter,
     registry: Registry,
@@ -80,9 +81,9 @@ pub(crate) struct Exporter<S> {
 }
 
 impl<S: Sink> Exporter<S> {
-    /// Registers the sink's self-metrics in `registry`.
-    pub(crate) fn new(registry: &Registry, sink: S, options: ExportOptions) -> Self {
-        Exporter { meter: Meter::new(registry, sink.name()), sink: Arc::new(sink), registry: registry.clone(), options }
+    /// Registers the exporter's self-metrics in `registry`.
+    pub(crate) fn new(registry: &Registry, id: ExporterId, sink: S, options: ExportOptions) -> Self {
+        Exporter { id, meter: Meter::new(registry, id.name), sink: Arc::new(sink), registry: registry.clone(), options }
     }
 
     /// Encodes and delivers one snapshot now on the calling thread, retrying with the
@@ -99,7 +100,7 @@ impl<S: Sink> Exporter<S> {
 
     /// Starts the background thread.
     pub(crate) fn start(self) -> ExporterHandle {
-        ExporterHandle::spawn(self.registry, self.sink, self.meter, self.options)
+        ExporterHandle::spawn(self.registry, self.id, self.sink, self.meter, self.options)
     }
 }
 
@@ -175,13 +176,13 @@ impl ExporterHandle {
     /// Starts the exporter's thread.
     pub(crate) fn spawn(
         registry: Registry,
+        id: ExporterId,
         sink: Arc<dyn Sink>,
         meter: Meter,
         options: ExportOptions,
     ) -> ExporterHandle {
         let control = Arc::new(Control::default());
-        let name = sink.name();
-        let thread_name = sink.thread_name();
+        let (name, thread_name) = (id.name, id.thread);
         let worker = Worker {
             interval: options.interval.unwrap_or_else(|| registry.interval()),
             registry,
@@ -291,7 +292,7 @@ impl Worker {
             if let Some(old) = self.queue.pop_front() {
                 log::warn!(
                     "shardmetrics {} exporter: queue full, dropping the batch of snapshot {} ({} samples)",
-                    self.sink.name(),
+                    self.meter.exporter(),
                     old.seq,
                     old.samples
                 );
@@ -306,7 +307,7 @@ impl Worker {
         let Some(batch) = self.queue.front() else { return };
         self.meter.attempt(self.head_attempts > 0);
         let result = self.sink.send(batch);
-        let name = self.sink.name();
+        let name = self.meter.exporter();
         match result {
             Ok(()) => {
                 self.meter.sent(batch);
@@ -370,7 +371,7 @@ impl Worker {
         for batch in std::mem::take(&mut self.queue) {
             log::error!(
                 "shardmetrics {} exporter: shutting down with the batch of snapshot {} ({} samples) undelivered",
-                self.sink.name(),
+                self.meter.exporter(),
                 batch.seq,
                 batch.samples
             );
@@ -394,12 +395,6 @@ mod tests {
     }
 
     impl Sink for Flaky {
-        fn name(&self) -> &'static str {
-            "test"
-        }
-        fn thread_name(&self) -> &'static str {
-            "sm-test"
-        }
         fn encode(&self, s: &Snapshot) -> Batch {
             Batch { seq: s.seq(), samples: sample_count(s), body: Ok(Vec::new()) }
         }
@@ -493,7 +488,8 @@ mod tests {
         let mut options = ExportOptions::new(2);
         options.interval = Some(Duration::from_millis(2));
         options.backoff = Backoff::new().initial(Duration::from_millis(30)).jitter(0.0).max_attempts(10);
-        let handle = ExporterHandle::spawn(r.clone(), sink.clone(), meter, options);
+        let id = ExporterId { name: "test", thread: "sm-test" };
+        let handle = ExporterHandle::spawn(r.clone(), id, sink.clone(), meter, options);
         for _ in 0..20 {
             c.inc();
             r.flush();
