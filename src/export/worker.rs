@@ -2,6 +2,8 @@
 //! that drops the oldest batch when full, the batch at its front is delivered with retries and
 //! backoff, and shutdown delivers what is left; [`deliver`] does the same for one batch on the
 //! caller's thread. How it behaves, as users see it, is documented on [`ExporterHandle`].
+//! [`Exporter`] is the glue every exporter shares: its sink, its counters, its registry and
+//! its [`ExportOptions`], registered, delivered once or started as one.
 //!
 //! The thread's own synchronisation (a stop flag under a mutex, a condvar, atomics for the
 //! handle's statistics) uses `std::sync` directly: it is process bookkeeping outside the
