@@ -22,7 +22,7 @@ use std::{
 };
 
 use shardmetrics::{
-    export::{pushgateway::Pushgateway, retry::Backoff},
+    export::{pushgateway::Pushgateway, Backoff, ExporterBuilder},
     self_metrics, Registry,
 };
 

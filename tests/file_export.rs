@@ -15,8 +15,7 @@ use shardmetrics::self_metrics;
 use shardmetrics::{
     export::{
         file::{FileExporter, FileFormat, FileMode},
-        prometheus,
-        retry::ExportError,
+        prometheus, ExportError, ExporterBuilder,
     },
     Registry, Unit,
 };

@@ -27,7 +27,7 @@ use shardmetrics::{
     export::{
         pushgateway::{PushMethod, Pushgateway},
         remote_write::RemoteWrite,
-        retry::{Backoff, ExportError},
+        Backoff, ExportError, ExporterBuilder,
     },
     Registry, Unit,
 };

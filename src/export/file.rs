@@ -27,7 +27,7 @@
 //!     .start(&registry)?;
 //! // … record metrics …
 //! exporter.shutdown(); // writes the final snapshot
-//! # Ok::<(), shardmetrics::export::retry::ExportError>(())
+//! # Ok::<(), shardmetrics::export::ExportError>(())
 //! ```
 
 #![forbid(unsafe_code)]
@@ -37,19 +37,16 @@ use std::{
     fmt, fs,
     io::{self, Write},
     path::{Path, PathBuf},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
     export::{
         prometheus,
-        retry::{
-            deliver, sample_count, Backoff, Batch, ExportError, ExporterHandle, Meter, SendError, Sink, WorkerConfig,
-        },
+        sink::{sample_count, Batch, ExporterId, SendError, Sink},
+        worker::Exporter,
+        Backoff, ExportError, ExportOptions, ExporterBuilder, ExporterHandle,
     },
     snapshot::Snapshot,
     Registry,
@@ -77,7 +74,13 @@ pub enum FileMode {
     Append,
 }
 
-/// Configures a [`FileExporter`].
+/// Configures a [`FileExporter`]. The settings every exporter shares (interval, queue
+/// capacity, backoff, shutdown) are set through [`ExporterBuilder`].
+///
+/// The default [`backoff`](ExporterBuilder::backoff) makes one attempt per snapshot: a failed
+/// write is retried with the next snapshot, at the next tick. A backoff with delays spaces
+/// attempts out while errors persist (snapshots arriving meanwhile supersede the pending one
+/// and are counted as dropped).
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` or `start`"]
 pub struct FileExporterBuilder {
@@ -87,8 +90,16 @@ pub struct FileExporterBuilder {
     rotate_bytes: u64,
     max_files: usize,
     max_age: Option<Duration>,
-    worker: WorkerConfig,
+    options: ExportOptions,
 }
+
+impl ExporterBuilder for FileExporterBuilder {
+    fn options_mut(&mut self) -> &mut ExportOptions {
+        &mut self.options
+    }
+}
+
+impl crate::export::builder::sealed::Sealed for FileExporterBuilder {}
 
 impl FileExporterBuilder {
     /// The file's format (default Prometheus text).
@@ -124,33 +135,6 @@ impl FileExporterBuilder {
         self
     }
 
-    /// How often to write a new snapshot (default: the registry's interval).
-    pub fn interval(mut self, interval: Duration) -> Self {
-        self.worker.interval = Some(interval.max(Duration::from_millis(1)));
-        self
-    }
-
-    /// Retry policy. The default makes one attempt per snapshot: a failed write is retried
-    /// with the next snapshot, at the next tick. A backoff with delays spaces attempts out
-    /// while errors persist (snapshots arriving meanwhile supersede the pending one and are
-    /// counted as dropped).
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.worker.backoff = backoff;
-        self
-    }
-
-    /// Whether shutdown merges a final snapshot with [`Registry::flush`] (default true).
-    pub fn flush_on_shutdown(mut self, on: bool) -> Self {
-        self.worker.flush_on_shutdown = on;
-        self
-    }
-
-    /// How long shutdown may keep trying to write the final snapshot (default 5 s).
-    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
-        self.worker.shutdown_timeout = d;
-        self
-    }
-
     /// Validates the configuration and registers the exporter's self-metrics in `registry`.
     /// The directory is not created or checked here: errors surface (counted) when writing.
     pub fn build(self, registry: &Registry) -> Result<FileExporter, ExportError> {
@@ -170,12 +154,7 @@ impl FileExporterBuilder {
             max_age: self.max_age,
             nonce: AtomicU64::new(0),
         };
-        Ok(FileExporter {
-            sink: Arc::new(sink),
-            meter: Meter::new(registry, NAME),
-            registry: registry.clone(),
-            worker: self.worker,
-        })
+        Ok(FileExporter { exporter: Exporter::new(registry, ID, sink, self.options) })
     }
 
     /// [`build`](Self::build)s and [`start`](FileExporter::start)s the exporter.
@@ -184,20 +163,20 @@ impl FileExporterBuilder {
     }
 }
 
-const NAME: &str = "file";
+/// The name of the exporter's thread.
+pub(crate) const THREAD_NAME: &str = "sm-file-export";
+/// The `exporter` label of the self-metrics, and the thread.
+const ID: ExporterId = ExporterId { name: "file", thread: THREAD_NAME };
 
 /// A configured file exporter: [`start`](Self::start) it for periodic writes on its own
 /// thread, or [`write_once`](Self::write_once) a snapshot now.
 pub struct FileExporter {
-    sink: Arc<FileSink>,
-    meter: Meter,
-    registry: Registry,
-    worker: WorkerConfig,
+    exporter: Exporter<FileSink>,
 }
 
 impl fmt::Debug for FileExporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FileExporter").field("path", &self.sink.path).finish_non_exhaustive()
+        f.debug_struct("FileExporter").field("path", &self.exporter.sink.path).finish_non_exhaustive()
     }
 }
 
@@ -211,16 +190,15 @@ impl FileExporter {
             rotate_bytes: 16 << 20,
             max_files: 5,
             max_age: None,
-            worker: WorkerConfig { queue_capacity: 1, backoff: Backoff::new().max_attempts(1), ..WorkerConfig::new(1) },
+            options: ExportOptions { backoff: Backoff::new().max_attempts(1), ..ExportOptions::new(1) },
         }
     }
 
     /// Writes one snapshot now, on the calling thread; counts the outcome.
     pub fn write_once(&self, snapshot: &Snapshot) -> Result<(), ExportError> {
-        let batch = self.sink.encode(snapshot);
-        deliver(&*self.sink, &batch, &self.worker.backoff, &self.meter).map_err(|e| match e {
+        self.exporter.export_once(snapshot).map_err(|e| match e {
             ExportError::GaveUp { last, .. } => {
-                ExportError::Io { path: self.sink.path.display().to_string(), message: last }
+                ExportError::Io { path: self.exporter.sink.path.display().to_string(), message: last }
             }
             e => e,
         })
@@ -228,12 +206,12 @@ impl FileExporter {
 
     /// The file written.
     pub fn path(&self) -> &Path {
-        &self.sink.path
+        &self.exporter.sink.path
     }
 
     /// Starts the background thread: every interval, a new snapshot is written.
     pub fn start(self) -> ExporterHandle {
-        ExporterHandle::spawn(self.registry, self.sink, self.meter, self.worker)
+        self.exporter.start()
     }
 }
 
@@ -386,10 +364,6 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl Sink for FileSink {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn encode(&self, snapshot: &Snapshot) -> Batch {
         let mut body = String::new();
         match self.format {
@@ -452,9 +426,9 @@ mod tests {
     fn rotated_names() {
         let r = Registry::builder().manual().build();
         let e = FileExporter::builder("metrics.prom").build(&r).unwrap();
-        assert_eq!(e.sink.dir, PathBuf::from("."));
-        assert_eq!(e.sink.rotated(2), PathBuf::from("./metrics.prom.2"));
-        assert!(e.sink.temp_path().file_name().unwrap().to_str().unwrap().starts_with(".metrics.prom.tmp."));
+        assert_eq!(e.exporter.sink.dir, PathBuf::from("."));
+        assert_eq!(e.exporter.sink.rotated(2), PathBuf::from("./metrics.prom.2"));
+        assert!(e.exporter.sink.temp_path().file_name().unwrap().to_str().unwrap().starts_with(".metrics.prom.tmp."));
         assert!(FileExporter::builder("/").build(&r).is_err());
     }
 }

@@ -43,6 +43,12 @@ use crate::{Registry, Snapshot};
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
 
+/// Name of the endpoint's thread (it runs the server's current-thread runtime).
+pub(crate) const THREAD_NAME: &str = "sm-http";
+/// Name of the runtime's blocking threads, where renders run (tokio's default,
+/// `tokio-runtime-worker`, is over Linux's 15 bytes).
+pub(crate) const BLOCKING_THREAD_NAME: &str = "sm-http-render";
+
 /// A response format the endpoint can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -226,7 +232,11 @@ impl ServerBuilder {
         let listener = std::net::TcpListener::bind(&self.listen)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(4).build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(4)
+            .thread_name(BLOCKING_THREAD_NAME)
+            .build()?;
         let state = Arc::new(State {
             registry: registry.clone(),
             cache: Mutex::new(HashMap::new()),
@@ -237,7 +247,7 @@ impl ServerBuilder {
         let (stop_tx, stop_rx) = oneshot::channel();
         let serving = state.clone();
         let thread = std::thread::Builder::new()
-            .name("sm-http".into())
+            .name(THREAD_NAME.into())
             .spawn(move || runtime.block_on(serve(listener, serving, stop_rx)))?;
         Ok(Server { addr, state: Arc::downgrade(&state), stop: Some(stop_tx), thread: Some(thread) })
     }

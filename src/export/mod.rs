@@ -11,7 +11,15 @@ pub mod http;
 
 // The background exporters run std threads of their own; the loom build compiles only the core.
 #[cfg(not(shardmetrics_loom))]
+mod backoff;
+#[cfg(not(shardmetrics_loom))]
+mod builder;
+#[cfg(not(shardmetrics_loom))]
+mod error;
+#[cfg(not(shardmetrics_loom))]
 pub mod file;
+#[cfg(all(any(feature = "remote-write", feature = "push"), not(shardmetrics_loom)))]
+mod http_client;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod openmetrics;
@@ -21,7 +29,22 @@ pub mod pushgateway;
 #[cfg(all(feature = "remote-write", not(shardmetrics_loom)))]
 pub mod remote_write;
 #[cfg(not(shardmetrics_loom))]
-pub mod retry;
+mod sink;
+#[cfg(not(shardmetrics_loom))]
+mod stats;
+#[cfg(not(shardmetrics_loom))]
+mod worker;
+
+#[cfg(not(shardmetrics_loom))]
+pub use backoff::Backoff;
+#[cfg(not(shardmetrics_loom))]
+pub use builder::{ExportOptions, ExporterBuilder};
+#[cfg(not(shardmetrics_loom))]
+pub use error::ExportError;
+#[cfg(not(shardmetrics_loom))]
+pub use stats::ExportStats;
+#[cfg(not(shardmetrics_loom))]
+pub use worker::ExporterHandle;
 
 /// The name of a histogram's summary family of quantile series: its exported name followed by
 /// `_quantiles` (`http_request_duration_seconds` → `http_request_duration_seconds_quantiles`).

@@ -8,7 +8,7 @@
 //! [`PushMethod::Post`] only the metric names pushed.
 //!
 //! Queueing, retries with backoff, and the `shardmetrics_export_samples_total` self-metrics
-//! are described in [`retry`](crate::export::retry). The queue holds one push by default: a
+//! are described in [`ExporterHandle`]. The queue holds one push by default: a
 //! newer snapshot supersedes an older one still waiting (counted as `dropped`).
 //!
 //! ```no_run
@@ -27,15 +27,15 @@
 
 #![forbid(unsafe_code)]
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc};
 
 use crate::{
     export::{
-        prometheus,
-        retry::{
-            check_label_name, deliver, http, sample_count, Backoff, Batch, ExportError, ExporterHandle, Meter,
-            SendError, Sink, WorkerConfig,
-        },
+        error::check_label_name,
+        http_client, prometheus,
+        sink::{sample_count, Batch, ExporterId, SendError, Sink},
+        worker::Exporter,
+        ExportError, ExportOptions, ExporterBuilder, ExporterHandle,
     },
     snapshot::Snapshot,
     Registry,
@@ -51,7 +51,9 @@ pub enum PushMethod {
     Post,
 }
 
-/// Configures a [`Pushgateway`] exporter.
+/// Configures a [`Pushgateway`] exporter. The settings every exporter shares (interval,
+/// queue capacity, backoff, shutdown, request timeout) are set through [`ExporterBuilder`];
+/// the queue holds one push by default (only the newest matters).
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` or `start`"]
 pub struct PushgatewayBuilder {
@@ -59,9 +61,17 @@ pub struct PushgatewayBuilder {
     job: String,
     grouping: Vec<(String, String)>,
     method: PushMethod,
-    timeout: Duration,
-    worker: WorkerConfig,
+    options: ExportOptions,
 }
+
+impl ExporterBuilder for PushgatewayBuilder {
+    fn options_mut(&mut self) -> &mut ExportOptions {
+        &mut self.options
+    }
+}
+
+impl crate::export::builder::sealed::Sealed for PushgatewayBuilder {}
+impl crate::export::builder::sealed::Http for PushgatewayBuilder {}
 
 impl PushgatewayBuilder {
     /// The `job` of the group (required).
@@ -84,46 +94,10 @@ impl PushgatewayBuilder {
         self
     }
 
-    /// Bound on one request, connect to last byte (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How often to push a new snapshot (default: the registry's interval).
-    pub fn interval(mut self, interval: Duration) -> Self {
-        self.worker.interval = Some(interval.max(Duration::from_millis(1)));
-        self
-    }
-
-    /// Pushes kept while the gateway is slow or down (default 1: only the newest matters).
-    pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.worker.queue_capacity = n.max(1);
-        self
-    }
-
-    /// Retry policy (default [`Backoff::default`]).
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.worker.backoff = backoff;
-        self
-    }
-
-    /// How long [`ExporterHandle::shutdown`] may keep trying to push (default 5 s).
-    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
-        self.worker.shutdown_timeout = d;
-        self
-    }
-
-    /// Whether shutdown merges a final snapshot with [`Registry::flush`] (default true).
-    pub fn flush_on_shutdown(mut self, on: bool) -> Self {
-        self.worker.flush_on_shutdown = on;
-        self
-    }
-
     /// Validates the configuration and registers the exporter's self-metrics in `registry`.
     pub fn build(self, registry: &Registry) -> Result<Pushgateway, ExportError> {
         let base = self.url.trim_end_matches('/');
-        http::check_url(base)?;
+        http_client::check_url(base)?;
         if self.job.is_empty() {
             return Err(ExportError::Missing { what: "the Pushgateway job" });
         }
@@ -134,14 +108,9 @@ impl PushgatewayBuilder {
             }
         }
         let url = group_url(base, &self.job, &self.grouping);
-        http::check_url(&url)?;
-        let sink = PushSink { url, agent: http::agent(self.timeout), method: self.method };
-        Ok(Pushgateway {
-            sink: Arc::new(sink),
-            meter: Meter::new(registry, NAME),
-            registry: registry.clone(),
-            worker: self.worker,
-        })
+        http_client::check_url(&url)?;
+        let sink = PushSink { url, agent: http_client::agent(self.options.timeout), method: self.method };
+        Ok(Pushgateway { exporter: Exporter::new(registry, ID, sink, self.options) })
     }
 
     /// [`build`](Self::build)s and [`start`](Pushgateway::start)s the exporter.
@@ -150,19 +119,19 @@ impl PushgatewayBuilder {
     }
 }
 
-const NAME: &str = "pushgateway";
+/// The name of the exporter's thread.
+pub(crate) const THREAD_NAME: &str = "sm-pushgateway";
+/// The `exporter` label of the self-metrics, and the thread.
+const ID: ExporterId = ExporterId { name: "pushgateway", thread: THREAD_NAME };
 
 /// A configured Pushgateway exporter.
 pub struct Pushgateway {
-    sink: Arc<PushSink>,
-    meter: Meter,
-    registry: Registry,
-    worker: WorkerConfig,
+    exporter: Exporter<PushSink>,
 }
 
 impl fmt::Debug for Pushgateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pushgateway").field("url", &self.sink.url).finish_non_exhaustive()
+        f.debug_struct("Pushgateway").field("url", &self.exporter.sink.url).finish_non_exhaustive()
     }
 }
 
@@ -174,34 +143,32 @@ impl Pushgateway {
             job: String::new(),
             grouping: Vec::new(),
             method: PushMethod::default(),
-            timeout: Duration::from_secs(10),
-            worker: WorkerConfig::new(1),
+            options: ExportOptions::new(1),
         }
     }
 
     /// The group's URL, `…/metrics/job/<job>{/<label>/<value>}`.
     pub fn url(&self) -> &str {
-        &self.sink.url
+        &self.exporter.sink.url
     }
 
     /// Pushes one snapshot now on the calling thread, retrying with the configured backoff;
     /// counts the outcome like the background thread does.
     pub fn push_once(&self, snapshot: &Snapshot) -> Result<(), ExportError> {
-        let batch = self.sink.encode(snapshot);
-        deliver(&*self.sink, &batch, &self.worker.backoff, &self.meter)
+        self.exporter.export_once(snapshot)
     }
 
     /// Deletes the group from the gateway (e.g. when a batch job's results should not
     /// linger), retrying with the configured backoff.
     pub fn delete(&self) -> Result<(), ExportError> {
-        let delete = DeleteGroup(self.sink.clone());
+        let delete = DeleteGroup(self.exporter.sink.clone());
         let batch = Batch { seq: 0, samples: 0, body: Ok(Vec::new()) };
-        deliver(&delete, &batch, &self.worker.backoff, &self.meter)
+        self.exporter.deliver_via(&delete, &batch)
     }
 
     /// Starts the background thread: every interval, a new snapshot is pushed.
     pub fn start(self) -> ExporterHandle {
-        ExporterHandle::spawn(self.registry, self.sink, self.meter, self.worker)
+        self.exporter.start()
     }
 }
 
@@ -212,10 +179,6 @@ struct PushSink {
 }
 
 impl Sink for PushSink {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn encode(&self, snapshot: &Snapshot) -> Batch {
         Batch {
             seq: snapshot.seq(),
@@ -230,7 +193,8 @@ impl Sink for PushSink {
             PushMethod::Put => self.agent.put(&self.url),
             PushMethod::Post => self.agent.post(&self.url),
         };
-        http::outcome(req.header("Content-Type", prometheus::CONTENT_TYPE).send(body.as_slice())).map(http::finish)
+        http_client::outcome(req.header("Content-Type", prometheus::CONTENT_TYPE).send(body.as_slice()))
+            .map(http_client::finish)
     }
 }
 
@@ -238,14 +202,11 @@ impl Sink for PushSink {
 struct DeleteGroup(Arc<PushSink>);
 
 impl Sink for DeleteGroup {
-    fn name(&self) -> &'static str {
-        NAME
-    }
     fn encode(&self, _: &Snapshot) -> Batch {
         Batch { seq: 0, samples: 0, body: Ok(Vec::new()) }
     }
     fn send(&self, _: &Batch) -> Result<(), SendError> {
-        http::outcome(self.0.agent.delete(&self.0.url).call()).map(http::finish)
+        http_client::outcome(self.0.agent.delete(&self.0.url).call()).map(http_client::finish)
     }
 }
 

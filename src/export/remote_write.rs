@@ -10,10 +10,13 @@
 //! Samples are stamped with the snapshot's time, strictly increasing per exporter.
 //!
 //! Queueing, retries with backoff, and the `shardmetrics_export_samples_total` self-metrics
-//! are described in [`retry`](crate::export::retry).
+//! are described in [`ExporterHandle`].
 //!
 //! ```no_run
-//! use shardmetrics::{export::remote_write::RemoteWrite, Registry};
+//! use shardmetrics::{
+//!     export::{remote_write::RemoteWrite, ExporterBuilder},
+//!     Registry,
+//! };
 //! use std::time::Duration;
 //!
 //! let registry = Registry::new();
@@ -25,18 +28,15 @@
 //! // … record metrics …
 //! let stats = exporter.shutdown(); // sends the final snapshot
 //! println!("{} samples sent, {} failed", stats.sent_samples, stats.failed_samples);
-//! # Ok::<(), shardmetrics::export::retry::ExportError>(())
+//! # Ok::<(), shardmetrics::export::ExportError>(())
 //! ```
 
 #![forbid(unsafe_code)]
 
 use std::{
     fmt,
-    sync::{
-        atomic::{AtomicI64, Ordering},
-        Arc,
-    },
-    time::{Duration, UNIX_EPOCH},
+    sync::atomic::{AtomicI64, Ordering},
+    time::UNIX_EPOCH,
 };
 
 use prost::Message as _;
@@ -44,12 +44,12 @@ use prost::Message as _;
 use crate::{
     export::{
         bound_in_unit,
+        error::check_label_name,
+        http_client,
         prometheus::{export_buckets, exported_name},
-        retry::{
-            check_label_name, deliver, http, Backoff, Batch, ExportError, ExporterHandle, Meter, SendError, Sink,
-            WorkerConfig,
-        },
-        write_f64,
+        sink::{Batch, ExporterId, SendError, Sink},
+        worker::Exporter,
+        write_f64, ExportError, ExportOptions, ExporterBuilder, ExporterHandle,
     },
     snapshot::{Snapshot, Value},
     Kind, Registry,
@@ -271,17 +271,27 @@ pub fn decode(body: &[u8]) -> Result<WriteRequest, String> {
     WriteRequest::decode(raw.as_slice()).map_err(|e| format!("protobuf: {e}"))
 }
 
-/// Configures a [`RemoteWrite`] exporter.
+/// Configures a [`RemoteWrite`] exporter. The settings every exporter shares (interval,
+/// queue capacity, backoff, shutdown, request timeout) are set through [`ExporterBuilder`];
+/// the queue holds 16 batches by default.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` or `start`"]
 pub struct RemoteWriteBuilder {
     url: String,
     external_labels: Vec<(String, String)>,
     headers: Vec<(String, String)>,
-    timeout: Duration,
     metadata: bool,
-    worker: WorkerConfig,
+    options: ExportOptions,
 }
+
+impl ExporterBuilder for RemoteWriteBuilder {
+    fn options_mut(&mut self) -> &mut ExportOptions {
+        &mut self.options
+    }
+}
+
+impl crate::export::builder::sealed::Sealed for RemoteWriteBuilder {}
+impl crate::export::builder::sealed::Http for RemoteWriteBuilder {}
 
 impl RemoteWriteBuilder {
     /// Adds a label to every series that does not have it (e.g. `job`, `instance`). A later
@@ -298,44 +308,6 @@ impl RemoteWriteBuilder {
         self
     }
 
-    /// Bound on one request, connect to last byte (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How often to look for a new snapshot (default: the registry's interval).
-    pub fn interval(mut self, interval: Duration) -> Self {
-        self.worker.interval = Some(interval.max(Duration::from_millis(1)));
-        self
-    }
-
-    /// Batches kept while the receiver is slow or down (default 16); past it the oldest is
-    /// dropped and its samples counted as `dropped`.
-    pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.worker.queue_capacity = n.max(1);
-        self
-    }
-
-    /// Retry policy (default [`Backoff::default`]).
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.worker.backoff = backoff;
-        self
-    }
-
-    /// How long [`ExporterHandle::shutdown`] may keep trying to deliver (default 5 s).
-    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
-        self.worker.shutdown_timeout = d;
-        self
-    }
-
-    /// Whether shutdown merges a final snapshot with [`Registry::flush`] (default true)
-    /// rather than sending the last published one.
-    pub fn flush_on_shutdown(mut self, on: bool) -> Self {
-        self.worker.flush_on_shutdown = on;
-        self
-    }
-
     /// Whether to send metric metadata (type, help, unit) with each request (default true).
     pub fn metadata(mut self, on: bool) -> Self {
         self.metadata = on;
@@ -344,7 +316,7 @@ impl RemoteWriteBuilder {
 
     /// Validates the configuration and registers the exporter's self-metrics in `registry`.
     pub fn build(self, registry: &Registry) -> Result<RemoteWrite, ExportError> {
-        http::check_url(&self.url)?;
+        http_client::check_url(&self.url)?;
         for (k, _) in &self.external_labels {
             check_label_name(k)?;
         }
@@ -359,18 +331,13 @@ impl RemoteWriteBuilder {
         external_labels.sort();
         let sink = RemoteSink {
             url: self.url,
-            agent: http::agent(self.timeout),
+            agent: http_client::agent(self.options.timeout),
             headers: self.headers,
             external_labels,
             metadata: self.metadata,
             last_timestamp: AtomicI64::new(i64::MIN),
         };
-        Ok(RemoteWrite {
-            sink: Arc::new(sink),
-            meter: Meter::new(registry, NAME),
-            registry: registry.clone(),
-            worker: self.worker,
-        })
+        Ok(RemoteWrite { exporter: Exporter::new(registry, ID, sink, self.options) })
     }
 
     /// [`build`](Self::build)s and [`start`](RemoteWrite::start)s the exporter.
@@ -379,20 +346,20 @@ impl RemoteWriteBuilder {
     }
 }
 
-const NAME: &str = "remote_write";
+/// The name of the exporter's thread.
+pub(crate) const THREAD_NAME: &str = "sm-remote-write";
+/// The `exporter` label of the self-metrics, and the thread.
+const ID: ExporterId = ExporterId { name: "remote_write", thread: THREAD_NAME };
 
 /// A configured remote-write exporter: [`start`](Self::start) it for periodic export on its
 /// own thread, or [`send_once`](Self::send_once) a snapshot now.
 pub struct RemoteWrite {
-    sink: Arc<RemoteSink>,
-    meter: Meter,
-    registry: Registry,
-    worker: WorkerConfig,
+    exporter: Exporter<RemoteSink>,
 }
 
 impl fmt::Debug for RemoteWrite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteWrite").field("url", &self.sink.url).finish_non_exhaustive()
+        f.debug_struct("RemoteWrite").field("url", &self.exporter.sink.url).finish_non_exhaustive()
     }
 }
 
@@ -404,22 +371,20 @@ impl RemoteWrite {
             url: url.to_owned(),
             external_labels: Vec::new(),
             headers: Vec::new(),
-            timeout: Duration::from_secs(10),
             metadata: true,
-            worker: WorkerConfig::new(16),
+            options: ExportOptions::new(16),
         }
     }
 
     /// Sends one snapshot now on the calling thread, retrying with the configured backoff;
     /// counts the outcome like the background thread does.
     pub fn send_once(&self, snapshot: &Snapshot) -> Result<(), ExportError> {
-        let batch = self.sink.encode(snapshot);
-        deliver(&*self.sink, &batch, &self.worker.backoff, &self.meter)
+        self.exporter.export_once(snapshot)
     }
 
     /// Starts the background thread: every interval, a new snapshot is queued and sent.
     pub fn start(self) -> ExporterHandle {
-        ExporterHandle::spawn(self.registry, self.sink, self.meter, self.worker)
+        self.exporter.start()
     }
 }
 
@@ -450,10 +415,6 @@ impl RemoteSink {
 }
 
 impl Sink for RemoteSink {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     fn encode(&self, snapshot: &Snapshot) -> Batch {
         let req = write_request(snapshot, &self.external_labels, self.timestamp(snapshot), self.metadata);
         let samples = req.timeseries.len() as u64;
@@ -474,13 +435,15 @@ impl Sink for RemoteSink {
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        http::outcome(req.send(body.as_slice())).map(http::finish)
+        http_client::outcome(req.send(body.as_slice())).map(http_client::finish)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
     use crate::{export::prometheus, Unit};
 
     fn labels(ts: &TimeSeries) -> Vec<(&str, &str)> {
@@ -560,7 +523,7 @@ mod tests {
         let (_r, snap) = sample_registry();
         let req = write_request(&snap, &[("job".into(), "test".into())], 1_000, true);
         assert_eq!(sample_keys(&req, &["job"]), text_samples(&prometheus::render(&snap)));
-        assert_eq!(req.timeseries.len() as u64, crate::export::retry::sample_count(&snap));
+        assert_eq!(req.timeseries.len() as u64, crate::export::sink::sample_count(&snap));
     }
 
     #[test]
@@ -645,7 +608,7 @@ mod tests {
     #[test]
     fn timestamps_strictly_increase() {
         let r = Registry::builder().manual().build();
-        let sink = RemoteWrite::builder("http://127.0.0.1:1/api/v1/write").build(&r).unwrap().sink;
+        let sink = RemoteWrite::builder("http://127.0.0.1:1/api/v1/write").build(&r).unwrap().exporter.sink;
         let snap = r.flush();
         let a = sink.timestamp(&snap);
         let b = sink.timestamp(&snap);
