@@ -508,8 +508,10 @@ mod tests {
         assert_eq!(stats.last_sent_seq, last);
         assert_eq!(stats.sent_batches as usize, sent.len());
         // Three failed attempts; the retries of a batch dropped meanwhile do not count as
-        // retries of the next one.
+        // retries of the next one. How many of the three were retries depends on the
+        // scheduling: on a loaded machine every failed batch can be dropped (the queue holds
+        // two) before its retry, and then none is (seen in CI-like runs with other builds).
         assert_eq!(stats.attempts, stats.sent_batches + 3, "{stats:?}");
-        assert!((1..=3).contains(&stats.retries), "{stats:?}");
+        assert!(stats.retries <= 3, "{stats:?}");
     }
 }
