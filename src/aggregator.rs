@@ -16,9 +16,10 @@ use std::{
 
 use crate::{
     buckets,
-    registry::{Core, Store, View},
+    catalogue::View,
     shard::HistLoc,
     snapshot::{CounterValue, HistogramSnapshot, Series, Snapshot, Value},
+    store::{Core, Store},
     sync::{lock, Arc, Ordering},
     window::{subtract, HistDelta, TickDelta, MAX_TICKS},
 };

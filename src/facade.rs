@@ -115,8 +115,9 @@ use metrics::{Key, KeyName, Metadata, SharedString};
 
 use crate::{
     buckets,
+    catalogue::Def,
     metric::sealed::Sealed,
-    registry::{Core, Def, Store},
+    store::{Core, Store},
     sync::{lock, Published},
     Counter, Error, Gauge, Histogram, Kind, Registry, Unit,
 };

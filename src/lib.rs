@@ -61,6 +61,7 @@ mod aggregator;
 #[cfg(not(shardmetrics_loom))]
 pub mod alert;
 mod buckets;
+mod catalogue;
 mod clock;
 pub mod collect;
 mod error;
@@ -70,11 +71,13 @@ mod exposition;
 #[cfg(all(feature = "metrics-facade", not(shardmetrics_loom)))]
 pub mod facade;
 mod metric;
+mod metric_builder;
 mod registry;
 pub mod scrape;
 pub mod self_metrics;
 mod shard;
 mod snapshot;
+mod store;
 mod sync;
 pub mod trend;
 mod unit;
@@ -100,11 +103,10 @@ pub use metric::{
     CacheStats, Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Operation,
     OperationBuilder, OperationGuard, StateSet, Timer,
 };
+pub use metric_builder::MetricBuilder;
 #[cfg(not(shardmetrics_loom))]
 pub use registry::global;
-pub use registry::{
-    MetricBuilder, Registry, RegistryBuilder, DEFAULT_INTERVAL, DEFAULT_MAX_SERIES, DEFAULT_MAX_SERIES_PER_FAMILY,
-};
+pub use registry::{Registry, RegistryBuilder, DEFAULT_INTERVAL, DEFAULT_MAX_SERIES, DEFAULT_MAX_SERIES_PER_FAMILY};
 pub use snapshot::{
     Bucket, CacheSnapshot, CounterValue, FamilyInfo, HistogramSnapshot, Labels, OperationStats, Series, Snapshot, Value,
 };

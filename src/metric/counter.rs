@@ -4,8 +4,8 @@ use std::fmt;
 
 use crate::{
     metric::{sealed::Sealed, Metric},
-    registry::{Core, Store},
     shard::{single_writer_add, with_cached_shard, with_shard, CounterLoc},
+    store::{Core, Store},
     sync::Arc,
     Unit,
 };

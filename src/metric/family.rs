@@ -19,7 +19,7 @@ use crate::{
         label_index::{LabelIndex, Writer},
         Metric,
     },
-    registry::{Core, Store},
+    store::{Core, Store},
     sync::{lock, Arc, Mutex, OnceBox},
     Unit,
 };

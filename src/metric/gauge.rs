@@ -11,8 +11,8 @@ use crossbeam_utils::CachePadded;
 
 use crate::{
     metric::{sealed::Sealed, Metric},
-    registry::{Core, Store},
     shard::Loc,
+    store::{Core, Store},
     sync::{Arc, AtomicU64, LazySlice, Ordering},
     Unit,
 };

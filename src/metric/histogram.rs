@@ -4,8 +4,8 @@ use std::fmt;
 
 use crate::{
     metric::{sealed::Sealed, Metric},
-    registry::{Core, Store},
     shard::{with_cached_shard, with_shard, HistLoc},
+    store::{Core, Store},
     sync::Arc,
     Unit,
 };

@@ -22,7 +22,7 @@
 use std::{hash::BuildHasher, marker::PhantomData};
 
 use crate::{
-    registry::Store,
+    store::Store,
     sync::{AtomicPtr, Ordering},
 };
 

@@ -29,7 +29,7 @@ pub use operation::{CacheStats, Operation, OperationBuilder, OperationGuard, Sta
 pub trait Metric: sealed::Sealed + Sized {}
 
 pub(crate) mod sealed {
-    use crate::{registry::Core, registry::Store, sync::Arc, Unit};
+    use crate::{store::Core, store::Store, sync::Arc, Unit};
 
     pub trait Sealed {
         type Ref<'a>;

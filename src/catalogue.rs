@@ -1,0 +1,413 @@
+//! The series catalogue: `(name, labels) → Store`, with validation, the exposition-name clash
+//! check, cardinality caps and overflow series, and the view the aggregator merges from.
+//! Behind the registry's mutex: only registration and the aggregator's view refresh take it,
+//! never the recording path.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use crate::{
+    buckets,
+    error::{validate_label_name, validate_metric_name, Error},
+    metric::gauge::GaugeStore,
+    shard::{CounterLoc, HistLoc},
+    snapshot::{FamilyInfo, Labels, SeriesMeta},
+    store::Store,
+    sync::OnceBox,
+    Kind, Unit,
+};
+
+/// A metric definition collected by a builder.
+#[derive(Debug, Clone)]
+pub(crate) struct Def {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) help: Option<String>,
+    pub(crate) unit: Unit,
+    pub(crate) labels: Vec<(String, String)>,
+    pub(crate) precision: u8,
+    pub(crate) buckets: Option<Vec<f64>>,
+    pub(crate) quantiles: Option<Vec<f64>>,
+    pub(crate) quantile_window: Option<Duration>,
+    /// A gauge family that is an OpenMetrics StateSet (one 0/1 series per state).
+    pub(crate) stateset: bool,
+}
+
+impl Def {
+    pub(crate) fn new(name: &str, kind: Kind) -> Def {
+        Def {
+            name: name.to_owned(),
+            kind,
+            help: None,
+            unit: Unit::None,
+            labels: Vec::new(),
+            precision: buckets::DEFAULT_PRECISION,
+            buckets: None,
+            quantiles: None,
+            quantile_window: None,
+            stateset: false,
+        }
+    }
+
+    pub(crate) fn help(mut self, help: &str) -> Def {
+        self.help = Some(help.to_owned());
+        self
+    }
+}
+
+struct FamilyEntry {
+    info: Arc<FamilyInfo>,
+    /// Sorted label names.
+    label_names: Box<[Arc<str>]>,
+    series: usize,
+    overflow: Option<Store>,
+}
+
+pub(crate) struct SeriesEntry {
+    pub(crate) meta: Arc<SeriesMeta>,
+    pub(crate) family: usize,
+    pub(crate) store: Store,
+}
+
+/// One entry of the aggregator's view: everything to merge and label one series.
+#[derive(Clone)]
+pub(crate) struct ViewEntry {
+    pub(crate) id: u32,
+    pub(crate) meta: Arc<SeriesMeta>,
+    pub(crate) family: Arc<FamilyInfo>,
+    pub(crate) store: Store,
+}
+
+/// The catalogue as the aggregator sees it, rebuilt only when something was registered.
+pub(crate) struct View {
+    /// Sorted by name, then labels.
+    pub(crate) entries: Vec<ViewEntry>,
+    pub(crate) counters: usize,
+    pub(crate) histograms: usize,
+    pub(crate) operations: Arc<[Arc<str>]>,
+}
+
+type SeriesKey = (Arc<str>, Labels);
+
+/// The registry's catalogue. Behind a mutex: only registration and the aggregator's view
+/// refresh take it, never the recording path.
+pub(crate) struct Catalogue {
+    families: Vec<FamilyEntry>,
+    family_by_name: HashMap<Arc<str>, usize>,
+    /// Every family and sample name the text renders use, with the family that uses it.
+    exposed: HashMap<String, Arc<str>>,
+    pub(crate) series: Vec<SeriesEntry>,
+    by_key: HashMap<SeriesKey, usize>,
+    counters: usize,
+    gauges: usize,
+    pub(crate) hist_precisions: Vec<u8>,
+    /// The family of each histogram, by dense histogram number.
+    hist_families: Vec<u32>,
+    max_series: usize,
+    max_per_family: usize,
+    /// The registry's window lengths (a histogram's quantile window must be one of them).
+    windows: Vec<Duration>,
+    view: Arc<View>,
+    dirty: bool,
+    operations: Vec<Arc<str>>,
+}
+
+/// The outcome of a series look-up in the catalogue.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Registered {
+    pub(crate) store: Store,
+    /// A cap redirected the look-up to the family's overflow series.
+    pub(crate) overflowed: bool,
+}
+
+impl Catalogue {
+    /// Remembers `name` as an operation (for `Snapshot::operations`), once.
+    pub(crate) fn note_operation(&mut self, name: &str) {
+        if !self.operations.iter().any(|o| &**o == name) {
+            self.operations.push(Arc::from(name));
+            self.dirty = true;
+        }
+    }
+
+    pub(crate) fn new(max_series: usize, max_per_family: usize, windows: Vec<Duration>) -> Self {
+        Catalogue {
+            windows,
+            families: Vec::new(),
+            family_by_name: HashMap::new(),
+            exposed: HashMap::new(),
+            series: Vec::new(),
+            by_key: HashMap::new(),
+            counters: 0,
+            gauges: 0,
+            hist_precisions: Vec::new(),
+            hist_families: Vec::new(),
+            max_series,
+            max_per_family,
+            view: Arc::new(View { entries: Vec::new(), counters: 0, histograms: 0, operations: Arc::new([]) }),
+            dirty: true,
+            operations: Vec::new(),
+        }
+    }
+
+    /// The current view, rebuilt (sorted) if series were added since the last call.
+    pub(crate) fn view(&mut self) -> Arc<View> {
+        if self.dirty {
+            let mut entries: Vec<ViewEntry> = self
+                .series
+                .iter()
+                .enumerate()
+                .map(|(id, s)| ViewEntry {
+                    id: id as u32,
+                    meta: s.meta.clone(),
+                    family: self.families[s.family].info.clone(),
+                    store: s.store,
+                })
+                .collect();
+            entries.sort_by(|a, b| (&a.meta.name, &a.meta.labels).cmp(&(&b.meta.name, &b.meta.labels)));
+            self.view = Arc::new(View {
+                entries,
+                counters: self.counters,
+                histograms: self.hist_precisions.len(),
+                operations: self.operations.iter().cloned().collect(),
+            });
+            self.dirty = false;
+        }
+        self.view.clone()
+    }
+
+    /// Validates `def`'s name and label names, and finds or creates its family.
+    fn family_for(&mut self, def: &Def, label_names: &[Arc<str>]) -> Result<usize, Error> {
+        validate_metric_name(&def.name)?;
+        for (i, l) in label_names.iter().enumerate() {
+            validate_label_name(&def.name, l, def.kind)?;
+            if label_names[..i].contains(l) {
+                return Err(Error::DuplicateLabel { metric: def.name.clone(), label: l.to_string() });
+            }
+        }
+        if def.kind == Kind::Histogram {
+            if !(buckets::MIN_PRECISION..=buckets::MAX_PRECISION).contains(&def.precision) {
+                return Err(Error::InvalidPrecision { name: def.name.clone(), precision: def.precision });
+            }
+            if let Some(b) = &def.buckets {
+                if b.is_empty() || b.iter().any(|x| !x.is_finite()) || b.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(Error::InvalidBuckets { name: def.name.clone() });
+                }
+            }
+            let invalid = |reason| Err(Error::InvalidQuantiles { name: def.name.clone(), reason });
+            match (&def.quantiles, def.quantile_window) {
+                (Some(q), _) if q.is_empty() => return invalid("no quantiles given"),
+                (Some(q), _) if q.iter().any(|x| !(0.0..=1.0).contains(x)) => {
+                    return invalid("every quantile must be in 0..=1")
+                }
+                (Some(q), _) if q.windows(2).any(|w| w[0] >= w[1]) => {
+                    return invalid("quantiles must be strictly ascending")
+                }
+                (None, Some(_)) => return invalid("a quantile window needs quantiles"),
+                (_, Some(w)) if !self.windows.contains(&w) => {
+                    return invalid("the quantile window is not one of the registry's windows")
+                }
+                _ => {}
+            }
+        }
+        let mut sorted: Vec<Arc<str>> = label_names.to_vec();
+        sorted.sort();
+        if let Some(&f) = self.family_by_name.get(def.name.as_str()) {
+            let fam = &mut self.families[f];
+            let info = &fam.info;
+            if info.kind != def.kind {
+                return Err(Error::KindMismatch { name: def.name.clone(), registered: info.kind, requested: def.kind });
+            }
+            if *fam.label_names != *sorted {
+                return Err(Error::LabelNamesMismatch {
+                    name: def.name.clone(),
+                    registered: fam.label_names.iter().map(|s| s.to_string()).collect(),
+                    requested: sorted.iter().map(|s| s.to_string()).collect(),
+                });
+            }
+            if info.unit != def.unit {
+                return Err(Error::ConfigMismatch { name: def.name.clone(), what: "unit" });
+            }
+            if def.kind == Kind::Histogram {
+                if info.precision != def.precision {
+                    return Err(Error::ConfigMismatch { name: def.name.clone(), what: "precision" });
+                }
+                if def.buckets.is_some() && info.buckets.as_deref() != def.buckets.as_deref() {
+                    return Err(Error::ConfigMismatch { name: def.name.clone(), what: "bucket layout" });
+                }
+                if def.quantiles.is_some()
+                    && (info.quantiles.as_deref() != def.quantiles.as_deref()
+                        || info.quantile_window != def.quantile_window)
+                {
+                    return Err(Error::ConfigMismatch { name: def.name.clone(), what: "quantiles" });
+                }
+            }
+            if let Some(h) = &def.help {
+                if fam.info.help.is_empty() && !h.is_empty() {
+                    let mut info = (*fam.info).clone();
+                    info.help = Arc::from(h.as_str());
+                    info.headers = OnceBox::new();
+                    fam.info = Arc::new(info);
+                    self.dirty = true;
+                }
+            }
+            return Ok(f);
+        }
+        let name: Arc<str> = Arc::from(def.name.as_str());
+        let info = FamilyInfo {
+            name: name.clone(),
+            kind: def.kind,
+            help: Arc::from(def.help.as_deref().unwrap_or("")),
+            unit: def.unit,
+            precision: def.precision,
+            buckets: def.buckets.as_deref().map(Arc::from),
+            quantiles: def.quantiles.as_deref().map(Arc::from),
+            quantile_window: def.quantile_window,
+            stateset: def.stateset,
+            headers: OnceBox::new(),
+        };
+        let exposed = crate::exposition::exposition_names(info.desc());
+        if let Some((n, other)) = exposed.iter().find_map(|n| self.exposed.get(n).map(|o| (n, o))) {
+            let (exported, other) = (n.clone(), other.to_string());
+            return Err(Error::ExpositionClash { name: def.name.clone(), exported, other });
+        }
+        for n in exposed {
+            self.exposed.insert(n, name.clone());
+        }
+        self.families.push(FamilyEntry { info: Arc::new(info), label_names: sorted.into(), series: 0, overflow: None });
+        self.family_by_name.insert(name, self.families.len() - 1);
+        Ok(self.families.len() - 1)
+    }
+
+    #[cfg(feature = "metrics-facade")]
+    /// The kind and unit of the family called `name`, if one is registered.
+    pub(crate) fn family_kind_unit(&self, name: &str) -> Option<(Kind, Unit)> {
+        let f = *self.family_by_name.get(name)?;
+        Some((self.families[f].info.kind, self.families[f].info.unit))
+    }
+
+    #[cfg(feature = "metrics-facade")]
+    /// Fills in the help text and unit of an already registered family, each only while it is
+    /// still empty (`""`, [`Unit::None`]); `Unit::None` leaves the unit alone. For descriptions
+    /// that arrive after the first series was registered (the `metrics` facade's `describe_*!`).
+    /// Callers make sure a new unit does not reinterpret values already recorded.
+    pub(crate) fn describe(&mut self, name: &str, help: &str, unit: Unit) {
+        let Some(&f) = self.family_by_name.get(name) else {
+            return;
+        };
+        let fam = &mut self.families[f];
+        let set_help = fam.info.help.is_empty() && !help.is_empty();
+        let set_unit = fam.info.unit == Unit::None && unit != Unit::None;
+        if set_help || set_unit {
+            let mut info = (*fam.info).clone();
+            if set_help {
+                info.help = Arc::from(help);
+            }
+            if set_unit {
+                info.unit = unit;
+            }
+            info.headers = OnceBox::new();
+            fam.info = Arc::new(info);
+            self.dirty = true;
+        }
+    }
+
+    /// Registers (or finds) a single series from a builder.
+    pub(crate) fn register(&mut self, def: Def) -> Result<Registered, Error> {
+        let names: Vec<Arc<str>> = def.labels.iter().map(|(k, _)| Arc::from(k.as_str())).collect();
+        let f = self.family_for(&def, &names)?;
+        let labels = def.labels.iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str()))).collect();
+        self.series_in(f, labels)
+    }
+
+    /// Registers (or finds) a family without series.
+    pub(crate) fn register_family(&mut self, def: &Def, label_names: &[Arc<str>]) -> Result<usize, Error> {
+        if !def.labels.is_empty() {
+            let (k, _) = &def.labels[0];
+            return Err(Error::LabelNamesMismatch {
+                name: def.name.clone(),
+                registered: label_names.iter().map(|s| s.to_string()).collect(),
+                requested: vec![k.clone()],
+            });
+        }
+        self.family_for(def, label_names)
+    }
+
+    /// The series of family `f` with these label values (given in `names` order).
+    pub(crate) fn family_series(&mut self, f: usize, names: &[Arc<str>], values: &[&str]) -> Result<Registered, Error> {
+        if names.len() != values.len() {
+            return Err(Error::LabelCount {
+                name: self.families[f].info.name.to_string(),
+                expected: names.len(),
+                got: values.len(),
+            });
+        }
+        let labels = names.iter().zip(values).map(|(k, v)| (k.clone(), Arc::from(*v))).collect();
+        self.series_in(f, labels)
+    }
+
+    /// The exported `le` bounds of histogram `index`, converted into its recording unit.
+    pub(crate) fn exemplar_bounds(&self, index: usize) -> Box<[f64]> {
+        let info = &self.families[self.hist_families[index] as usize].info;
+        info.le_bounds().iter().map(|&b| crate::exposition::bound_in_unit(b, info.unit())).collect()
+    }
+
+    /// The overflow series of family `f` (created on first use).
+    pub(crate) fn overflow_series(&mut self, f: usize) -> Store {
+        if let Some(s) = self.families[f].overflow {
+            return s;
+        }
+        let labels = Labels::new(vec![(Arc::from("overflow"), Arc::from("true"))]);
+        let store = self.allocate(f, labels).unwrap_or_else(|_| self.fallback_store(f));
+        self.families[f].overflow = Some(store);
+        store
+    }
+
+    /// When storage is exhausted: the first series of the family (there is always one by
+    /// the time storage can run out).
+    fn fallback_store(&self, f: usize) -> Store {
+        self.series.iter().find(|s| s.family == f).map(|s| s.store).expect("storage exhausted on an empty family")
+    }
+
+    fn series_in(&mut self, f: usize, labels: Vec<(Arc<str>, Arc<str>)>) -> Result<Registered, Error> {
+        let labels = Labels::new(labels);
+        let key = (self.families[f].info.name.clone(), labels);
+        if let Some(&i) = self.by_key.get(&key) {
+            return Ok(Registered { store: self.series[i].store, overflowed: false });
+        }
+        if self.families[f].series >= self.max_per_family || self.series.len() >= self.max_series {
+            return Ok(Registered { store: self.overflow_series(f), overflowed: true });
+        }
+        let store = self.allocate(f, key.1)?;
+        Ok(Registered { store, overflowed: false })
+    }
+
+    fn allocate(&mut self, f: usize, labels: Labels) -> Result<Store, Error> {
+        let info = self.families[f].info.clone();
+        let exhausted = || Error::StorageExhausted { name: info.name.to_string() };
+        let store = match info.kind {
+            Kind::Counter => {
+                let index = self.counters;
+                let loc = CounterLoc::new(index).ok_or_else(exhausted)?;
+                self.counters += 1;
+                Store::Counter { index, loc }
+            }
+            Kind::Gauge => {
+                let loc = GaugeStore::loc(self.gauges).ok_or_else(exhausted)?;
+                self.gauges += 1;
+                Store::Gauge(loc)
+            }
+            Kind::Histogram => {
+                let index = self.hist_precisions.len();
+                let loc = HistLoc::new(index).ok_or_else(exhausted)?;
+                self.hist_precisions.push(info.precision);
+                self.hist_families.push(f as u32);
+                Store::Histogram { index, loc, precision: info.precision }
+            }
+        };
+        let meta = Arc::new(SeriesMeta::new(info.name.clone(), labels.clone()));
+        self.by_key.insert((info.name.clone(), labels), self.series.len());
+        self.series.push(SeriesEntry { meta, family: f, store });
+        self.families[f].series += 1;
+        self.dirty = true;
+        Ok(store)
+    }
+}
