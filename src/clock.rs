@@ -8,8 +8,10 @@
 //! a reading that goes backwards (TSCs out of step across sockets) gives a zero duration, never a
 //! huge one.
 
+// loom-exempt: the calibrated clock is a process-wide static, outside every modelled protocol.
 use std::sync::OnceLock;
 
+// loom-exempt: as above.
 static CLOCK: OnceLock<quanta::Clock> = OnceLock::new();
 
 #[inline(always)]

@@ -104,15 +104,13 @@ use std::{
     cell::RefCell,
     collections::HashMap,
     fmt,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     thread::LocalKey,
 };
 
 use metrics::{Key, KeyName, Metadata, SharedString};
 
+use crate::sync::{AtomicU64, Ordering};
 use crate::{
     buckets,
     catalogue::Def,

@@ -301,6 +301,7 @@ impl Registry {
 /// The process-wide default registry (1 s interval), created on first use.
 #[cfg(not(shardmetrics_loom))]
 pub fn global() -> &'static Registry {
+    // loom-exempt: a process-wide static (loom types cannot be statics; not built under loom).
     static GLOBAL: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
     GLOBAL.get_or_init(Registry::new)
 }
@@ -308,6 +309,7 @@ pub fn global() -> &'static Registry {
 /// A private, manually ticked registry for no-op handles.
 #[cfg(not(shardmetrics_loom))]
 pub(crate) fn sink() -> &'static Registry {
+    // loom-exempt: as for `global`.
     static SINK: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
     SINK.get_or_init(|| Registry::builder().manual().build())
 }

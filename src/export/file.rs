@@ -37,10 +37,10 @@ use std::{
     fmt, fs,
     io::{self, Write},
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use crate::sync::{AtomicU64, Ordering};
 use crate::{
     export::{
         prometheus,

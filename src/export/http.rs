@@ -19,10 +19,7 @@ use std::{
     convert::Infallible,
     io::{self, Write},
     net::SocketAddr,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -38,6 +35,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use subtle::ConstantTimeEq;
 use tokio::sync::{oneshot, Semaphore};
 
+use crate::sync::{AtomicUsize, Ordering};
 use crate::{Registry, Snapshot};
 
 /// Default listen address: loopback only.

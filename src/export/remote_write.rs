@@ -33,14 +33,11 @@
 
 #![forbid(unsafe_code)]
 
-use std::{
-    fmt,
-    sync::atomic::{AtomicI64, Ordering},
-    time::UNIX_EPOCH,
-};
+use std::{fmt, time::UNIX_EPOCH};
 
 use prost::Message as _;
 
+use crate::sync::{AtomicI64, Ordering};
 use crate::{
     export::{
         bound_in_unit,

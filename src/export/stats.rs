@@ -4,15 +4,10 @@
 
 #![forbid(unsafe_code)]
 
-use std::{
-    fmt,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-};
+use std::{fmt, sync::Arc};
 
 use super::sink::Batch;
+use crate::sync::{AtomicU64, Ordering};
 use crate::{self_metrics, Counter, Registry};
 
 /// What an exporter has done so far, from its handle.

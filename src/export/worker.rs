@@ -384,10 +384,12 @@ impl Worker {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use super::*;
-    use crate::{export::sink::sample_count, self_metrics};
+    use crate::{
+        export::sink::sample_count,
+        self_metrics,
+        sync::{AtomicU64, Ordering},
+    };
 
     /// A sink that fails its first `fail` sends with a retryable error.
     struct Flaky {

@@ -467,17 +467,17 @@ mod tests {
         let idx = LabelIndex::new();
         let w = std::sync::Mutex::new(Writer::default());
         let keys: Vec<String> = (0..3000).map(|i| format!("k{i}")).collect();
-        let inserted = std::sync::atomic::AtomicUsize::new(0);
+        let inserted = crate::sync::AtomicUsize::new(0);
         std::thread::scope(|s| {
             s.spawn(|| {
                 for (i, k) in keys.iter().enumerate() {
                     idx.insert(&mut w.lock().unwrap(), &[k], store(i));
-                    inserted.store(i + 1, std::sync::atomic::Ordering::Release);
+                    inserted.store(i + 1, crate::sync::Ordering::Release);
                 }
             });
             s.spawn(|| {
-                while inserted.load(std::sync::atomic::Ordering::Acquire) < keys.len() {
-                    let n = inserted.load(std::sync::atomic::Ordering::Acquire);
+                while inserted.load(crate::sync::Ordering::Acquire) < keys.len() {
+                    let n = inserted.load(crate::sync::Ordering::Acquire);
                     for (i, k) in keys[..n].iter().enumerate().rev().take(50) {
                         assert_eq!(idx.get(&[k]), Some(store(i)));
                     }
