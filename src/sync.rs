@@ -7,13 +7,17 @@
 
 #[cfg(not(shardmetrics_loom))]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering},
     Arc, Mutex, MutexGuard,
 };
 
+/// Remote write's last-sent timestamp (the exporters are not built under loom).
+#[cfg(all(feature = "remote-write", not(shardmetrics_loom)))]
+pub(crate) use std::sync::atomic::AtomicI64;
+
 #[cfg(shardmetrics_loom)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering},
     Arc, Mutex, MutexGuard,
 };
 
