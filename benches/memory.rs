@@ -305,7 +305,7 @@ fn counters_shardmetrics(n: usize, threads: &[usize], rows: &mut Vec<Row>) {
             .family("bench_requests_total")
             .iter()
             .map(|s| match s.value() {
-                shardmetrics::Value::Counter(c) => c.total,
+                shardmetrics::series::Value::Counter(c) => c.total,
                 _ => 0,
             })
             .sum();

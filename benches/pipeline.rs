@@ -148,7 +148,7 @@ fn memory_report(counters: &Registry, hists: &Registry, values: &[u64]) {
     let got: u64 = (0..NAMES)
         .flat_map(|n| snap.family(&name(n)).iter())
         .map(|s| match s.value() {
-            shardmetrics::Value::Counter(c) => c.total,
+            shardmetrics::series::Value::Counter(c) => c.total,
             _ => 0,
         })
         .sum();

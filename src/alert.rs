@@ -27,7 +27,7 @@
 //! ```
 //!
 //! # Semantics
-//! * **Evaluation**: an [`crate::Observer`] evaluates every rule right after each publish, on the
+//! * **Evaluation**: an [`crate::aggregator::Observer`] evaluates every rule right after each publish, on the
 //!   ticking thread. The statistic is compared in base units (seconds, bytes, ratio — the
 //!   Prometheus exposition's units); see [`expr`] for the grammar and the stats.
 //! * **Levels**: the expression's threshold is the warning level (or the critical one with

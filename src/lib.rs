@@ -97,17 +97,26 @@ pub mod __private {
     pub use crate::buckets::{bucket_count, highest, index, lowest, DEFAULT_PRECISION, MAX_PRECISION, MIN_PRECISION};
 }
 
-pub use aggregator::{Collector, Observer};
 pub use error::Error;
-pub use metric::{
-    CacheStats, Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Operation,
-    OperationBuilder, OperationGuard, StateSet, Timer,
-};
+pub use metric::{Counter, CounterRef, Family, Gauge, GaugeRef, Histogram, HistogramRef, Metric, Timer};
 pub use metric_builder::MetricBuilder;
 #[cfg(not(shardmetrics_loom))]
 pub use registry::global;
-pub use registry::{Registry, RegistryBuilder, DEFAULT_INTERVAL, DEFAULT_MAX_SERIES, DEFAULT_MAX_SERIES_PER_FAMILY};
-pub use snapshot::{
-    Bucket, CacheSnapshot, CounterValue, FamilyInfo, HistogramSnapshot, Labels, OperationStats, Series, Snapshot, Value,
-};
+pub use registry::{Registry, RegistryBuilder};
+pub use snapshot::Snapshot;
 pub use unit::{Kind, Unit};
+
+/// What a [`Snapshot`] holds: its series, their values and histogram views, and each family's
+/// metadata.
+pub mod series {
+    pub use crate::snapshot::{Bucket, CounterValue, FamilyInfo, HistogramSnapshot, Labels, Series, Value};
+}
+
+/// Operations, caches and state sets: several series under one name with derived statistics
+/// (the per-function / per-stage views of the old Python monitors), and their snapshot views.
+pub mod ops {
+    pub use crate::{
+        metric::{CacheStats, Operation, OperationBuilder, OperationGuard, StateSet},
+        snapshot::{CacheSnapshot, OperationStats},
+    };
+}

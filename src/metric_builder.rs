@@ -78,7 +78,7 @@ impl<'r, M: crate::metric::Metric> MetricBuilder<'r, M> {
 }
 
 impl MetricBuilder<'_, crate::Gauge> {
-    /// Marks the gauge family as an OpenMetrics StateSet (see [`crate::StateSet`]).
+    /// Marks the gauge family as an OpenMetrics StateSet (see [`crate::metric::StateSet`]).
     pub(crate) fn stateset(mut self) -> Self {
         self.def.stateset = true;
         self
@@ -113,7 +113,7 @@ impl MetricBuilder<'_, Histogram> {
     }
 
     /// Computes the exported quantiles over the last `window` (one of the registry's
-    /// [`RegistryBuilder::windows`]) instead of since the start, like a Prometheus summary's sliding
+    /// [`RegistryBuilder::windows`](crate::RegistryBuilder::windows)) instead of since the start, like a Prometheus summary's sliding
     /// window. Needs [`quantiles`](Self::quantiles).
     pub fn quantile_window(mut self, window: Duration) -> Self {
         self.def.quantile_window = Some(window);

@@ -21,13 +21,6 @@ use crate::{
     Kind,
 };
 
-/// Default aggregator tick.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
-/// Default cap on series per metric family; further label sets go to the overflow series.
-pub const DEFAULT_MAX_SERIES_PER_FAMILY: usize = 10_000;
-/// Default cap on series per registry.
-pub const DEFAULT_MAX_SERIES: usize = 200_000;
-
 /// Configures and starts a [`Registry`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build()`"]
@@ -43,10 +36,10 @@ pub struct RegistryBuilder {
 impl Default for RegistryBuilder {
     fn default() -> Self {
         RegistryBuilder {
-            interval: DEFAULT_INTERVAL,
+            interval: RegistryBuilder::DEFAULT_INTERVAL,
             background: cfg!(not(shardmetrics_loom)),
-            max_series: DEFAULT_MAX_SERIES,
-            max_series_per_family: DEFAULT_MAX_SERIES_PER_FAMILY,
+            max_series: RegistryBuilder::DEFAULT_MAX_SERIES,
+            max_series_per_family: RegistryBuilder::DEFAULT_MAX_SERIES_PER_FAMILY,
             windows: crate::window::DEFAULT_WINDOWS.to_vec(),
             expire_after: None,
         }
@@ -54,6 +47,13 @@ impl Default for RegistryBuilder {
 }
 
 impl RegistryBuilder {
+    /// Default aggregator tick.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+    /// Default cap on series per metric family; further label sets go to the overflow series.
+    pub const DEFAULT_MAX_SERIES_PER_FAMILY: usize = 10_000;
+    /// Default cap on series per registry.
+    pub const DEFAULT_MAX_SERIES: usize = 200_000;
+
     /// Aggregator tick (default 1 s). Values below 1 ms are raised to 1 ms.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval.max(Duration::from_millis(1));
@@ -206,20 +206,20 @@ impl Registry {
         MetricBuilder::new(self, name, Kind::Histogram)
     }
 
-    /// Starts defining an [`Operation`](crate::Operation): latency histogram plus call and
+    /// Starts defining an [`Operation`](crate::metric::Operation): latency histogram plus call and
     /// error counters under one name.
     pub fn operation(&self, name: &str) -> crate::metric::operation::OperationBuilder<'_> {
         crate::metric::operation::OperationBuilder::new(self, name)
     }
 
-    /// Registers [`CacheStats`](crate::CacheStats) named `name`.
-    pub fn cache_stats(&self, name: &str, help: &str) -> Result<crate::CacheStats, Error> {
-        crate::CacheStats::new(self, name, help)
+    /// Registers [`CacheStats`](crate::metric::CacheStats) named `name`.
+    pub fn cache_stats(&self, name: &str, help: &str) -> Result<crate::metric::CacheStats, Error> {
+        crate::metric::CacheStats::new(self, name, help)
     }
 
-    /// Registers a [`StateSet`](crate::StateSet) starting in `states[0]`.
-    pub fn state_set(&self, name: &str, states: &[&str], help: &str) -> Result<crate::StateSet, Error> {
-        crate::StateSet::new(self, name, states, help)
+    /// Registers a [`StateSet`](crate::metric::StateSet) starting in `states[0]`.
+    pub fn state_set(&self, name: &str, states: &[&str], help: &str) -> Result<crate::metric::StateSet, Error> {
+        crate::metric::StateSet::new(self, name, states, help)
     }
 
     pub(crate) fn note_operation(&self, name: &str) {
@@ -253,13 +253,13 @@ impl Registry {
         self.flush()
     }
 
-    /// Adds a [`Collector`](crate::Collector), run at the start of every tick.
-    pub fn add_collector(&self, collector: impl crate::Collector + 'static) {
+    /// Adds a [`Collector`](crate::aggregator::Collector), run at the start of every tick.
+    pub fn add_collector(&self, collector: impl crate::aggregator::Collector + 'static) {
         lock(&self.owner.core.aggregator).collectors.push(Box::new(collector));
     }
 
-    /// Adds an [`Observer`](crate::Observer), run with every published snapshot.
-    pub fn add_observer(&self, observer: impl crate::Observer + 'static) {
+    /// Adds an [`Observer`](crate::aggregator::Observer), run with every published snapshot.
+    pub fn add_observer(&self, observer: impl crate::aggregator::Observer + 'static) {
         lock(&self.owner.core.aggregator).observers.push(Box::new(observer));
     }
 

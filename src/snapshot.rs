@@ -586,7 +586,7 @@ impl Snapshot {
     }
 }
 
-/// Derived statistics of an [`crate::Operation`] (cumulative, or over a window).
+/// Derived statistics of an [`crate::metric::Operation`] (cumulative, or over a window).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OperationStats {
     /// Calls.
@@ -637,7 +637,7 @@ impl OperationStats {
     }
 }
 
-/// A [`crate::CacheStats`] at a tick.
+/// A [`crate::metric::CacheStats`] at a tick.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CacheSnapshot {
     pub hits: u64,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::{OperationStats, Snapshot};
+use crate::{snapshot::OperationStats, Snapshot};
 
 /// Which way an operation's latency is moving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

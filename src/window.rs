@@ -145,13 +145,13 @@ impl<'a> Window<'a> {
     }
 
     /// An operation's statistics over the window; `None` if it does not exist.
-    pub fn operation(&self, name: &str, labels: &[(&str, &str)]) -> Option<crate::OperationStats> {
+    pub fn operation(&self, name: &str, labels: &[(&str, &str)]) -> Option<crate::snapshot::OperationStats> {
         let (calls, errors, latency) = self.snapshot.operation_series(name, labels)?;
         let Value::Histogram(cumulative) = latency.value() else { return None };
         let calls_w = self.counter_by_id(calls.id);
         let errors_w = self.counter_by_id(errors.id);
         let h = self.histogram_by_id(latency.id, cumulative);
-        Some(crate::OperationStats::new(calls_w.increase, errors_w.increase, &h, self.covered()))
+        Some(crate::snapshot::OperationStats::new(calls_w.increase, errors_w.increase, &h, self.covered()))
     }
 
     /// The requested length.

@@ -2,7 +2,7 @@
 //! threads stay within the cap; the rest is counted into one overflow series, not dropped.
 
 use shardmetrics::self_metrics;
-use shardmetrics::{Registry, Value};
+use shardmetrics::{series::Value, Registry};
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();

@@ -10,7 +10,7 @@ use std::{
 };
 
 use shardmetrics::self_metrics;
-use shardmetrics::{Error, Registry, Unit, Value};
+use shardmetrics::{series::Value, Error, Registry, Unit};
 
 fn manual() -> Registry {
     Registry::builder().manual().build()

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use shardmetrics::{export, self_metrics, Error, Registry, Unit, Value};
+use shardmetrics::{export, self_metrics, series::Value, Error, Registry, Unit};
 
 fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
     text.lines().filter(|l| l.starts_with(prefix)).collect()
@@ -105,7 +105,7 @@ fn invalid_exemplars_are_dropped_and_counted_but_the_value_is_recorded() {
     h.record_with_exemplar(7, &[("__reserved", "1")]);
     let snap = r.flush();
     let c = snap.series().iter().find(|s| s.name() == "ex_bad_total").unwrap();
-    assert_eq!(c.value(), &Value::Counter(shardmetrics::CounterValue { total: 2, delta: 2, rate: c_rate(c) }));
+    assert_eq!(c.value(), &Value::Counter(shardmetrics::series::CounterValue { total: 2, delta: 2, rate: c_rate(c) }));
     assert!(c.exemplars().iter().all(Option::is_none));
     let h = snap.series().iter().find(|s| s.name() == "ex_bad_hist").unwrap();
     let Value::Histogram(hs) = h.value() else { panic!() };
@@ -115,7 +115,7 @@ fn invalid_exemplars_are_dropped_and_counted_but_the_value_is_recorded() {
     assert!(!export::openmetrics::render(&snap).contains(" # {"));
 }
 
-fn c_rate(s: &shardmetrics::Series) -> f64 {
+fn c_rate(s: &shardmetrics::series::Series) -> f64 {
     match s.value() {
         Value::Counter(c) => c.rate,
         _ => unreachable!(),

@@ -17,7 +17,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shardmetrics::{export::http::Server, CacheStats, Counter, Gauge, Operation, Registry, StateSet, Unit};
+use shardmetrics::{
+    export::http::Server, ops::CacheStats, ops::Operation, ops::StateSet, Counter, Gauge, Registry, Unit,
+};
 
 use super::{
     app::App,

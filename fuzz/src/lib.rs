@@ -26,7 +26,8 @@ use shardmetrics::{
     __private as buckets,
     export::{openmetrics, prometheus},
     scrape::{self, Format, MetricFamily, Sample},
-    Kind, Registry, Snapshot, Unit, Value,
+    series::Value,
+    Kind, Registry, Snapshot, Unit,
 };
 
 /// Reads structured choices from fuzzer bytes; reads past the end give zeros.
@@ -236,7 +237,7 @@ pub fn render_and_parse(snap: &Snapshot) -> (Vec<MetricFamily>, Vec<MetricFamily
 }
 
 /// The sample names a series is exported under in each format: (Prometheus, OpenMetrics).
-fn exported_sample(series: &shardmetrics::Series) -> (String, String) {
+fn exported_sample(series: &shardmetrics::series::Series) -> (String, String) {
     let info = series.family();
     let (p, o) = (prometheus::exported_name(info), openmetrics::sample_name(info));
     match info.kind() {

@@ -171,7 +171,7 @@ struct Engine {
     dropped: Counter,
 }
 
-impl crate::Observer for Engine {
+impl crate::aggregator::Observer for Engine {
     fn observe(&mut self, snapshot: &Arc<Snapshot>) {
         self.step(snapshot, Instant::now());
     }

@@ -103,7 +103,7 @@ pub(super) fn sample(q: &Query, snap: &Snapshot) -> Result<Option<(f64, Dim)>, S
     }
 }
 
-fn hit_rate_missing(q: &Query, series: Option<&crate::Series>) -> Result<Option<(f64, Dim)>, String> {
+fn hit_rate_missing(q: &Query, series: Option<&crate::snapshot::Series>) -> Result<Option<(f64, Dim)>, String> {
     match series {
         Some(s) => Err(format!(
             "hit_rate() needs a cache (Registry::cache_stats), and `{}` is {}",
@@ -119,7 +119,7 @@ fn hit_rate_missing(q: &Query, series: Option<&crate::Series>) -> Result<Option<
 fn hist_or_counter(
     q: &Query,
     snap: &Snapshot,
-    series: Option<&crate::Series>,
+    series: Option<&crate::snapshot::Series>,
     labels: &[(&str, &str)],
     win: Option<&crate::window::Window<'_>>,
 ) -> Result<Option<(f64, Dim)>, String> {

@@ -60,7 +60,7 @@ use std::{
 use sysinfo::Networks;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use crate::{Collector, Counter, Error, Family, Gauge, Histogram, Registry, Unit};
+use crate::{aggregator::Collector, Counter, Error, Family, Gauge, Histogram, Registry, Unit};
 
 /// Default [`Builder::min_interval`]: one sample per second.
 pub const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(1);

@@ -38,9 +38,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value as Json;
 
 use crate::{
-    snapshot::{FamilyInfo, HistogramSnapshot, Series, Snapshot, Value},
+    snapshot::{FamilyInfo, HistogramSnapshot, OperationStats, Series, Snapshot, Value},
     window::{format_duration, Window},
-    OperationStats,
 };
 
 /// The Content-Type of this format.
@@ -500,7 +499,7 @@ mod tests {
         doc
     }
 
-    fn ref_operation_stats(s: &crate::OperationStats) -> Json {
+    fn ref_operation_stats(s: &crate::snapshot::OperationStats) -> Json {
         json!({
             "count": s.count,
             "errors": s.errors,

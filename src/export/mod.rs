@@ -66,10 +66,10 @@ pub(crate) enum Dialect {
 ///
 /// OpenMetrics samples of counters and histogram buckets carry the series' latest exemplar for
 /// them, if any (`… # {trace_id="…"} value timestamp`); Prometheus 0.0.4 has no exemplars.
-pub(crate) fn write_samples(out: &mut String, series: &[crate::Series], name: &str, dialect: Dialect) {
+pub(crate) fn write_samples(out: &mut String, series: &[crate::snapshot::Series], name: &str, dialect: Dialect) {
     let info = series[0].family();
     let mut le = String::new();
-    let exemplar = |out: &mut String, s: &crate::Series, i: usize| {
+    let exemplar = |out: &mut String, s: &crate::snapshot::Series, i: usize| {
         if dialect == Dialect::OpenMetrics {
             if let Some(Some(e)) = s.exemplars().get(i) {
                 write_exemplar(out, e, info.unit());
@@ -79,18 +79,18 @@ pub(crate) fn write_samples(out: &mut String, series: &[crate::Series], name: &s
     for s in series {
         let labels = s.rendered_labels();
         match s.value() {
-            crate::Value::Counter(c) => {
+            crate::snapshot::Value::Counter(c) => {
                 sample_start(out, name, "", labels, None);
                 prometheus::write_scaled(out, c.total, info.unit());
                 exemplar(out, s, 0);
                 out.push('\n');
             }
-            crate::Value::Gauge(g) => {
+            crate::snapshot::Value::Gauge(g) => {
                 sample_start(out, name, "", labels, None);
                 write_f64(out, *g);
                 out.push('\n');
             }
-            crate::Value::Histogram(h) => {
+            crate::snapshot::Value::Histogram(h) => {
                 let bounds = prometheus::export_buckets(info);
                 for (i, &bound) in bounds.iter().enumerate() {
                     if dialect == Dialect::OpenMetrics && bound < 0.0 {
@@ -115,7 +115,14 @@ pub(crate) fn write_samples(out: &mut String, series: &[crate::Series], name: &s
 
 /// Writes a histogram's or summary's `_sum` and `_count` (Prometheus: sum first; OpenMetrics:
 /// count first).
-fn write_sum_count(out: &mut String, name: &str, labels: &str, h: &crate::HistogramSnapshot, unit: Unit, d: Dialect) {
+fn write_sum_count(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    h: &crate::snapshot::HistogramSnapshot,
+    unit: Unit,
+    d: Dialect,
+) {
     let sum = |out: &mut String| {
         sample_start(out, name, "_sum", labels, None);
         prometheus::write_scaled(out, h.sum(), unit);
@@ -150,7 +157,7 @@ fn write_exemplar(out: &mut String, e: &crate::exemplar::Exemplar, unit: Unit) {
 pub(crate) fn write_quantile_family(
     out: &mut String,
     snapshot: &crate::Snapshot,
-    series: &[crate::Series],
+    series: &[crate::snapshot::Series],
     dialect: Dialect,
 ) {
     let info = series[0].family();
@@ -159,7 +166,7 @@ pub(crate) fn write_quantile_family(
     let window = info.quantile_window().map(|d| snapshot.window(d));
     let mut q = String::new();
     for s in series {
-        let crate::Value::Histogram(cumulative) = s.value() else { continue };
+        let crate::snapshot::Value::Histogram(cumulative) = s.value() else { continue };
         let windowed = window.as_ref().map(|w| w.histogram_by_id(s.id, cumulative));
         let h = windowed.as_ref().unwrap_or(cumulative);
         let labels = s.rendered_labels();
