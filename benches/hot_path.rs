@@ -1,5 +1,7 @@
 //! Hot-path recording cost: shardmetrics beside its peers and a floor, at 1 and 2 threads.
 //!
+//! One bench over ~650 lines: every recording operation, each beside the peers and the floor.
+//!
 //! Every benchmark reports **ns per operation per thread**: each of the `t` threads performs
 //! `iters` operations on the *same* metric/series (the contention case), started together
 //! behind a barrier; the time returned to criterion is the slowest thread's own elapsed time,

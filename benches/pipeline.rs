@@ -1,6 +1,8 @@
 //! Everything downstream of the hot path: the aggregator tick, `snapshot()`, the Prometheus
 //! text render beside the peers' renders, and per-thread memory per series.
 //!
+//! One bench over ~700 lines: every stage downstream of recording, each beside the peers.
+//!
 //! * `flush/…`: one `Registry::flush()` (merge every shard + publish) over 10,000 counter
 //!   series written by 2 threads, and over 1,000 histograms written by 2 threads with values
 //!   spanning 1 µs–100 ms.

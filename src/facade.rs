@@ -2,6 +2,9 @@
 //! `metrics::counter!`, `gauge!`, `histogram!` and `describe_*!` record into a [`Registry`]'s
 //! per-thread shards, and every shardmetrics exporter and query sees those series.
 //!
+//! One job over ~850 lines: the `metrics::Recorder` implementation and the key → handle cache
+//! it needs on every macro call are one piece (the cache exists only for the recorder).
+//!
 //! ```
 //! use shardmetrics::{facade::Recorder, Registry};
 //!

@@ -1,5 +1,9 @@
 //! Per-thread shards: single-writer cells, the thread-local binding, hand-off on thread exit.
 //!
+//! One job over ~750 lines: the per-thread cell storage and its ownership protocol (claim,
+//! record, hand-off at thread exit) are one unsafe abstraction, kept in one file so every
+//! SAFETY argument is next to the invariant it relies on.
+//!
 //! # Protocol
 //!
 //! * **Ownership.** A [`Shard`] is written by at most one thread at a time: the thread that

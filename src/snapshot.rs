@@ -1,5 +1,8 @@
 //! Immutable snapshots: what one aggregator tick saw, shared as `Arc<Snapshot>` with every
 //! exporter and query. Nothing here touches a shard.
+//!
+//! One job over ~600 lines: the immutable snapshot and the read-side views of its series
+//! (values, histogram statistics, operations, caches) that queries and exporters share.
 
 #![forbid(unsafe_code)]
 

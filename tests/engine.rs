@@ -1,5 +1,7 @@
 //! Behaviour of the core engine: exact totals, shard re-use, histogram consistency and
 //! accuracy, registration rules, flush, aggregator lifetime.
+//!
+//! One job over ~650 lines: the engine's behaviour as a user sees it, by topic below.
 
 use std::{
     sync::{

@@ -1,5 +1,7 @@
 //! The bodies of the cargo-fuzz targets, as plain functions of `&[u8]`.
 //!
+//! One job over ~600 lines: the fuzz target bodies and the naive models they compare against.
+//!
 //! `fuzz_targets/*.rs` call them under libFuzzer (`cargo +nightly fuzz run <target>`);
 //! `tests/corpus.rs` replays every file of `corpus/<target>/` through them on stable, so the
 //! corpus (edge cases and minimised crashes) is a regression suite in every

@@ -1,5 +1,8 @@
 //! The rule expression grammar, parsed by hand (no eval of anything):
 //!
+//! One job over ~650 lines: the expression language (lexer, parser, formatting of its values)
+//! and its tests.
+//!
 //! ```text
 //! condition := query [ op threshold ]
 //! query     := stat "(" metric ")" [ window ]  |  metric [ window ]        (bare metric = value)

@@ -5,6 +5,9 @@
 //! histogram's quantiles) are `null`, never a made-up 0. JSON has no NaN or infinities:
 //! non-finite floats are the strings `"NaN"`, `"+Inf"` and `"-Inf"`, as in the text formats.
 //!
+//! One job over ~800 lines: the JSON document (snapshot, window and operation views share one
+//! writer), most of it the tests that pin the document against serde_json.
+//!
 //! # The document
 //!
 //! ```text
