@@ -47,7 +47,9 @@
 //! ```
 //!
 //! The protocol — who writes each cell, which Release pairs with which Acquire, why nothing
-//! is lost at thread exit — is written down in the `shard` and `aggregator` module docs.
+//! is lost at thread exit — and where each part lives are on one page, ARCHITECTURE.md in the
+//! repository (and in this crate's package); the `shard` and `aggregator` module docs hold the
+//! full arguments.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 // docs.rs builds with `--cfg docsrs`: every item shows the feature it needs.
