@@ -118,7 +118,7 @@ pub mod series {
 /// (the per-function / per-stage views of the old Python monitors), and their snapshot views.
 pub mod ops {
     pub use crate::{
-        metric::{CacheStats, Operation, OperationBuilder, OperationGuard, StateSet},
+        metric::{Cache, Operation, OperationBuilder, OperationGuard, StateSet},
         snapshot::{CacheSnapshot, OperationStats},
     };
 }

@@ -212,9 +212,9 @@ impl Registry {
         crate::metric::operation::OperationBuilder::new(self, name)
     }
 
-    /// Registers [`CacheStats`](crate::metric::CacheStats) named `name`.
-    pub fn cache_stats(&self, name: &str, help: &str) -> Result<crate::metric::CacheStats, Error> {
-        crate::metric::CacheStats::new(self, name, help)
+    /// Registers [`Cache`](crate::metric::Cache) named `name`.
+    pub fn cache(&self, name: &str, help: &str) -> Result<crate::metric::Cache, Error> {
+        crate::metric::Cache::new(self, name, help)
     }
 
     /// Registers a [`StateSet`](crate::metric::StateSet) starting in `states[0]`.

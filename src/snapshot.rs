@@ -640,7 +640,7 @@ impl OperationStats {
     }
 }
 
-/// A [`crate::metric::CacheStats`] at a tick.
+/// A [`crate::metric::Cache`] at a tick.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CacheSnapshot {
     pub hits: u64,

@@ -239,7 +239,7 @@ fn find_series<'a>(v: &'a serde_json::Value, name: &str, rule: &str) -> Option<&
 fn stats_read_what_the_snapshot_says() {
     let registry = Registry::builder().manual().windows(&[Duration::from_secs(60)]).build();
     let api = registry.operation("api").build().unwrap();
-    let cache = registry.cache_stats("users", "user cache").unwrap();
+    let cache = registry.cache("users", "user cache").unwrap();
     let reqs = registry.counter("reqs_total").build().unwrap();
     let h = registry.histogram("payload").unit(Unit::Bytes).build().unwrap();
     let rules = [

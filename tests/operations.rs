@@ -63,7 +63,7 @@ fn min_duration_skips_fast_timings_but_counts_calls() {
 #[test]
 fn cache_hit_rate() {
     let r = Registry::builder().manual().build();
-    let c = r.cache_stats("users_cache", "User cache").unwrap();
+    let c = r.cache("users_cache", "User cache").unwrap();
     assert_eq!(r.flush().cache("users_cache", &[]).unwrap().hit_rate, None);
     for _ in 0..3 {
         c.hit();

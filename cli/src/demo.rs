@@ -17,9 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shardmetrics::{
-    export::http::Server, ops::CacheStats, ops::Operation, ops::StateSet, Counter, Gauge, Registry, Unit,
-};
+use shardmetrics::{export::http::Server, ops::Cache, ops::Operation, ops::StateSet, Counter, Gauge, Registry, Unit};
 
 use super::{
     app::App,
@@ -139,7 +137,7 @@ struct Service {
     routes: Vec<Operation>,
     weights: Vec<u32>,
     db: Operation,
-    cache: CacheStats,
+    cache: Cache,
     queue: Gauge,
     breaker: StateSet,
     bytes_sent: Counter,
@@ -164,7 +162,7 @@ impl Service {
             routes,
             weights: ROUTES.iter().map(|r| r.weight).collect(),
             db: registry.operation("demo_db_query").help("Database queries on cache misses").build()?,
-            cache: registry.cache_stats("demo_cache", "Response cache")?,
+            cache: registry.cache("demo_cache", "Response cache")?,
             queue: registry.gauge("demo_queue_depth").help("Requests waiting for a worker").build()?,
             breaker: registry.state_set(
                 "demo_payment_breaker",

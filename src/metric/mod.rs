@@ -18,7 +18,7 @@ pub use counter::{Counter, CounterRef};
 pub use family::Family;
 pub use gauge::{Gauge, GaugeRef};
 pub use histogram::{Histogram, HistogramRef, Timer};
-pub use operation::{CacheStats, Operation, OperationBuilder, OperationGuard, StateSet};
+pub use operation::{Cache, Operation, OperationBuilder, OperationGuard, StateSet};
 
 /// A kind of metric handle that a [`crate::MetricBuilder`] builds and a [`Family`] hands out.
 /// Implemented by [`Counter`], [`Gauge`] and [`Histogram`]; sealed.

@@ -6,7 +6,7 @@
 //!   `db_query_calls_total` and `db_query_errors_total`. [`crate::Snapshot::operation`] derives
 //!   count, errors, error and success rate, total time, mean, min, max, standard deviation,
 //!   quantiles and throughput from them.
-//! * A [`CacheStats`] named `users` is `users_hits_total`, `users_misses_total`,
+//! * A [`Cache`] named `users` is `users_hits_total`, `users_misses_total`,
 //!   `users_evictions_total` and the gauge `users_size`; [`crate::Snapshot::cache`] adds the
 //!   hit rate.
 //! * A [`StateSet`] named `breaker` with states `closed`, `open`, `half_open` is the
@@ -186,16 +186,16 @@ impl fmt::Debug for OperationGuard<'_> {
 /// Cache hit/miss/eviction counters and a size gauge. Cheap to clone, `Send + Sync`.
 #[derive(Clone, Debug)]
 #[must_use = "cache stats do nothing unless you use them"]
-pub struct CacheStats {
+pub struct Cache {
     hits: Counter,
     misses: Counter,
     evictions: Counter,
     size: Gauge,
 }
 
-impl CacheStats {
-    pub(crate) fn new(registry: &Registry, name: &str, help: &str) -> Result<CacheStats, Error> {
-        Ok(CacheStats {
+impl Cache {
+    pub(crate) fn new(registry: &Registry, name: &str, help: &str) -> Result<Cache, Error> {
+        Ok(Cache {
             hits: registry.counter(&format!("{name}_hits_total")).help(help).build()?,
             misses: registry.counter(&format!("{name}_misses_total")).help(help).build()?,
             evictions: registry.counter(&format!("{name}_evictions_total")).help(help).build()?,
