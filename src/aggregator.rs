@@ -179,7 +179,7 @@ impl Aggregator {
             let value = match e.store {
                 Store::Counter { index, .. } => {
                     let total = self.totals[index];
-                    let d = total.wrapping_sub(self.prev_counters[index]);
+                    let d = total.saturating_sub(self.prev_counters[index]);
                     self.prev_counters[index] = total;
                     if d != 0 {
                         delta.counters.push((e.id, d));
@@ -188,7 +188,7 @@ impl Aggregator {
                         continue;
                     }
                     let total = match self.bases.get(&e.id) {
-                        Some(Base::Counter(b)) => total.wrapping_sub(*b),
+                        Some(Base::Counter(b)) => total.saturating_sub(*b),
                         _ => total,
                     };
                     Value::Counter(CounterValue { total, delta: d, rate: rate(d, secs) })

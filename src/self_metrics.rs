@@ -5,7 +5,9 @@
 //! your own under one of them is refused as a clash.
 
 /// Counter: values rejected on the recording path (NaN or negative where not allowed, family
-/// look-ups with the wrong number of labels, invalid exemplars, facade registration errors).
+/// look-ups with the wrong number of labels, invalid exemplars, facade registration errors),
+/// and additions that a counter could not take whole because its total reached `u64::MAX`
+/// (counters saturate there rather than wrap, which would read as a reset).
 pub const REJECTED: &str = "shardmetrics_rejected_values_total";
 /// Counter: look-ups redirected to a family's overflow series because a per-family or global
 /// cardinality cap was reached.

@@ -190,11 +190,16 @@ const fn hist_slots(chunk: usize) -> usize {
 }
 
 /// Adds `n` to a cell this thread owns: a Relaxed load and a store, no read-modify-write.
+/// Saturates at `u64::MAX` (a counter never decreases, so it must not wrap); returns `false`
+/// when it did, so the caller can count the lost amount.
 #[inline(always)]
-pub(crate) fn single_writer_add(cell: &AtomicU64, n: u64) {
+#[must_use = "a saturated add is counted by the caller"]
+pub(crate) fn single_writer_add(cell: &AtomicU64, n: u64) -> bool {
     // Relaxed: the calling thread is the cell's only writer (it owns the shard), so the load
     // returns the latest value; readers need only coherence (see the module docs).
-    cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    let (sum, overflowed) = cell.load(Ordering::Relaxed).overflowing_add(n);
+    cell.store(if overflowed { u64::MAX } else { sum }, Ordering::Relaxed);
+    !overflowed
 }
 
 /// One thread's histogram state for one series.
@@ -408,7 +413,9 @@ impl Shard {
                 let cells = lines.iter().flat_map(|l| l.0.iter());
                 for (d, cell) in dst.iter_mut().zip(cells) {
                     // Relaxed: see `read_counter`.
-                    *d = d.wrapping_add(cell.load(Ordering::Relaxed));
+                    // Saturating: each cell saturates, so must their sum (a total never
+                    // decreases, which a wrap would look like to Prometheus).
+                    *d = d.saturating_add(cell.load(Ordering::Relaxed));
                 }
             }
             base += len;

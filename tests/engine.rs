@@ -421,6 +421,41 @@ fn gauge_adds_from_many_threads_are_exact() {
     assert_eq!(r.flush().gauge("depth", &[]), Some(80_000.0));
 }
 
+/// A counter never decreases: `add(u64::MAX)` twice then `add(5)` reads `u64::MAX`, not 3
+/// (which Prometheus would take for a reset), on one thread, across threads (each cell
+/// saturates and so does their sum), and the lost amounts are counted as rejected values.
+#[test]
+fn counters_saturate_instead_of_wrapping() {
+    let r = manual();
+    let c = r.counter("big_total").build().unwrap();
+    let rejected = |snap: &shardmetrics::Snapshot| snap.counter(self_metrics::REJECTED, &[]).unwrap_or(0);
+    c.add(u64::MAX);
+    c.add(u64::MAX);
+    c.add(5);
+    let snap = r.flush();
+    assert_eq!(snap.counter("big_total", &[]), Some(u64::MAX));
+    assert_eq!(rejected(&snap), 2, "two additions did not fit");
+
+    // Across shards: two threads each hold more than half of u64::MAX; the merged total
+    // saturates, and later ticks never read less.
+    let spread = r.counter("spread_total").build().unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| spread.add(u64::MAX / 2 + 10));
+        }
+    });
+    let first = r.flush().counter("spread_total", &[]).unwrap();
+    assert_eq!(first, u64::MAX);
+    spread.add(7);
+    let second = r.flush();
+    assert_eq!(second.counter("spread_total", &[]), Some(u64::MAX));
+    let delta = second.series().iter().find(|s| s.name() == "spread_total").map(|s| match s.value() {
+        Value::Counter(c) => c.delta,
+        _ => unreachable!(),
+    });
+    assert_eq!(delta, Some(0), "a saturated total has no increase, never a huge wrapped one");
+}
+
 #[test]
 fn deltas_and_rates() {
     let r = manual();
