@@ -355,7 +355,7 @@ impl Catalogue {
         if let Some(s) = self.families[f].overflow {
             return s;
         }
-        let labels = Labels::new(vec![(Arc::from("overflow"), Arc::from("true"))]);
+        let labels = Labels::new(vec![(Arc::from(crate::error::OVERFLOW_LABEL), Arc::from("true"))]);
         let store = self.allocate(f, labels).unwrap_or_else(|_| self.fallback_store(f));
         self.families[f].overflow = Some(store);
         store

@@ -126,6 +126,10 @@ pub(crate) fn validate_metric_name(name: &str) -> Result<(), Error> {
 
 /// Checks a label name against `[a-zA-Z_][a-zA-Z0-9_]*`, the reserved `__` prefix, and the
 /// names a histogram's exposition uses itself.
+/// The label of a family's overflow series (`{overflow="true"}`), reserved so that no user
+/// series can be the same series.
+pub(crate) const OVERFLOW_LABEL: &str = "overflow";
+
 pub(crate) fn validate_label_name(metric: &str, label: &str, kind: Kind) -> Result<(), Error> {
     let err = |reason| Err(Error::InvalidLabelName { metric: metric.to_owned(), label: label.to_owned(), reason });
     let mut chars = label.chars();
@@ -139,6 +143,9 @@ pub(crate) fn validate_label_name(metric: &str, label: &str, kind: Kind) -> Resu
     }
     if label.starts_with("__") {
         return err("names starting with \"__\" are reserved for Prometheus' internal use");
+    }
+    if label == OVERFLOW_LABEL {
+        return err("\"overflow\" is reserved: a family over its cardinality cap sends new label sets to its overflow series {overflow=\"true\"}");
     }
     if kind == Kind::Histogram && (label == "le" || label == "quantile") {
         return err("\"le\" and \"quantile\" are reserved on histograms by the exposition format");

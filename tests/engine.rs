@@ -353,6 +353,33 @@ fn family_arity_errors_are_counted_not_panics() {
     assert_eq!(snap.counter("arity_total", &[("overflow", "true")]), Some(1));
 }
 
+/// The overflow series is `{overflow="true"}`; a user label of that name could produce the
+/// same series (a family `col_total{overflow}` over its cap exported `col_total{overflow="true"}`
+/// twice), so the name is reserved at registration, for every metric and family.
+#[test]
+fn the_overflow_label_name_is_reserved() {
+    let r = Registry::builder().manual().max_series_per_family(1).build();
+    let family = r.counter("col_total").family(&["overflow"]);
+    assert!(
+        matches!(&family, Err(Error::InvalidLabelName { label, reason, .. }) if label == "overflow" && reason.contains("overflow series")),
+        "{family:?}"
+    );
+    let single = r.gauge("g").label("overflow", "true").build();
+    assert!(matches!(single, Err(Error::InvalidLabelName { .. })), "{single:?}");
+    // Whatever labels a capped family has, its series are unique in the render.
+    let fam = r.counter("other_total").family(&["kind", "overflowing"]).unwrap();
+    for v in ["true", "x", "y"] {
+        fam.with(&[v, "true"]).inc();
+    }
+    let text = shardmetrics::export::prometheus::render(&r.flush());
+    let mut lines: Vec<&str> =
+        text.lines().filter(|l| !l.starts_with('#')).map(|l| l.rsplit_once(' ').unwrap().0).collect();
+    let n = lines.len();
+    lines.sort_unstable();
+    lines.dedup();
+    assert_eq!(lines.len(), n, "duplicate series in:\n{text}");
+}
+
 #[test]
 fn cardinality_caps_redirect_to_one_overflow_series() {
     let r = Registry::builder().manual().max_series_per_family(10).build();
