@@ -91,6 +91,7 @@ type SeriesKey = (Arc<str>, Labels);
 /// The registry's catalogue. Behind a mutex: only registration and the aggregator's view
 /// refresh take it, never the recording path.
 pub(crate) struct Catalogue {
+    limits: Limits,
     families: Vec<FamilyEntry>,
     family_by_name: HashMap<Arc<str>, usize>,
     /// Every family and sample name the text renders use, with the family that uses it.
@@ -111,6 +112,23 @@ pub(crate) struct Catalogue {
     operations: Vec<Arc<str>>,
 }
 
+/// Length limits on what a registration may carry, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Metric and label names.
+    pub(crate) name: usize,
+    pub(crate) label_value: usize,
+}
+
+impl Limits {
+    fn check(&self, metric: &str, what: &'static str, s: &str, max: usize) -> Result<(), Error> {
+        if s.len() > max {
+            return Err(Error::TooLong { metric: crate::error::cut(metric), what, len: s.len(), max });
+        }
+        Ok(())
+    }
+}
+
 /// The outcome of a series look-up in the catalogue.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Registered {
@@ -128,8 +146,9 @@ impl Catalogue {
         }
     }
 
-    pub(crate) fn new(max_series: usize, max_per_family: usize, windows: Vec<Duration>) -> Self {
+    pub(crate) fn new(max_series: usize, max_per_family: usize, windows: Vec<Duration>, limits: Limits) -> Self {
         Catalogue {
+            limits,
             windows,
             families: Vec::new(),
             family_by_name: HashMap::new(),
@@ -176,8 +195,10 @@ impl Catalogue {
 
     /// Validates `def`'s name and label names, and finds or creates its family.
     fn family_for(&mut self, def: &Def, label_names: &[Arc<str>]) -> Result<usize, Error> {
+        self.limits.check(&def.name, "metric name", &def.name, self.limits.name)?;
         validate_metric_name(&def.name)?;
         for (i, l) in label_names.iter().enumerate() {
+            self.limits.check(&def.name, "label name", l, self.limits.name)?;
             validate_label_name(&def.name, l, def.kind)?;
             if label_names[..i].contains(l) {
                 return Err(Error::DuplicateLabel { metric: def.name.clone(), label: l.to_string() });
@@ -368,6 +389,9 @@ impl Catalogue {
     }
 
     fn series_in(&mut self, f: usize, labels: Vec<(Arc<str>, Arc<str>)>) -> Result<Registered, Error> {
+        for (_, v) in &labels {
+            self.limits.check(&self.families[f].info.name, "label value", v, self.limits.label_value)?;
+        }
         let labels = Labels::new(labels);
         let key = (self.families[f].info.name.clone(), labels);
         if let Some(&i) = self.by_key.get(&key) {

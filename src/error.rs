@@ -43,6 +43,12 @@ pub enum Error {
     ExpositionClash { name: String, exported: String, other: String },
     /// The registry ran out of cell storage (over 4 billion counters or 16 million histograms).
     StorageExhausted { name: String },
+    /// A metric name, label name or label value is longer than the registry allows
+    /// ([`RegistryBuilder::max_name_len`](crate::RegistryBuilder::max_name_len),
+    /// [`RegistryBuilder::max_label_value_len`](crate::RegistryBuilder::max_label_value_len)).
+    /// Shorten it (an id belongs in an exemplar or a log, not in a label), or raise the limit.
+    /// `metric` is cut to its first 64 characters.
+    TooLong { metric: String, what: &'static str, len: usize, max: usize },
 }
 
 impl fmt::Display for Error {
@@ -103,11 +109,25 @@ impl fmt::Display for Error {
             Error::StorageExhausted { name } => {
                 write!(f, "cannot register {name:?}: the registry's cell storage is exhausted")
             }
+            Error::TooLong { metric, what, len, max } => write!(
+                f,
+                "metric {metric:?}: the {what} is {len} bytes, over the registry's limit of {max}; shorten it \
+                 or raise the limit on the registry builder"
+            ),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// The first 64 characters of `s`, with `…` if it was longer (error messages never echo a
+/// megabyte of input).
+pub(crate) fn cut(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
 
 /// Checks a metric name against the Prometheus rule `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub(crate) fn validate_metric_name(name: &str) -> Result<(), Error> {
@@ -124,12 +144,12 @@ pub(crate) fn validate_metric_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks a label name against `[a-zA-Z_][a-zA-Z0-9_]*`, the reserved `__` prefix, and the
-/// names a histogram's exposition uses itself.
 /// The label of a family's overflow series (`{overflow="true"}`), reserved so that no user
 /// series can be the same series.
 pub(crate) const OVERFLOW_LABEL: &str = "overflow";
 
+/// Checks a label name against `[a-zA-Z_][a-zA-Z0-9_]*`, the reserved `__` prefix, and the
+/// names the exposition uses itself (`overflow`; `le` and `quantile` on histograms).
 pub(crate) fn validate_label_name(metric: &str, label: &str, kind: Kind) -> Result<(), Error> {
     let err = |reason| Err(Error::InvalidLabelName { metric: metric.to_owned(), label: label.to_owned(), reason });
     let mut chars = label.chars();

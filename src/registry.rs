@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 
 use crate::{
     aggregator::{Aggregator, Ticker},
-    catalogue::{Catalogue, Def, Registered},
+    catalogue::{Catalogue, Def, Limits, Registered},
     error::Error,
     metric::{
         counter::Counter,
@@ -29,6 +29,7 @@ pub struct RegistryBuilder {
     background: bool,
     max_series: usize,
     max_series_per_family: usize,
+    limits: Limits,
     windows: Vec<Duration>,
     expire_after: Option<u32>,
 }
@@ -40,6 +41,10 @@ impl Default for RegistryBuilder {
             background: cfg!(not(shardmetrics_loom)),
             max_series: RegistryBuilder::DEFAULT_MAX_SERIES,
             max_series_per_family: RegistryBuilder::DEFAULT_MAX_SERIES_PER_FAMILY,
+            limits: Limits {
+                name: RegistryBuilder::DEFAULT_MAX_NAME_LEN,
+                label_value: RegistryBuilder::DEFAULT_MAX_LABEL_VALUE_LEN,
+            },
             windows: crate::window::DEFAULT_WINDOWS.to_vec(),
             expire_after: None,
         }
@@ -53,6 +58,12 @@ impl RegistryBuilder {
     pub const DEFAULT_MAX_SERIES_PER_FAMILY: usize = 10_000;
     /// Default cap on series per registry.
     pub const DEFAULT_MAX_SERIES: usize = 200_000;
+    /// Default limit on metric and label names, in bytes: OpenTelemetry's limit on instrument
+    /// names (255).
+    pub const DEFAULT_MAX_NAME_LEN: usize = 255;
+    /// Default limit on label values, in bytes: Grafana Mimir's default
+    /// (`max_label_value_length`), so what is accepted here is accepted there.
+    pub const DEFAULT_MAX_LABEL_VALUE_LEN: usize = 2048;
 
     /// Aggregator tick (default 1 s). Values below 1 ms are raised to 1 ms.
     pub fn interval(mut self, interval: Duration) -> Self {
@@ -71,6 +82,25 @@ impl RegistryBuilder {
     /// family go to the family's overflow series (`overflow="true"`).
     pub fn max_series(mut self, n: usize) -> Self {
         self.max_series = n;
+        self
+    }
+
+    /// Longest metric or label name accepted, in bytes (default
+    /// [`DEFAULT_MAX_NAME_LEN`](Self::DEFAULT_MAX_NAME_LEN)). Longer ones are refused with
+    /// [`Error::TooLong`].
+    pub fn max_name_len(mut self, bytes: usize) -> Self {
+        self.limits.name = bytes;
+        self
+    }
+
+    /// Longest label value accepted, in bytes (default
+    /// [`DEFAULT_MAX_LABEL_VALUE_LEN`](Self::DEFAULT_MAX_LABEL_VALUE_LEN)). A registration with
+    /// a longer one is refused with [`Error::TooLong`]; a family look-up with one
+    /// ([`Family::with`](crate::Family::with)) is counted in
+    /// `shardmetrics_rejected_values_total` and recorded in the family's overflow series, like
+    /// any look-up that cannot get a series of its own.
+    pub fn max_label_value_len(mut self, bytes: usize) -> Self {
+        self.limits.label_value = bytes;
         self
     }
 
@@ -102,7 +132,8 @@ impl RegistryBuilder {
 
     /// Creates the registry and starts its aggregator thread (unless [`RegistryBuilder::manual`]).
     pub fn build(self) -> Registry {
-        let mut catalogue = Catalogue::new(self.max_series, self.max_series_per_family, self.windows.clone());
+        let mut catalogue =
+            Catalogue::new(self.max_series, self.max_series_per_family, self.windows.clone(), self.limits);
         let mut self_counter = |name, help| match catalogue.register(Def::new(name, Kind::Counter).help(help)) {
             Ok(Registered { store: Store::Counter { loc, .. }, .. }) => loc,
             _ => unreachable!("self-metrics are valid counters"),

@@ -380,6 +380,40 @@ fn the_overflow_label_name_is_reserved() {
     assert_eq!(lines.len(), n, "duplicate series in:\n{text}");
 }
 
+/// A 100,000-character name and a 1 MB label value used to be accepted (and the value sent on
+/// every scrape). Names are limited to 255 bytes and label values to 2,048 by default, both
+/// configurable; registrations beyond them get `Error::TooLong` (with the name cut short in
+/// the message), family look-ups beyond them are counted and go to the overflow series.
+#[test]
+fn names_and_label_values_have_length_limits() {
+    let r = manual();
+    let long_name = "n".repeat(100_000);
+    let e = r.counter(&long_name).build().unwrap_err();
+    assert!(matches!(e, Error::TooLong { what: "metric name", len: 100_000, max: 255, .. }), "{e:?}");
+    assert!(e.to_string().len() < 400, "the message does not echo the whole name: {} bytes", e.to_string().len());
+    assert!(r.counter(&"n".repeat(255)).build().is_ok());
+    let e = r.gauge("g").label(&"l".repeat(256), "v").build().unwrap_err();
+    assert!(matches!(e, Error::TooLong { what: "label name", .. }), "{e:?}");
+    let megabyte = "v".repeat(1 << 20);
+    let e = r.gauge("g").label("l", &megabyte).build().unwrap_err();
+    assert!(matches!(e, Error::TooLong { what: "label value", len: 1_048_576, max: 2048, .. }), "{e:?}");
+    assert!(r.gauge("g2").label("l", &"v".repeat(2048)).build().is_ok());
+
+    let family = r.counter("hits_total").family(&["route"]).unwrap();
+    family.with(&[&megabyte]).inc();
+    family.with(&["/api"]).inc();
+    let snap = r.flush();
+    assert_eq!(snap.counter("hits_total", &[("overflow", "true")]), Some(1));
+    assert_eq!(snap.counter("hits_total", &[("route", "/api")]), Some(1));
+    assert_eq!(snap.counter(self_metrics::REJECTED, &[]), Some(1));
+    let text = shardmetrics::export::prometheus::render(&snap);
+    assert!(text.len() < 100_000, "the long value is not exported: {} bytes", text.len());
+
+    let roomy = Registry::builder().manual().max_name_len(300).max_label_value_len(1 << 20).build();
+    assert!(roomy.counter(&"n".repeat(300)).build().is_ok());
+    assert!(roomy.gauge("g").label("l", &megabyte).build().is_ok());
+}
+
 #[test]
 fn cardinality_caps_redirect_to_one_overflow_series() {
     let r = Registry::builder().manual().max_series_per_family(10).build();
