@@ -17,6 +17,12 @@ common='^(\.cargo_vcs_info\.json|Cargo\.lock|Cargo\.toml|Cargo\.toml\.orig|READM
 check_list shardmetrics "$common|ARCHITECTURE\.md|src/.*\.rs)$"
 check_list shardmetrics-cli "$common|src/.*\.rs)$"
 
+# cargo unpacks the library's package for the CLI's verification from a temporary local
+# registry into $CARGO_HOME/registry/src/-<hash>/, and treats what is there as immutable: a
+# package of an earlier commit (same version, same checkout path) would be verified against
+# instead of this one. Those overlay directories are cargo's scratch space; remove ours.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/shardmetrics-[0-9]*
+
 # Tests, benches and examples stay in the repository (they need the workspace's test harness
 # and peers), so cargo notes each one it leaves out; those notes are expected.
 cargo package -p shardmetrics -p shardmetrics-cli --allow-dirty 2>&1 | grep -v '^warning: ignoring \(test\|benchmark\|example\)'
