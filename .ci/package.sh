@@ -18,11 +18,12 @@ check_list shardmetrics "$common|ARCHITECTURE\.md|src/.*\.rs)$"
 check_list shardmetrics-cli "$common|src/.*\.rs)$"
 
 # cargo unpacks the library's package for the CLI's verification from a temporary local
-# registry into $CARGO_HOME/registry/src/-<hash>/, and treats what is there as immutable: a
-# package of an earlier commit (same version, same checkout path) would be verified against
-# instead of this one. Those overlay directories are cargo's scratch space; remove ours.
-rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/shardmetrics-[0-9]*
+# registry into $CARGO_HOME/registry/src/-<hash>/ and builds it as a registry crate, and treats
+# both as immutable (same name and version): after an earlier commit was packaged from the same
+# path, the CLI would be verified against that commit's library. So: remove our unpacked
+# copies, and verify in a target dir of its own, emptied first.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/shardmetrics-[0-9]* target/package-verify
 
 # Tests, benches and examples stay in the repository (they need the workspace's test harness
 # and peers), so cargo notes each one it leaves out; those notes are expected.
-cargo package -p shardmetrics -p shardmetrics-cli --allow-dirty 2>&1 | grep -v '^warning: ignoring \(test\|benchmark\|example\)'
+cargo package -p shardmetrics -p shardmetrics-cli --allow-dirty --target-dir target/package-verify 2>&1 | grep -v '^warning: ignoring \(test\|benchmark\|example\)'
