@@ -17,11 +17,11 @@ use std::{
 use crate::{
     buckets,
     catalogue::View,
+    history::{subtract, HistDelta, TickDelta, MAX_TICKS},
     shard::HistLoc,
     snapshot::{CounterValue, HistogramSnapshot, Series, Snapshot, Value},
     store::{Core, Store},
     sync::{lock, Arc, Ordering},
-    window::{subtract, HistDelta, TickDelta, MAX_TICKS},
 };
 
 /// Runs at the start of every tick, on the ticking thread, before the shards are read: the

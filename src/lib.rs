@@ -72,6 +72,7 @@ pub mod export;
 mod exposition;
 #[cfg(all(feature = "metrics-facade", not(shardmetrics_loom)))]
 pub mod facade;
+mod history;
 mod metric;
 mod metric_builder;
 mod registry;

@@ -296,7 +296,7 @@ impl HistogramSnapshot {
         let mut h = self.clone();
         h.count = self.count.saturating_sub(base.count);
         h.sum = self.sum.saturating_sub(base.sum);
-        h.buckets = crate::window::subtract(&self.buckets, &base.buckets).into();
+        h.buckets = crate::history::subtract(&self.buckets, &base.buckets).into();
         if let (Some(&(lo, _)), Some(&(hi, _))) = (h.buckets.first(), h.buckets.last()) {
             h.min = buckets::lowest(lo as usize, self.precision).max(self.min);
             h.max = buckets::highest(hi as usize, self.precision).min(self.max);
@@ -428,7 +428,7 @@ pub struct Snapshot {
     /// Sorted by name, then labels.
     pub(crate) series: Vec<Series>,
     /// Per-tick deltas of the longest window, oldest first (shared between snapshots).
-    pub(crate) history: Arc<[Arc<crate::window::TickDelta>]>,
+    pub(crate) history: Arc<[Arc<crate::history::TickDelta>]>,
     /// Configured window lengths, shortest first.
     pub(crate) windows: Arc<[Duration]>,
     /// Base names of registered operations.
@@ -445,14 +445,9 @@ impl Snapshot {
             shards: 0,
             series: Vec::new(),
             history: Arc::new([]),
-            windows: Arc::from(crate::window::DEFAULT_WINDOWS),
+            windows: Arc::from(crate::history::DEFAULT_WINDOWS),
             operations: Arc::new([]),
         }
-    }
-
-    /// The window of `length` just before the latest one of that length (for trends).
-    pub fn window_before(&self, length: Duration) -> crate::window::Window<'_> {
-        crate::window::Window::ending(self, length, length)
     }
 
     /// The three series of operation `name` with these labels: calls, errors, latency.
@@ -500,11 +495,6 @@ impl Snapshot {
             size,
             hit_rate: (lookups > 0).then(|| hits as f64 / lookups as f64),
         })
-    }
-
-    /// The last `length` of history (see [`crate::window`] for the semantics).
-    pub fn window(&self, length: Duration) -> crate::window::Window<'_> {
-        crate::window::Window::new(self, length)
     }
 
     /// The configured window lengths, shortest first.

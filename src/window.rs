@@ -16,57 +16,15 @@
 
 #![forbid(unsafe_code)]
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use crate::{
     buckets,
     snapshot::{HistogramSnapshot, Snapshot, Value},
 };
 
-/// Default windows.
-pub const DEFAULT_WINDOWS: &[Duration] = &[Duration::from_secs(10), Duration::from_secs(60), Duration::from_secs(300)];
-
-/// Upper bound on ticks kept, whatever the windows and interval.
-pub const MAX_TICKS: usize = 4096;
-
-/// A histogram's change during one tick.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct HistDelta {
-    pub(crate) count: u64,
-    pub(crate) sum: u64,
-    pub(crate) buckets: Box<[(u32, u64)]>,
-}
-
-/// What changed during one tick: only series with a non-zero change, sorted by series id.
-#[derive(Debug)]
-pub(crate) struct TickDelta {
-    pub(crate) at: Instant,
-    pub(crate) interval: Duration,
-    pub(crate) counters: Vec<(u32, u64)>,
-    pub(crate) histograms: Vec<(u32, HistDelta)>,
-}
-
-/// Bucket-wise `cur - prev` of two sparse, ascending bucket lists (`cur ≥ prev` bucket-wise).
-pub(crate) fn subtract(cur: &[(u32, u64)], prev: &[(u32, u64)]) -> Box<[(u32, u64)]> {
-    let mut out = Vec::new();
-    let mut p = prev.iter().peekable();
-    for &(i, n) in cur {
-        while p.peek().is_some_and(|&&(j, _)| j < i) {
-            p.next();
-        }
-        let before = match p.peek() {
-            Some(&&(j, m)) if j == i => m,
-            _ => 0,
-        };
-        if n > before {
-            out.push((i, n - before));
-        }
-    }
-    out.into()
-}
+use crate::history::TickDelta;
+pub use crate::history::{DEFAULT_WINDOWS, MAX_TICKS};
 
 /// Merges sparse ascending bucket lists into `acc`.
 fn add_into(acc: &mut Vec<(u32, u64)>, add: &[(u32, u64)]) {
@@ -122,6 +80,18 @@ pub struct Window<'a> {
     ticks: &'a [Arc<TickDelta>],
     /// Σ of the ticks' intervals (computed once: every per-series rate divides by it).
     covered: Duration,
+}
+
+impl Snapshot {
+    /// The last `length` of history (see [`crate::window`] for the semantics).
+    pub fn window(&self, length: Duration) -> Window<'_> {
+        Window::new(self, length)
+    }
+
+    /// The window of `length` just before the latest one of that length (for trends).
+    pub fn window_before(&self, length: Duration) -> Window<'_> {
+        Window::ending(self, length, length)
+    }
 }
 
 impl<'a> Window<'a> {
@@ -276,6 +246,7 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::subtract;
 
     #[test]
     fn sparse_math() {
