@@ -300,3 +300,36 @@ fn json_windows_by_query() {
     assert_eq!(get(addr, "/metrics.json?window=").status, 400);
     assert_eq!(get(addr, "/metrics.json?other=1").status, 200);
 }
+
+/// Before the registry's first tick (a minute away here) the endpoint publishes a snapshot
+/// itself: registered series are scraped at zero from the first scrape on, never an empty 200
+/// that Prometheus would take as every series gone stale.
+#[test]
+fn registered_series_are_scraped_at_zero_before_the_first_tick() {
+    let r = Registry::builder().interval(Duration::from_secs(60)).build();
+    let _c = r.counter("early_total").help("Counted early").build().unwrap();
+    let _h = r.histogram("early_latency").help("Early latency").unit(Unit::Nanoseconds).build().unwrap();
+    assert_eq!(r.snapshot().seq(), 0, "the registry has not ticked yet");
+    let server = start(&r);
+    let addr = server.local_addr();
+
+    let text = get(addr, "/metrics");
+    assert_eq!(text.status, 200);
+    let body = text.text();
+    assert!(body.contains("early_total 0\n"), "{body}");
+    assert!(body.contains("early_latency_seconds_count 0\n"), "{body}");
+    assert!(r.snapshot().seq() >= 1);
+
+    #[cfg(feature = "json")]
+    {
+        let r2 = Registry::builder().interval(Duration::from_secs(60)).build();
+        let _c = r2.counter("early_json_total").build().unwrap();
+        let server = start(&r2);
+        let json = get(server.local_addr(), "/metrics.json");
+        assert_eq!(json.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+        assert!(v["seq"].as_u64() >= Some(1), "{v}");
+        let series = v["series"].as_array().unwrap();
+        assert!(series.iter().any(|s| s["name"] == "early_json_total" && s["value"] == 0), "{v}");
+    }
+}

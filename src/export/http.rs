@@ -26,6 +26,12 @@
 //! at a time), so a flood that reconnects the moment it is closed spends less of the server's
 //! time being evicted; and the listen queue holds 1024 connections, so such a flood does not
 //! make the kernel drop well-behaved clients' handshakes (a 1 s SYN retransmit each).
+//!
+//! No empty scrapes: until the registry has published its first snapshot (up to one tick after
+//! it was built, a minute with a long interval), a scrape publishes one itself
+//! ([`Registry::flush`], once, also on a manual registry), so registered series are there, at
+//! zero, from the first scrape on. Prometheus would record an empty answer as a successful
+//! scrape with no samples and mark every series stale.
 
 use std::{
     collections::HashMap,
@@ -257,6 +263,7 @@ impl ServerBuilder {
             cache: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             renders: AtomicUsize::new(0),
+            first_publish: Mutex::new(()),
             config: self,
         });
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -336,6 +343,8 @@ struct State {
     cache: Mutex<HashMap<(Format, Option<Duration>), CacheSlot>>,
     in_flight: AtomicUsize,
     renders: AtomicUsize,
+    /// Serialises [`first_publish`].
+    first_publish: Mutex<()>,
     config: ServerBuilder,
 }
 
@@ -573,6 +582,12 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return method_not_allowed();
     }
+    if state.registry.snapshot().seq() == 0 {
+        // Nothing published yet (the first tick is up to an interval away): publish now, off
+        // the runtime thread, rather than answer a successful scrape with no series.
+        let st = state.clone();
+        let _ = tokio::task::spawn_blocking(move || first_publish(&st)).await;
+    }
     let window = match window_param(req.uri().query()) {
         Ok(None) => None,
         Ok(Some(w)) => {
@@ -619,6 +634,15 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
         h.insert(header::LAST_MODIFIED, v);
     }
     r
+}
+
+/// Publishes the registry's first snapshot if nobody has yet; concurrent first scrapers wait
+/// for the one flush.
+fn first_publish(state: &State) {
+    let _one_at_a_time = state.first_publish.lock().unwrap_or_else(|e| e.into_inner());
+    if state.registry.snapshot().seq() == 0 {
+        state.registry.flush();
+    }
 }
 
 fn format_is_json(format: Format) -> bool {
