@@ -333,3 +333,38 @@ fn registered_series_are_scraped_at_zero_before_the_first_tick() {
         assert!(series.iter().any(|s| s["name"] == "early_json_total" && s["value"] == 0), "{v}");
     }
 }
+
+/// Auth comes before the query string: an unauthenticated client with a bad `window` gets 401
+/// and learns nothing about the configured windows.
+#[test]
+fn auth_is_checked_before_the_window() {
+    let r = registry_with_data();
+    let server = Server::builder().listen("127.0.0.1:0").bearer_token("s3cret").start(&r).unwrap();
+    let addr = server.local_addr();
+    for path in ["/metrics.json?window=7m", "/metrics?window=1m", "/metrics.json?window=", "/metrics.json?window=%00"] {
+        let reply = get(addr, path);
+        assert_eq!(reply.status, 401, "{path}: {}", reply.text());
+        assert_eq!(reply.text(), "unauthorized\n", "{path}");
+        assert!(!reply.text().contains("10s"), "{path}");
+    }
+    let authed = request(addr, "GET", "/metrics.json?window=7m", &[("Authorization", "Bearer s3cret")]);
+    assert_eq!(authed.status, 400);
+    assert!(authed.text().contains("10s, 1m, 5m"), "{}", authed.text());
+}
+
+/// An unknown `window` is quoted back cut to 64 characters, not echoed in full.
+#[test]
+fn a_long_bad_window_is_cut_in_the_error() {
+    let r = registry_with_data();
+    let server = start(&r);
+    let long = "9".repeat(7 * 1024);
+    let reply = get(server.local_addr(), &format!("/metrics.json?window={long}"));
+    assert_eq!(reply.status, 400);
+    let text = reply.text();
+    assert!(text.len() < 300, "{} bytes: {}", text.len(), text.chars().take(200).collect::<String>());
+    assert!(text.contains(&format!("\"{}…\" (7168 characters)", "9".repeat(64))), "{text}");
+    assert!(text.contains("configured windows: 10s, 1m, 5m"), "{text}");
+    // A short one is quoted whole.
+    let short = get(server.local_addr(), "/metrics.json?window=7m");
+    assert!(short.text().starts_with("unknown window \"7m\" "), "{}", short.text());
+}

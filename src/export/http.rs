@@ -11,8 +11,9 @@
 //! (more get 503); 8 KiB of headers; a 5 s header-read timeout (hyper's, made effective by
 //! installing its tokio timer) and a 30 s cap on a connection's life (slow or stuck clients are
 //! dropped); unknown paths 404, wrong methods 405; gzip when the client accepts it; optional
-//! bearer-token or basic auth compared in constant time (`/healthz` is exempt so liveness probes
-//! need no secret).
+//! bearer-token or basic auth compared in constant time and checked before the query string
+//! (`/healthz` is exempt so liveness probes need no secret); an unknown `window` is quoted back
+//! cut to 64 characters.
 //!
 //! Shedding slow clients: when all 64 connections are open, a new one is not refused; it takes
 //! the place of the connection that has waited longest for a complete request head (a
@@ -582,6 +583,17 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return method_not_allowed();
     }
+    // Before the query is looked at: an unauthenticated client learns nothing from its errors
+    // (the configured windows, say).
+    if let Some(expected) = &state.config.auth {
+        let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
+        if !bool::from(given.ct_eq(expected.as_slice())) {
+            let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            let challenge = if state.config.auth_scheme == "Basic" { "Basic realm=\"shardmetrics\"" } else { "Bearer" };
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            return r;
+        }
+    }
     if state.registry.snapshot().seq() == 0 {
         // Nothing published yet (the first tick is up to an interval away): publish now, off
         // the runtime thread, rather than answer a successful scrape with no series.
@@ -599,15 +611,6 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
         }
         Err(()) => return plain(StatusCode::BAD_REQUEST, "malformed query string\n"),
     };
-    if let Some(expected) = &state.config.auth {
-        let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
-        if !bool::from(given.ct_eq(expected.as_slice())) {
-            let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
-            let challenge = if state.config.auth_scheme == "Basic" { "Basic realm=\"shardmetrics\"" } else { "Bearer" };
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-            return r;
-        }
-    }
     if state.in_flight.fetch_add(1, Ordering::Relaxed) >= state.config.max_in_flight {
         state.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight\n");
@@ -672,10 +675,20 @@ fn window_param(query: Option<&str>) -> Result<Option<String>, ()> {
     Ok(None)
 }
 
+/// Longest part of an unknown `window` value quoted back in the error.
+const ECHO_MAX_CHARS: usize = 64;
+
 fn bad_window(asked: &str, configured: &[Duration]) -> Response<Full<Bytes>> {
     let list: Vec<String> = configured.iter().map(|d| crate::window::format_duration(*d)).collect();
+    let asked = match asked.char_indices().nth(ECHO_MAX_CHARS) {
+        Some((cut, _)) => {
+            let shown = format!("{}…", &asked[..cut]);
+            format!("{shown:?} ({} characters)", asked.chars().count())
+        }
+        None => format!("{asked:?}"),
+    };
     let body =
-        format!("unknown window {asked:?} (windows apply to /metrics.json); configured windows: {}\n", list.join(", "));
+        format!("unknown window {asked} (windows apply to /metrics.json); configured windows: {}\n", list.join(", "));
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::BAD_REQUEST;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
