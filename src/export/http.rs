@@ -23,10 +23,11 @@
 //! Clients are told apart by how far their requests got, not by address, which also works when
 //! they share one (a proxy, a node, loopback), where a per-peer limit would not. Only when every
 //! connection is in the middle of a request is a new one answered 503. An evicted connection is
-//! held open, unserved, for 1 s before it is closed (up to the connection cap's number of them
-//! at a time), so a flood that reconnects the moment it is closed spends less of the server's
-//! time being evicted; and the listen queue holds 1024 connections, so such a flood does not
-//! make the kernel drop well-behaved clients' handshakes (a 1 s SYN retransmit each).
+//! held open, unserved, for 1 s before it is closed (up to twice the cap's number of them at a
+//! time, so the endpoint holds at most 3 × 64 sockets besides any being answered 503), so a flood that reconnects the moment it
+//! is closed does not keep the accept queue full of itself, with a good client waiting behind
+//! it; and the listen queue holds 1024 connections, so such a flood does not make the kernel
+//! drop well-behaved clients' handshakes (a 1 s SYN retransmit each).
 //!
 //! No empty scrapes: until the registry has published its first snapshot (up to one tick after
 //! it was built, a minute with a long interval), a scrape publishes one itself
@@ -196,7 +197,8 @@ impl ServerBuilder {
 
     /// Most connections open at once (default 64). At the cap a new connection replaces the one
     /// that has waited longest for a request head; it is answered 503 and closed only when every
-    /// open connection is in the middle of a request.
+    /// open connection is in the middle of a request. Evicted connections are held open for 1 s
+    /// before they are closed, at most twice this many at a time.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
@@ -440,10 +442,14 @@ struct Connections {
     held: AtomicUsize,
 }
 
-/// How long an evicted connection is held open, unserved, before it is closed (while at most
-/// `max` are held): a flood that reconnects the moment it is closed would otherwise keep the
-/// accept queue full and the server busy evicting.
+/// How long an evicted connection is held open, unserved, before it is closed: a flood that
+/// reconnects the moment it is closed would otherwise keep the accept queue full (a good client
+/// waits behind every attacker in it) and the server busy evicting.
 const EVICTED_LINGER: Duration = Duration::from_secs(1);
+
+/// Evicted connections held at once, per connection of the cap; past it they are closed at once.
+/// The endpoint's sockets stay under `(1 + HELD_PER_CONNECTION) × max_connections`.
+const HELD_PER_CONNECTION: usize = 2;
 
 struct Held<'a>(&'a AtomicUsize);
 
@@ -470,8 +476,9 @@ impl Connections {
         Connections { max, table: Mutex::new(ConnTable::default()), held: AtomicUsize::new(0) }
     }
 
+    /// A place among the held evicted connections, if one is free.
     fn hold(&self) -> Option<Held<'_>> {
-        if self.held.fetch_add(1, Ordering::Relaxed) >= self.max {
+        if self.held.fetch_add(1, Ordering::Relaxed) >= HELD_PER_CONNECTION * self.max {
             self.held.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
@@ -809,6 +816,15 @@ mod tests {
         drop(e);
         assert_eq!(conns.table().open.len(), 1);
         assert!(conns.admit().is_some());
+    }
+
+    #[test]
+    fn evicted_connections_held_at_most_twice_the_cap() {
+        let conns = Connections::new(2);
+        let held: Vec<_> = (0..4).map(|_| conns.hold().expect("a free place")).collect();
+        assert!(conns.hold().is_none(), "past 2 × the cap, evicted connections close at once");
+        drop(held);
+        assert!(conns.hold().is_some());
     }
 
     #[test]
