@@ -236,25 +236,33 @@ fn slowloris_clients_are_timed_out_and_others_still_served() {
     assert_eq!(get(addr, "/metrics").status, 200);
 }
 
+/// At the cap a new connection is not refused: it takes the place of the connection that has
+/// waited longest for a request head (closed after a short linger), while a younger waiting
+/// one is left alone and is served when its request arrives.
 #[test]
-fn connection_cap_answers_503() {
+fn connection_cap_evicts_the_longest_waiting_connection() {
     let r = registry_with_data();
     let server = Server::builder().listen("127.0.0.1:0").max_connections(2).start(&r).unwrap();
     let addr = server.local_addr();
-    let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(100)); // let the server accept them
-    let refused = get(addr, "/metrics");
-    assert_eq!(refused.status, 503);
-    drop(held);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let reply = get(addr, "/metrics");
-        if reply.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "capacity never came back");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut oldest = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50)); // accepted in this order
+    let mut younger = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100)); // let the server accept them: it is full
+    assert_eq!(get(addr, "/metrics").status, 200, "a new client must get in at the cap");
+
+    oldest.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    let closed = match oldest.read(&mut buf) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    };
+    assert!(closed, "the longest waiter should have been closed");
+
+    younger.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    younger.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = younger.read_to_end(&mut raw);
+    assert_eq!(parse(&raw).map(|r| r.status), Some(200), "the younger waiter must survive the eviction");
 }
 
 #[test]
@@ -291,4 +299,72 @@ fn json_windows_by_query() {
     assert_eq!(get(addr, "/metrics?window=1m").status, 400);
     assert_eq!(get(addr, "/metrics.json?window=").status, 400);
     assert_eq!(get(addr, "/metrics.json?other=1").status, 200);
+}
+
+/// Before the registry's first tick (a minute away here) the endpoint publishes a snapshot
+/// itself: registered series are scraped at zero from the first scrape on, never an empty 200
+/// that Prometheus would take as every series gone stale.
+#[test]
+fn registered_series_are_scraped_at_zero_before_the_first_tick() {
+    let r = Registry::builder().interval(Duration::from_secs(60)).build();
+    let _c = r.counter("early_total").help("Counted early").build().unwrap();
+    let _h = r.histogram("early_latency").help("Early latency").unit(Unit::Nanoseconds).build().unwrap();
+    assert_eq!(r.snapshot().seq(), 0, "the registry has not ticked yet");
+    let server = start(&r);
+    let addr = server.local_addr();
+
+    let text = get(addr, "/metrics");
+    assert_eq!(text.status, 200);
+    let body = text.text();
+    assert!(body.contains("early_total 0\n"), "{body}");
+    assert!(body.contains("early_latency_seconds_count 0\n"), "{body}");
+    assert!(r.snapshot().seq() >= 1);
+
+    #[cfg(feature = "json")]
+    {
+        let r2 = Registry::builder().interval(Duration::from_secs(60)).build();
+        let _c = r2.counter("early_json_total").build().unwrap();
+        let server = start(&r2);
+        let json = get(server.local_addr(), "/metrics.json");
+        assert_eq!(json.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+        assert!(v["seq"].as_u64() >= Some(1), "{v}");
+        let series = v["series"].as_array().unwrap();
+        assert!(series.iter().any(|s| s["name"] == "early_json_total" && s["value"] == 0), "{v}");
+    }
+}
+
+/// Auth comes before the query string: an unauthenticated client with a bad `window` gets 401
+/// and learns nothing about the configured windows.
+#[test]
+fn auth_is_checked_before_the_window() {
+    let r = registry_with_data();
+    let server = Server::builder().listen("127.0.0.1:0").bearer_token("s3cret").start(&r).unwrap();
+    let addr = server.local_addr();
+    for path in ["/metrics.json?window=7m", "/metrics?window=1m", "/metrics.json?window=", "/metrics.json?window=%00"] {
+        let reply = get(addr, path);
+        assert_eq!(reply.status, 401, "{path}: {}", reply.text());
+        assert_eq!(reply.text(), "unauthorized\n", "{path}");
+        assert!(!reply.text().contains("10s"), "{path}");
+    }
+    let authed = request(addr, "GET", "/metrics.json?window=7m", &[("Authorization", "Bearer s3cret")]);
+    assert_eq!(authed.status, 400);
+    assert!(authed.text().contains("10s, 1m, 5m"), "{}", authed.text());
+}
+
+/// An unknown `window` is quoted back cut to 64 characters, not echoed in full.
+#[test]
+fn a_long_bad_window_is_cut_in_the_error() {
+    let r = registry_with_data();
+    let server = start(&r);
+    let long = "9".repeat(7 * 1024);
+    let reply = get(server.local_addr(), &format!("/metrics.json?window={long}"));
+    assert_eq!(reply.status, 400);
+    let text = reply.text();
+    assert!(text.len() < 300, "{} bytes: {}", text.len(), text.chars().take(200).collect::<String>());
+    assert!(text.contains(&format!("\"{}…\" (7168 characters)", "9".repeat(64))), "{text}");
+    assert!(text.contains("configured windows: 10s, 1m, 5m"), "{text}");
+    // A short one is quoted whole.
+    let short = get(server.local_addr(), "/metrics.json?window=7m");
+    assert!(short.text().starts_with("unknown window \"7m\" "), "{}", short.text());
 }

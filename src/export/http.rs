@@ -7,12 +7,33 @@
 //! scrapers of one tick cost one render. Renders run on tokio's blocking pool so a big render
 //! never stalls the accept loop.
 //!
-//! Safe defaults: binds `127.0.0.1:9464`; at most 64 connections (more are answered 503 and
-//! closed) and 16 requests in flight (more get 503); 8 KiB of headers; a 5 s header-read timeout
-//! (hyper's, made effective by installing its tokio timer) and a 30 s cap on a connection's life
-//! (slow or stuck clients are dropped); unknown paths 404, wrong methods 405; gzip when the client
-//! accepts it; optional bearer-token or basic auth compared in constant time (`/healthz` is
-//! exempt so liveness probes need no secret).
+//! Safe defaults: binds `127.0.0.1:9464`; at most 64 connections and 16 requests in flight
+//! (more get 503); 8 KiB of headers; a 5 s header-read timeout (hyper's, made effective by
+//! installing its tokio timer) and a 30 s cap on a connection's life (slow or stuck clients are
+//! dropped); unknown paths 404, wrong methods 405; gzip when the client accepts it; optional
+//! bearer-token or basic auth compared in constant time and checked before the query string
+//! (`/healthz` is exempt so liveness probes need no secret); an unknown `window` is quoted back
+//! cut to 64 characters.
+//!
+//! Shedding slow clients: when all 64 connections are open, a new one is not refused; it takes
+//! the place of the connection that has waited longest for a complete request head (a
+//! slow-header client, or the keep-alive connection idle the longest). A client that sends its
+//! request promptly is never the longest waiter, so slow clients, however many and however fast
+//! they reconnect, cannot keep scrapes or `/healthz` out; they only lengthen the accept queue.
+//! Clients are told apart by how far their requests got, not by address, which also works when
+//! they share one (a proxy, a node, loopback), where a per-peer limit would not. Only when every
+//! connection is in the middle of a request is a new one answered 503. An evicted connection is
+//! held open, unserved, for 1 s before it is closed (up to twice the cap's number of them at a
+//! time, so the endpoint holds at most 3 × 64 sockets besides any being answered 503), so a flood that reconnects the moment it
+//! is closed does not keep the accept queue full of itself, with a good client waiting behind
+//! it; and the listen queue holds 1024 connections, so such a flood does not make the kernel
+//! drop well-behaved clients' handshakes (a 1 s SYN retransmit each).
+//!
+//! No empty scrapes: until the registry has published its first snapshot (up to one tick after
+//! it was built, a minute with a long interval), a scrape publishes one itself
+//! ([`Registry::flush`], once, also on a manual registry), so registered series are there, at
+//! zero, from the first scrape on. Prometheus would record an empty answer as a successful
+//! scrape with no samples and mark every series stale.
 
 use std::{
     collections::HashMap,
@@ -20,7 +41,7 @@ use std::{
     io::{self, Write},
     net::SocketAddr,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use base64::Engine;
@@ -33,7 +54,7 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use subtle::ConstantTimeEq;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, Notify};
 
 use crate::sync::{AtomicUsize, Ordering};
 use crate::{Registry, Snapshot};
@@ -174,7 +195,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Open connections beyond this are answered 503 and closed (default 64).
+    /// Most connections open at once (default 64). At the cap a new connection replaces the one
+    /// that has waited longest for a request head; it is answered 503 and closed only when every
+    /// open connection is in the middle of a request. Evicted connections are held open for 1 s
+    /// before they are closed, at most twice this many at a time.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = n.max(1);
         self
@@ -227,19 +251,22 @@ impl ServerBuilder {
 
     /// Binds the address and starts serving on a thread of its own.
     pub fn start(self, registry: &Registry) -> io::Result<Server> {
-        let listener = std::net::TcpListener::bind(&self.listen)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .max_blocking_threads(4)
             .thread_name(BLOCKING_THREAD_NAME)
             .build()?;
+        let listener = {
+            let _in_runtime = runtime.enter(); // the listener registers with this runtime's reactor
+            bind(&self.listen)?
+        };
+        let addr = listener.local_addr()?;
         let state = Arc::new(State {
             registry: registry.clone(),
             cache: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             renders: AtomicUsize::new(0),
+            first_publish: Mutex::new(()),
             config: self,
         });
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -319,18 +346,35 @@ struct State {
     cache: Mutex<HashMap<(Format, Option<Duration>), CacheSlot>>,
     in_flight: AtomicUsize,
     renders: AtomicUsize,
+    /// Serialises [`first_publish`].
+    first_publish: Mutex<()>,
     config: ServerBuilder,
 }
 
-async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut stop: oneshot::Receiver<()>) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("shardmetrics: http endpoint failed to start: {e}");
-            return;
+/// Length of the listen queue. std's 128 is less than one flood of reconnecting clients: past
+/// it the kernel drops handshakes, and a well-behaved client waits a 1 s SYN retransmit. (The
+/// kernel caps it at `net.core.somaxconn`, 4096 by default.)
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds the first address `listen` resolves to that accepts a bind. Needs a runtime context.
+fn bind(listen: &str) -> io::Result<tokio::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, format!("{listen}: resolves to no address"));
+    for addr in listen.to_socket_addrs()? {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        // As std's `TcpListener::bind` does on Unix: rebind at once after a restart.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
         }
-    };
-    let connections = Arc::new(Semaphore::new(state.config.max_connections));
+    }
+    Err(last)
+}
+
+async fn serve(listener: tokio::net::TcpListener, state: Arc<State>, mut stop: oneshot::Receiver<()>) {
+    let connections = Arc::new(Connections::new(state.config.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(state.config.header_read_timeout)
@@ -347,21 +391,161 @@ async fn serve(listener: std::net::TcpListener, state: Arc<State>, mut stop: one
             },
         };
         let _ = stream.set_nodelay(true);
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        let Some(conn) = connections.admit() else {
             tokio::spawn(refuse(stream));
             continue;
         };
         let (state, http) = (state.clone(), http.clone());
         let lifetime = state.config.connection_timeout;
+        let connections = connections.clone();
         tokio::spawn(async move {
+            let evicted = conn.evicted.clone();
+            let conn = Arc::new(conn);
             let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(req, &state).await) }
+                let (state, request) = (state.clone(), conn.begin_request());
+                async move {
+                    let response = handle(req, &state).await;
+                    drop(request);
+                    Ok::<_, Infallible>(response)
+                }
             });
-            // The lifetime cap also bounds slow readers, which hyper has no write timeout for.
-            let _ = tokio::time::timeout(lifetime, http.serve_connection(TokioIo::new(stream), service)).await;
-            drop(permit);
+            let mut serving = http.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = &mut serving => {}
+                // The lifetime cap also bounds slow readers, which hyper has no write timeout for.
+                _ = tokio::time::sleep(lifetime) => {}
+                _ = evicted.notified() => {
+                    let stream = serving.into_parts().io;
+                    if let Some(_held) = connections.hold() {
+                        tokio::time::sleep(EVICTED_LINGER).await;
+                    }
+                    drop(stream);
+                }
+            }
         });
+        // Let the new connection's task run (and read its request head, if sent) before the next
+        // accept: under a flood, one burst of accepts could otherwise evict it unread.
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The open connections, and for each whether it is waiting for a request head and since when.
+///
+/// When all `max` are open, a new connection evicts the one that has waited longest for a
+/// complete request head (a slow client, or a keep-alive connection idle the longest) rather
+/// than being refused: a client that sends its head promptly is never the oldest waiter, so
+/// slow clients can occupy connections but cannot keep anyone else out. Only when every
+/// connection is in the middle of a request is a new one refused (503).
+struct Connections {
+    max: usize,
+    table: Mutex<ConnTable>,
+    held: AtomicUsize,
+}
+
+/// How long an evicted connection is held open, unserved, before it is closed: a flood that
+/// reconnects the moment it is closed would otherwise keep the accept queue full (a good client
+/// waits behind every attacker in it) and the server busy evicting.
+const EVICTED_LINGER: Duration = Duration::from_secs(1);
+
+/// Evicted connections held at once, per connection of the cap; past it they are closed at once.
+/// The endpoint's sockets stay under `(1 + HELD_PER_CONNECTION) × max_connections`.
+const HELD_PER_CONNECTION: usize = 2;
+
+struct Held<'a>(&'a AtomicUsize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+struct ConnTable {
+    next_id: u64,
+    open: HashMap<u64, Open>,
+}
+
+struct Open {
+    /// `None` while a request is being handled.
+    waiting_since: Option<Instant>,
+    evicted: Arc<Notify>,
+}
+
+impl Connections {
+    fn new(max: usize) -> Self {
+        Connections { max, table: Mutex::new(ConnTable::default()), held: AtomicUsize::new(0) }
+    }
+
+    /// A place among the held evicted connections, if one is free.
+    fn hold(&self) -> Option<Held<'_>> {
+        if self.held.fetch_add(1, Ordering::Relaxed) >= HELD_PER_CONNECTION * self.max {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Held(&self.held))
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, ConnTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a new connection, evicting the longest waiter if all are open; `None` if
+    /// every open connection is mid-request.
+    fn admit(self: &Arc<Self>) -> Option<Conn> {
+        let mut table = self.table();
+        if table.open.len() >= self.max {
+            let victim = longest_waiting(table.open.iter().map(|(id, c)| (*id, c.waiting_since)))?;
+            if let Some(open) = table.open.remove(&victim) {
+                open.evicted.notify_one();
+            }
+        }
+        let id = table.next_id;
+        table.next_id += 1;
+        let evicted = Arc::new(Notify::new());
+        table.open.insert(id, Open { waiting_since: Some(Instant::now()), evicted: evicted.clone() });
+        Some(Conn { id, connections: self.clone(), evicted })
+    }
+
+    fn set_waiting(&self, id: u64, waiting: bool) {
+        if let Some(open) = self.table().open.get_mut(&id) {
+            open.waiting_since = waiting.then(Instant::now);
+        }
+    }
+}
+
+/// The id of the connection waiting longest for a request head, if any is waiting.
+fn longest_waiting(open: impl Iterator<Item = (u64, Option<Instant>)>) -> Option<u64> {
+    open.filter_map(|(id, since)| Some((since?, id))).min().map(|(_, id)| id)
+}
+
+/// One admitted connection; leaves the table when its task ends.
+struct Conn {
+    id: u64,
+    connections: Arc<Connections>,
+    evicted: Arc<Notify>,
+}
+
+impl Conn {
+    /// Marks the connection busy (not evictable) until the returned guard drops.
+    fn begin_request(self: &Arc<Self>) -> InRequest {
+        self.connections.set_waiting(self.id, false);
+        InRequest(self.clone())
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.connections.table().open.remove(&self.id);
+    }
+}
+
+/// A request in progress on a connection; when it ends (the response handed to hyper to write)
+/// the connection waits for the next head again.
+struct InRequest(Arc<Conn>);
+
+impl Drop for InRequest {
+    fn drop(&mut self) {
+        self.0.connections.set_waiting(self.0.id, true);
     }
 }
 
@@ -406,6 +590,23 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
         return method_not_allowed();
     }
+    // Before the query is looked at: an unauthenticated client learns nothing from its errors
+    // (the configured windows, say).
+    if let Some(expected) = &state.config.auth {
+        let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
+        if !bool::from(given.ct_eq(expected.as_slice())) {
+            let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+            let challenge = if state.config.auth_scheme == "Basic" { "Basic realm=\"shardmetrics\"" } else { "Bearer" };
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            return r;
+        }
+    }
+    if state.registry.snapshot().seq() == 0 {
+        // Nothing published yet (the first tick is up to an interval away): publish now, off
+        // the runtime thread, rather than answer a successful scrape with no series.
+        let st = state.clone();
+        let _ = tokio::task::spawn_blocking(move || first_publish(&st)).await;
+    }
     let window = match window_param(req.uri().query()) {
         Ok(None) => None,
         Ok(Some(w)) => {
@@ -417,15 +618,6 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
         }
         Err(()) => return plain(StatusCode::BAD_REQUEST, "malformed query string\n"),
     };
-    if let Some(expected) = &state.config.auth {
-        let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or(b"");
-        if !bool::from(given.ct_eq(expected.as_slice())) {
-            let mut r = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
-            let challenge = if state.config.auth_scheme == "Basic" { "Basic realm=\"shardmetrics\"" } else { "Bearer" };
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-            return r;
-        }
-    }
     if state.in_flight.fetch_add(1, Ordering::Relaxed) >= state.config.max_in_flight {
         state.in_flight.fetch_sub(1, Ordering::Relaxed);
         let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "too many requests in flight\n");
@@ -452,6 +644,15 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
         h.insert(header::LAST_MODIFIED, v);
     }
     r
+}
+
+/// Publishes the registry's first snapshot if nobody has yet; concurrent first scrapers wait
+/// for the one flush.
+fn first_publish(state: &State) {
+    let _one_at_a_time = state.first_publish.lock().unwrap_or_else(|e| e.into_inner());
+    if state.registry.snapshot().seq() == 0 {
+        state.registry.flush();
+    }
 }
 
 fn format_is_json(format: Format) -> bool {
@@ -481,10 +682,20 @@ fn window_param(query: Option<&str>) -> Result<Option<String>, ()> {
     Ok(None)
 }
 
+/// Longest part of an unknown `window` value quoted back in the error.
+const ECHO_MAX_CHARS: usize = 64;
+
 fn bad_window(asked: &str, configured: &[Duration]) -> Response<Full<Bytes>> {
     let list: Vec<String> = configured.iter().map(|d| crate::window::format_duration(*d)).collect();
+    let asked = match asked.char_indices().nth(ECHO_MAX_CHARS) {
+        Some((cut, _)) => {
+            let shown = format!("{}…", &asked[..cut]);
+            format!("{shown:?} ({} characters)", asked.chars().count())
+        }
+        None => format!("{asked:?}"),
+    };
     let body =
-        format!("unknown window {asked:?} (windows apply to /metrics.json); configured windows: {}\n", list.join(", "));
+        format!("unknown window {asked} (windows apply to /metrics.json); configured windows: {}\n", list.join(", "));
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::BAD_REQUEST;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -578,6 +789,50 @@ mod tests {
         assert!(!accepts_gzip(Some("gzip;q=0")));
         assert!(!accepts_gzip(Some("identity")));
         assert!(!accepts_gzip(None));
+    }
+
+    #[test]
+    fn admission_evicts_the_longest_waiter_and_refuses_only_when_all_are_busy() {
+        let conns = Arc::new(Connections::new(2));
+        let open = |c: &Conn| conns.table().open.contains_key(&c.id);
+        let a = Arc::new(conns.admit().unwrap());
+        let b = Arc::new(conns.admit().unwrap());
+        // Full, both waiting for a head: the newcomer replaces the one waiting longest.
+        let c = Arc::new(conns.admit().unwrap());
+        assert!(!open(&a) && open(&b) && open(&c));
+        // A connection in the middle of a request is never evicted; b waits longest now.
+        let busy_c = c.begin_request();
+        let d = Arc::new(conns.admit().unwrap());
+        assert!(!open(&b) && open(&c) && open(&d));
+        // Every connection busy: refused.
+        let busy_d = d.begin_request();
+        assert!(conns.admit().is_none());
+        // A request ends: its connection waits again, and is the one to go.
+        drop(busy_c);
+        let e = conns.admit().unwrap();
+        assert!(!open(&c) && open(&d) && open(&e));
+        drop(busy_d);
+        // A closed connection leaves the table and frees its place.
+        drop(e);
+        assert_eq!(conns.table().open.len(), 1);
+        assert!(conns.admit().is_some());
+    }
+
+    #[test]
+    fn evicted_connections_held_at_most_twice_the_cap() {
+        let conns = Connections::new(2);
+        let held: Vec<_> = (0..4).map(|_| conns.hold().expect("a free place")).collect();
+        assert!(conns.hold().is_none(), "past 2 × the cap, evicted connections close at once");
+        drop(held);
+        assert!(conns.hold().is_some());
+    }
+
+    #[test]
+    fn longest_waiting_skips_busy_connections() {
+        let now = Instant::now();
+        let later = now + Duration::from_millis(1);
+        assert_eq!(longest_waiting([(1, Some(later)), (2, None), (3, Some(now))].into_iter()), Some(3));
+        assert_eq!(longest_waiting([(1, None), (2, None)].into_iter()), None);
     }
 
     #[test]

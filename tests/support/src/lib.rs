@@ -189,3 +189,122 @@ pub fn wait_for<T>(timeout: Duration, guard: &ChildGuard, what: &str, mut f: imp
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// [`request`] with one `timeout` for the connect and for each read and write, so a caller
+/// measuring a server under load is never stuck longer than that on one request.
+pub fn request_within(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> std::io::Result<Reply> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse(&raw).ok_or_else(|| std::io::Error::other("incomplete HTTP response"))
+}
+
+/// A slow-header ("slowloris") attack on a server: `sockets` connections, each sending a
+/// request head that never ends, one byte per `every`, and reconnecting as soon as the server
+/// closes it (or refuses it). Driven by `threads` threads over non-blocking sockets; stops and
+/// closes every socket when dropped.
+pub struct SlowClients {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reconnects: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl SlowClients {
+    pub fn start(addr: SocketAddr, sockets: usize, threads: usize, every: Duration) -> SlowClients {
+        use std::sync::{
+            atomic::{AtomicBool, AtomicUsize, Ordering},
+            Arc,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let reconnects = Arc::new(AtomicUsize::new(0));
+        let threads = (0..threads.max(1))
+            .map(|t| {
+                let (stop, reconnects) = (stop.clone(), reconnects.clone());
+                let mine = sockets / threads.max(1) + usize::from(t < sockets % threads.max(1));
+                std::thread::spawn(move || {
+                    // A head that never ends: a request line, then one header growing forever.
+                    let head = |i: usize| -> u8 {
+                        let start = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+                        start.get(i).copied().unwrap_or(b'a')
+                    };
+                    struct Conn {
+                        s: TcpStream,
+                        sent: usize,
+                        next: Instant,
+                    }
+                    let connect = || -> Option<Conn> {
+                        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+                        s.write_all(&[head(0)]).ok()?;
+                        s.set_nonblocking(true).ok()?;
+                        Some(Conn { s, sent: 1, next: Instant::now() + every })
+                    };
+                    let mut conns: Vec<Option<Conn>> = (0..mine).map(|_| None).collect();
+                    let mut buf = [0u8; 512];
+                    while !stop.load(Ordering::Relaxed) {
+                        for slot in conns.iter_mut() {
+                            let alive = match slot {
+                                None => false,
+                                Some(c) => loop {
+                                    match c.s.read(&mut buf) {
+                                        Ok(0) => break false, // closed by the server
+                                        Ok(_) => continue,    // a 503 or 408: read on to EOF
+                                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                            if Instant::now() >= c.next {
+                                                if c.s.write(&[head(c.sent)]).is_err() {
+                                                    break false;
+                                                }
+                                                c.sent += 1;
+                                                c.next += every;
+                                            }
+                                            break true;
+                                        }
+                                        Err(_) => break false,
+                                    }
+                                },
+                            };
+                            if !alive {
+                                if slot.is_some() {
+                                    reconnects.fetch_add(1, Ordering::Relaxed);
+                                }
+                                *slot = connect();
+                            }
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                })
+            })
+            .collect();
+        SlowClients { stop, reconnects, threads }
+    }
+
+    /// How many times an attacking socket was closed (or refused) and opened again.
+    pub fn reconnects(&self) -> usize {
+        self.reconnects.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for SlowClients {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
