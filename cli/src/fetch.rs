@@ -57,6 +57,17 @@ impl Target {
         if authority.is_empty() || authority.contains(char::is_whitespace) {
             return Err(format!("{url}: expected an address such as http://127.0.0.1:9464"));
         }
+        // `user:password@` aside, the host and the port: checked here so that a port such as
+        // 70000 is a bad address, not an endpoint that refuses connections.
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        let (host, port) = super::args::split_host_port(host_port)
+            .ok_or_else(|| format!("{url}: {host_port:?} is not a host and port such as 127.0.0.1:9464"))?;
+        if host.is_empty() {
+            return Err(format!("{url}: the host is missing (e.g. http://127.0.0.1:9464)"));
+        }
+        if let Some(p) = port {
+            super::args::check_port(p, false).map_err(|e| format!("{url}: {e}"))?;
+        }
         let (path, query) = match path_query.split_once('?') {
             Some((p, q)) => (p, Some(q.to_owned())),
             None => (path_query, None),
@@ -315,5 +326,10 @@ mod tests {
         assert!(Target::parse("https://h/metrics").unwrap_err().contains("https"));
         assert!(Target::parse("ftp://h").is_err());
         assert!(Target::parse("http:///metrics").is_err());
+        assert!(Target::parse("[::1]:9464").is_ok() && Target::parse("http://u:p@h:1/m").is_ok());
+        for bad in ["127.0.0.1:70000", "h:0", "h:", "h:x", ":9464", "[::1", "[::1]x", "h:-1", "h:65536"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Target::parse("127.0.0.1:70000").unwrap_err().contains("port 70000 is out of range"));
     }
 }

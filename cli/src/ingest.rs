@@ -190,7 +190,7 @@ impl Scrape {
 
     /// Reads shardmetrics' JSON document (`export::json`).
     pub fn from_json(body: &str) -> Result<Scrape, String> {
-        let doc: Json = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+        let doc: Json = serde_json::from_str(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
         let mut s = Scrape::from_json_value(&doc)?;
         s.bytes = body.len();
         Ok(s)
@@ -331,6 +331,16 @@ impl Scrape {
         recognise_operations(&mut out);
         Ok(out)
     }
+}
+
+/// Parses an exposition and hands each family to `f`.
+pub fn for_each_family(
+    body: &str,
+    format: scrape::Format,
+    mut f: impl FnMut(&scrape::MetricFamily),
+) -> Result<(), scrape::ParseError> {
+    scrape::parse(body, format)?.iter().for_each(&mut f);
+    Ok(())
 }
 
 /// Labels of a JSON series or operation.

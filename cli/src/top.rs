@@ -12,11 +12,11 @@ use std::{
 
 use super::{
     app::App,
-    args::TopArgs,
-    fetch::{FetchError, Fetcher, Target, Want},
+    args::{self, TopArgs},
+    fetch::{FetchError, Fetcher, Want},
     ingest::Scrape,
     terminal::{self, Update},
-    CliError, EXIT_UNREACHABLE, EXIT_USAGE,
+    CliError, EXIT_UNREACHABLE,
 };
 
 /// Longest pause between retries of a down endpoint.
@@ -37,13 +37,18 @@ pub fn scrape_once(fetcher: &mut Fetcher) -> Result<(Scrape, Duration), FetchErr
     Ok((scrape, f.took))
 }
 
+/// Checks and converts `args` without starting anything: the fetcher, and the deadline
+/// counted from `epoch`.
+pub fn prepare(args: &TopArgs, epoch: Instant) -> Result<(Fetcher, Option<Instant>), CliError> {
+    let mut fetcher = args.endpoint.fetcher(Want::Any);
+    fetcher.window = args.window.clone();
+    Ok((fetcher, args::deadline(epoch, args.seconds)?))
+}
+
 /// Runs `top`; returns the exit code.
 pub fn run(args: TopArgs) -> Result<u8, CliError> {
-    let target = Target::parse(&args.endpoint.url).map_err(|e| CliError::new(EXIT_USAGE, e))?;
-    let mut fetcher = Fetcher::new(target, Want::Any, args.endpoint.timeout, args.endpoint.bearer.clone());
-    fetcher.window = args.window.clone();
     let epoch = Instant::now();
-    let deadline = args.seconds.map(|s| epoch + Duration::from_secs(s));
+    let (mut fetcher, deadline) = prepare(&args, epoch)?;
 
     let mut attempts = 0;
     let (first, took) = loop {
@@ -51,8 +56,11 @@ pub fn run(args: TopArgs) -> Result<u8, CliError> {
             Ok(ok) => break ok,
             Err(e) if args.wait && deadline.is_none_or(|d| Instant::now() < d) => {
                 attempts += 1;
-                let pause = backoff(attempts, args.interval);
+                let mut pause = backoff(attempts, args.interval);
                 eprintln!("{}; waiting {:.1}s (--wait)", e.short(), pause.as_secs_f64());
+                if let Some(d) = deadline {
+                    pause = pause.min(d.saturating_duration_since(Instant::now()));
+                }
                 std::thread::sleep(pause);
             }
             Err(e) => return Err(e.into()),
