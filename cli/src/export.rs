@@ -43,13 +43,16 @@ pub fn validate(body: &str, content_type: Option<&str>, format: ExportFormat) ->
             if ct.starts_with("application/json") {
                 return Err("asked for Prometheus text but the endpoint sent JSON; try --format json".into());
             }
-            let (mut families, mut samples) = (0usize, 0usize);
+            // A family can come in several pieces: count names.
+            let (mut families, mut samples) = (std::collections::HashSet::new(), 0usize);
             ingest::for_each_family(body, scrape::Format::from_content_type(ct), |f| {
-                families += 1;
+                if !families.contains(&f.name) {
+                    families.insert(f.name.clone());
+                }
                 samples += f.samples.len();
             })
             .map_err(|e| format!("the exposition does not parse: {e}"))?;
-            Ok(format!("{families} families, {samples} samples"))
+            Ok(format!("{} families, {samples} samples", families.len()))
         }
     }
 }

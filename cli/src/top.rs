@@ -13,8 +13,8 @@ use std::{
 use super::{
     app::App,
     args::{self, TopArgs},
-    fetch::{FetchError, Fetcher, Want},
-    ingest::Scrape,
+    fetch::{self, FetchError, Fetcher, Want},
+    ingest::{ReadError, Scrape},
     terminal::{self, Update},
     CliError, EXIT_UNREACHABLE,
 };
@@ -29,12 +29,15 @@ pub fn backoff(attempts: u32, interval: Duration) -> Duration {
     base.saturating_mul(1 << attempts.saturating_sub(1).min(10)).min(MAX_BACKOFF)
 }
 
-/// One scrape, parsed.
+/// One scrape, parsed as the body arrives ([`Scrape::read`]).
 pub fn scrape_once(fetcher: &mut Fetcher) -> Result<(Scrape, Duration), FetchError> {
-    let f = fetcher.fetch()?;
-    let scrape = Scrape::parse(&f.body, f.content_type.as_deref())
-        .map_err(|detail| FetchError::Invalid { url: f.url.clone(), detail })?;
-    Ok((scrape, f.took))
+    let got = fetcher.fetch_with(|url, content_type, body| {
+        Scrape::read(body, content_type).map_err(|e| match e {
+            ReadError::Io(e) => fetch::read_error(url, e),
+            ReadError::Invalid(detail) => FetchError::Invalid { url: url.to_owned(), detail },
+        })
+    })?;
+    Ok((got.value, got.took))
 }
 
 /// Checks and converts `args` without starting anything: the fetcher, and the deadline
@@ -71,7 +74,9 @@ pub fn run(args: TopArgs) -> Result<u8, CliError> {
         fetcher.window = first.windows.first().cloned();
     }
 
-    let (tx, rx) = mpsc::channel();
+    // At most one scrape waits for the dashboard: a slow dashboard (a big endpoint, a debug
+    // build) holds the scrape thread back instead of piling whole scrapes up in memory.
+    let (tx, rx) = mpsc::sync_channel(1);
     let _ = tx.send(Update::Scrape { at: epoch.elapsed().as_secs_f64(), scrape: Box::new(first), took });
     let interval = args.interval;
     let mut app = App::new(fetcher.url());
