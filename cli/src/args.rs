@@ -1,8 +1,22 @@
 //! The command line (clap derive).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::{
+    fetch::{Fetcher, Target, Want},
+    CliError, EXIT_USAGE,
+};
+
+/// Longest `--seconds` (a year): far beyond any use, and far from `Instant` overflow.
+pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
+/// Shortest `--interval` (the demo's tick, `top`'s scrape period).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest `--interval` and `--timeout`.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+/// Highest `--rate` (requests per second over all threads).
+pub const MAX_RATE: f64 = 1e9;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -43,19 +57,19 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
     /// Run this many seconds, then exit 0 (default: until q or Ctrl-C).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(..=MAX_SECONDS))]
     pub seconds: Option<u64>,
     /// Print a plain table every tick instead of the dashboard (implied when stdout is not a terminal).
     #[arg(long)]
     pub no_tui: bool,
     /// Target requests per second over all threads (default: as fast as the threads go).
-    #[arg(long, value_name = "RPS", value_parser = positive_f64)]
+    #[arg(long, value_name = "RPS", value_parser = rate)]
     pub rate: Option<f64>,
-    /// Address of the metrics endpoint (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    /// Address of the metrics endpoint, HOST:PORT (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464", value_parser = listen_address)]
     pub listen: String,
     /// Aggregator tick (how often the snapshot and the dashboard update), e.g. 500ms, 1s.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = interval)]
     pub interval: Duration,
 }
 
@@ -64,13 +78,31 @@ pub struct DemoArgs {
 pub struct EndpointArgs {
     /// The endpoint: a base address (`http://127.0.0.1:9464`, tries /metrics.json then /metrics)
     /// or a full URL of a metrics path.
-    pub url: String,
+    #[arg(value_parser = Target::parse)]
+    pub url: Target,
     /// Give up on a scrape after this long, e.g. 5s.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = timeout)]
     pub timeout: Duration,
     /// Send `Authorization: Bearer TOKEN`.
     #[arg(long, value_name = "TOKEN")]
     pub bearer: Option<String>,
+}
+
+impl EndpointArgs {
+    /// A fetcher for this endpoint (nothing is sent until [`Fetcher::fetch`]).
+    pub fn fetcher(&self, want: Want) -> Fetcher {
+        Fetcher::new(self.url.clone(), want, self.timeout, self.bearer.clone())
+    }
+}
+
+/// When `--seconds` runs out, counted from `from`.
+pub fn deadline(from: Instant, seconds: Option<u64>) -> Result<Option<Instant>, CliError> {
+    seconds
+        .map(|s| {
+            from.checked_add(Duration::from_secs(s))
+                .ok_or_else(|| CliError::new(EXIT_USAGE, format!("--seconds {s}: too far in the future")))
+        })
+        .transpose()
 }
 
 #[derive(Debug, Clone, Args)]
@@ -78,17 +110,17 @@ pub struct TopArgs {
     #[command(flatten)]
     pub endpoint: EndpointArgs,
     /// Time between scrapes, e.g. 1s, 500ms.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = interval)]
     pub interval: Duration,
     /// JSON endpoints: the window recent figures cover (one the service keeps, e.g. 10s, 1m;
     /// default its shortest).
-    #[arg(long, value_name = "WINDOW")]
+    #[arg(long, value_name = "WINDOW", value_parser = window)]
     pub window: Option<String>,
     /// Print a plain table per scrape instead of the dashboard (implied when stdout is not a terminal).
     #[arg(long)]
     pub no_tui: bool,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(..=MAX_SECONDS))]
     pub seconds: Option<u64>,
     /// Keep retrying when the endpoint is not up yet, instead of exiting.
     #[arg(long)]
@@ -113,7 +145,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
     pub max_p99: Duration,
     /// JSON endpoints: report over this window (e.g. 1m) instead of since the service started.
-    #[arg(long, value_name = "WINDOW")]
+    #[arg(long, value_name = "WINDOW", value_parser = window)]
     pub window: Option<String>,
     /// Exit 1 when there are warnings (for CI and cron).
     #[arg(long)]
@@ -157,9 +189,90 @@ fn frame_size(s: &str) -> Result<(u16, u16), String> {
     Ok((w, h))
 }
 
+/// `--rate`: a positive number of requests per second, at most [`MAX_RATE`].
+fn rate(s: &str) -> Result<f64, String> {
+    match positive_f64(s)? {
+        r if r <= MAX_RATE => Ok(r),
+        _ => Err(format!("{s:?} is more than {MAX_RATE:e} requests per second")),
+    }
+}
+
 /// `500ms`, `1s`, `2m`, `1h`.
 fn duration(s: &str) -> Result<Duration, String> {
     shardmetrics::window::parse_duration(s).ok_or_else(|| format!("{s:?} is not a duration such as 500ms, 1s, 2m"))
+}
+
+fn duration_within(s: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < min || d > max {
+        return Err(format!(
+            "{s:?} is out of range: between {} and {}, please",
+            shardmetrics::window::format_duration(min),
+            shardmetrics::window::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// `--interval`: [`MIN_INTERVAL`] to [`MAX_INTERVAL`].
+fn interval(s: &str) -> Result<Duration, String> {
+    duration_within(s, MIN_INTERVAL, MAX_INTERVAL)
+}
+
+/// `--timeout`: 1ms to [`MAX_INTERVAL`].
+fn timeout(s: &str) -> Result<Duration, String> {
+    duration_within(s, Duration::from_millis(1), MAX_INTERVAL)
+}
+
+/// `--window`: a duration such as `10s` or `1m`, kept as written (it goes into the URL).
+fn window(s: &str) -> Result<String, String> {
+    duration(s)?;
+    Ok(s.trim().to_owned())
+}
+
+/// `--listen`: `HOST:PORT` (or `[V6]:PORT`), the port a number from 0 to 65535.
+fn listen_address(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let (host, port) = split_host_port(s).ok_or_else(|| format!("{s:?} is not an address such as 127.0.0.1:9464"))?;
+    if host.is_empty() {
+        return Err(format!("{s:?}: the host is missing (e.g. 127.0.0.1:9464, or 0.0.0.0:9464 for every interface)"));
+    }
+    match port {
+        None => Err(format!("{s:?}: the port is missing (e.g. {host}:9464, or {host}:0 for any free port)")),
+        Some(p) => {
+            check_port(p, true).map_err(|e| format!("{s:?}: {e}"))?;
+            Ok(s.to_owned())
+        }
+    }
+}
+
+/// `host[:port]` or `[v6][:port]` → (host, port as written). `None` for a bracket left open or
+/// text after `]` that is not a port.
+pub(crate) fn split_host_port(s: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((host, None)),
+            p => Some((host, Some(p.strip_prefix(':')?))),
+        };
+    }
+    Some(match s.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (s, None),
+    })
+}
+
+/// A port as written: digits, at most 65535, and not 0 unless `zero_ok` (listening on any
+/// free port).
+pub(crate) fn check_port(p: &str, zero_ok: bool) -> Result<u16, String> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("invalid port {p:?} (a number from 1 to 65535)"));
+    }
+    match p.parse::<u16>() {
+        Ok(0) if !zero_ok => Err("port 0 cannot be connected to (a number from 1 to 65535)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("port {p} is out of range (at most 65535)")),
+    }
 }
 
 #[cfg(test)]

@@ -341,8 +341,29 @@ fn demo_alerts(registry: &Registry) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The demo's settings, checked and converted from its arguments.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub threads: usize,
+    /// Requests per second each thread aims at (`None`: unthrottled).
+    pub rate_per_thread: Option<f64>,
+    /// When `--seconds` runs out.
+    pub deadline: Option<Instant>,
+}
+
+/// Checks and converts `args` without starting anything, counting `--seconds` from `now`.
+pub fn prepare(args: &DemoArgs, now: Instant) -> Result<Plan, CliError> {
+    let threads = usize::from(args.threads).max(1);
+    Ok(Plan {
+        threads,
+        rate_per_thread: args.rate.map(|r| r / threads as f64),
+        deadline: super::args::deadline(now, args.seconds)?,
+    })
+}
+
 /// Runs the demo; returns the exit code.
 pub fn run(args: DemoArgs) -> Result<u8, CliError> {
+    let plan = prepare(&args, Instant::now())?;
     let registry = Registry::builder().interval(args.interval).build();
     let svc = Service::new(&registry).map_err(|e| CliError::new(EXIT_FAILURE, format!("registering metrics: {e}")))?;
     shardmetrics::collect::process::register(&registry)
@@ -351,12 +372,12 @@ pub fn run(args: DemoArgs) -> Result<u8, CliError> {
     let server =
         Server::builder().listen(args.listen.as_str()).start(&registry).map_err(|e| listen_error(&args.listen, e))?;
     let addr = server.local_addr();
-    let threads = usize::from(args.threads);
+    let threads = plan.threads;
     let pace = args.rate.map_or("unthrottled".to_owned(), |r| format!("paced to {r} requests/s"));
     println!("shardmetrics demo: serving {} (JSON at {}.json)", server.url(), server.url());
     println!("{threads} worker threads, {pace}; watch it from another terminal with `shardmetrics top http://{addr}`");
     let tui = !args.no_tui && terminal::interactive();
-    let deadline = args.seconds.map(|s| Instant::now() + Duration::from_secs(s));
+    let deadline = plan.deadline;
     let mut app = App::new(format!("demo (in-process), serving http://{addr}"));
     let epoch = Instant::now();
     let mut last_seq = registry.snapshot().seq();
@@ -377,7 +398,7 @@ pub fn run(args: DemoArgs) -> Result<u8, CliError> {
         }
     };
     let result = std::thread::scope(|s| {
-        let rate_per_thread = args.rate.map(|r| r / threads as f64);
+        let rate_per_thread = plan.rate_per_thread;
         for t in 0..threads {
             let svc = &svc;
             s.spawn(move || svc.work(0x5eed + t as u64, t == 0, rate_per_thread, threads));

@@ -3,43 +3,129 @@
 //! reader never sees half a snapshot.
 
 use std::{
-    fs,
+    fmt, fs,
     io::{self, Write},
     path::Path,
 };
 
-use serde_json::Value as Json;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use shardmetrics::scrape;
 
 use super::{
     args::{ExportArgs, ExportFormat},
-    fetch::{Fetcher, Target, Want},
-    CliError, EXIT_BAD_RESPONSE, EXIT_USAGE, EXIT_WRITE,
+    fetch::{Fetcher, Want},
+    ingest, CliError, EXIT_BAD_RESPONSE, EXIT_WRITE,
 };
 
 /// Checks that `body` is what was asked for; returns a description (`12 series`).
+///
+/// Neither format is built in memory: JSON is read with its values skipped (only the length of
+/// the `"series"` array is kept), text is parsed a slice at a time ([`ingest::for_each_family`]).
 pub fn validate(body: &str, content_type: Option<&str>, format: ExportFormat) -> Result<String, String> {
     let ct = content_type.unwrap_or("");
     match format {
         ExportFormat::Json => {
-            let doc: Json = serde_json::from_str(body)
-                .map_err(|e| format!("asked for JSON but got {} ({e}); try --format prometheus", or_unknown(ct)))?;
-            let n = doc
-                .get("series")
-                .and_then(Json::as_array)
-                .map(Vec::len)
-                .ok_or("the JSON has no \"series\" array: not a shardmetrics document; try --format prometheus")?;
-            Ok(format!("{n} series"))
+            let says_json = ct.to_ascii_lowercase().starts_with("application/json");
+            let no_series = "the JSON has no \"series\" array: not a shardmetrics document; try --format prometheus";
+            match serde_json::from_str::<SeriesCount>(body) {
+                Ok(SeriesCount(Some(n))) => Ok(format!("{n} series")),
+                Ok(SeriesCount(None)) => Err(no_series.into()),
+                // Valid JSON of another shape (an array, a number, …).
+                Err(e) if e.is_data() => Err(no_series.into()),
+                Err(e) if says_json => Err(format!("the body is not valid JSON: {e}")),
+                Err(e) => Err(format!(
+                    "asked for JSON but got {}, and the body is not valid JSON ({e}); try --format prometheus",
+                    or_unknown(ct)
+                )),
+            }
         }
         ExportFormat::Prometheus => {
             if ct.starts_with("application/json") {
                 return Err("asked for Prometheus text but the endpoint sent JSON; try --format json".into());
             }
-            let families = scrape::parse(body, scrape::Format::from_content_type(ct))
-                .map_err(|e| format!("the exposition does not parse: {e}"))?;
-            let samples: usize = families.iter().map(|f| f.samples.len()).sum();
+            // A family can come in several pieces: count names.
+            let (mut families, mut samples) = (std::collections::HashSet::new(), 0usize);
+            ingest::for_each_family(body, scrape::Format::from_content_type(ct), |f| {
+                if !families.contains(&f.name) {
+                    families.insert(f.name.clone());
+                }
+                samples += f.samples.len();
+            })
+            .map_err(|e| format!("the exposition does not parse: {e}"))?;
             Ok(format!("{} families, {samples} samples", families.len()))
         }
+    }
+}
+
+/// A JSON document's top level read without building it: the length of its `"series"` array.
+struct SeriesCount(Option<usize>);
+
+impl<'de> Deserialize<'de> for SeriesCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SeriesCount, D::Error> {
+        struct Doc;
+        impl<'de> Visitor<'de> for Doc {
+            type Value = SeriesCount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SeriesCount, A::Error> {
+                let mut n = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "series" {
+                        n = map.next_value::<ArrayLen>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(SeriesCount(n))
+            }
+        }
+        d.deserialize_map(Doc)
+    }
+}
+
+/// Any JSON value: the number of elements if it is an array.
+struct ArrayLen(Option<usize>);
+
+impl<'de> Deserialize<'de> for ArrayLen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ArrayLen, D::Error> {
+        struct Len;
+        impl<'de> Visitor<'de> for Len {
+            type Value = ArrayLen;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ArrayLen, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(ArrayLen(Some(n)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ArrayLen, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(ArrayLen(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<ArrayLen, E> {
+                Ok(ArrayLen(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<ArrayLen, E> {
+                Ok(ArrayLen(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<ArrayLen, E> {
+                Ok(ArrayLen(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<ArrayLen, E> {
+                Ok(ArrayLen(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<ArrayLen, E> {
+                Ok(ArrayLen(None))
+            }
+            fn visit_unit<E>(self) -> Result<ArrayLen, E> {
+                Ok(ArrayLen(None))
+            }
+        }
+        d.deserialize_any(Len)
     }
 }
 
@@ -84,14 +170,18 @@ fn stdout(body: &str) -> io::Result<()> {
     out.flush()
 }
 
-/// Runs `export`; returns the exit code.
-pub fn run(args: ExportArgs) -> Result<u8, CliError> {
-    let target = Target::parse(&args.endpoint.url).map_err(|e| CliError::new(EXIT_USAGE, e))?;
+/// Checks and converts `args` without starting anything: the fetcher.
+pub fn prepare(args: &ExportArgs) -> Result<Fetcher, CliError> {
     let want = match args.format {
         ExportFormat::Json => Want::Json,
         ExportFormat::Prometheus => Want::Text,
     };
-    let mut fetcher = Fetcher::new(target, want, args.endpoint.timeout, args.endpoint.bearer.clone());
+    Ok(args.endpoint.fetcher(want))
+}
+
+/// Runs `export`; returns the exit code.
+pub fn run(args: ExportArgs) -> Result<u8, CliError> {
+    let mut fetcher = prepare(&args)?;
     let f = fetcher.fetch()?;
     let what = validate(&f.body, f.content_type.as_deref(), args.format)
         .map_err(|e| CliError::new(EXIT_BAD_RESPONSE, format!("{}: {e}", f.url)))?;
@@ -138,5 +228,20 @@ mod tests {
             "2 families, 2 samples"
         );
         assert!(validate("a b c\n", None, ExportFormat::Prometheus).is_err());
+        // Valid JSON that is not a shardmetrics document.
+        for doc in ["[1,2]", "{}", r#"{"series":5}"#, "3", r#"{"series":{"a":[]}}"#] {
+            let e = validate(doc, Some("application/json"), ExportFormat::Json).unwrap_err();
+            assert!(e.contains("no \"series\" array"), "{doc}: {e}");
+        }
+        assert_eq!(
+            validate(r#"{"a":{"series":[1]},"series":[[],{"x":[1]},null]}"#, None, ExportFormat::Json).unwrap(),
+            "3 series"
+        );
+        // Invalid JSON said to be JSON: what is wrong and where.
+        let e = validate("{not json", Some("application/json"), ExportFormat::Json).unwrap_err();
+        assert!(e.starts_with("the body is not valid JSON: ") && e.contains("line 1 column 2"), "{e}");
+        assert!(!e.contains("asked for JSON but got application/json"), "{e}");
+        let e = validate(r#"{"series":[1,2"#, Some("application/json"), ExportFormat::Json).unwrap_err();
+        assert!(e.contains("not valid JSON") && e.contains("EOF"), "{e}");
     }
 }

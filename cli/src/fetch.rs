@@ -6,7 +6,11 @@
 //! (node_exporter answers every path with an HTML page), as `/metrics` (any Prometheus
 //! exporter). A full URL is used as given.
 
-use std::{fmt, io, time::Duration};
+use std::{
+    fmt,
+    io::{self, Read},
+    time::Duration,
+};
 
 use super::CliError;
 
@@ -56,6 +60,17 @@ impl Target {
         };
         if authority.is_empty() || authority.contains(char::is_whitespace) {
             return Err(format!("{url}: expected an address such as http://127.0.0.1:9464"));
+        }
+        // `user:password@` aside, the host and the port: checked here so that a port such as
+        // 70000 is a bad address, not an endpoint that refuses connections.
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+        let (host, port) = super::args::split_host_port(host_port)
+            .ok_or_else(|| format!("{url}: {host_port:?} is not a host and port such as 127.0.0.1:9464"))?;
+        if host.is_empty() {
+            return Err(format!("{url}: the host is missing (e.g. http://127.0.0.1:9464)"));
+        }
+        if let Some(p) = port {
+            super::args::check_port(p, false).map_err(|e| format!("{url}: {e}"))?;
         }
         let (path, query) = match path_query.split_once('?') {
             Some((p, q)) => (p, Some(q.to_owned())),
@@ -217,9 +232,24 @@ impl Fetcher {
         self.resolved.clone().unwrap_or_else(|| self.target.display())
     }
 
-    /// One scrape. With a base address, a 404 or a non-JSON answer on `/metrics.json` falls
-    /// through to `/metrics`.
+    /// One scrape, the body read whole. With a base address, a 404 or a non-JSON answer on
+    /// `/metrics.json` falls through to `/metrics`.
     pub fn fetch(&mut self) -> Result<Fetched, FetchError> {
+        let got = self.fetch_with(|url, _, reader| {
+            let mut body = String::new();
+            reader.read_to_string(&mut body).map_err(|e| read_error(url, e))?;
+            Ok(body)
+        })?;
+        Ok(Fetched { url: got.url, body: got.value, content_type: got.content_type, took: got.took })
+    }
+
+    /// One scrape as [`Fetcher::fetch`], but the body is handed to `read` (with the URL and
+    /// the Content-Type) to take in as it arrives, instead of being read whole first.
+    /// [`read_error`] says what a failed read of it means.
+    pub fn fetch_with<T>(
+        &mut self,
+        read: impl FnOnce(&str, Option<&str>, &mut dyn Read) -> Result<T, FetchError>,
+    ) -> Result<Streamed<T>, FetchError> {
         let candidates = match &self.resolved {
             Some(resolved) => vec![self.with_window(resolved)],
             None => self.target.candidates(self.want, self.window.as_deref()),
@@ -227,19 +257,20 @@ impl Fetcher {
         let mut last = None;
         for (i, url) in candidates.iter().enumerate() {
             let more = i + 1 < candidates.len();
-            match self.get(url) {
+            let started = std::time::Instant::now();
+            match self.open(url) {
                 Err(FetchError::Status { status: 404, .. }) if more => continue,
                 // node_exporter answers every path with its HTML landing page: not our JSON.
-                Ok(f) if more && !f.content_type.as_deref().is_some_and(|c| c.starts_with("application/json")) => {
-                    continue
-                }
+                Ok((content_type, _)) if more && !content_type.as_deref().is_some_and(is_json) => continue,
                 Err(e) => {
                     last = Some(e);
                     break;
                 }
-                Ok(f) => {
+                Ok((content_type, body)) => {
                     self.resolved = Some(url.split('?').next().unwrap_or(url).to_owned());
-                    return Ok(f);
+                    let mut reader = body.into_with_config().limit(MAX_BODY).reader();
+                    let value = read(url, content_type.as_deref(), &mut reader)?;
+                    return Ok(Streamed { value, url: url.clone(), content_type, took: started.elapsed() });
                 }
             }
         }
@@ -252,8 +283,8 @@ impl Fetcher {
         self.target.url(path, self.window.as_deref().filter(|_| path.ends_with(".json")))
     }
 
-    fn get(&self, url: &str) -> Result<Fetched, FetchError> {
-        let started = std::time::Instant::now();
+    /// Sends the request; a 2xx answer's Content-Type and body (not read yet), or the error.
+    fn open(&self, url: &str) -> Result<(Option<String>, ureq::Body), FetchError> {
         let accept = if url.split('?').next().is_some_and(|p| p.ends_with(".json")) {
             "application/json"
         } else {
@@ -263,19 +294,42 @@ impl Fetcher {
         if let Some(token) = &self.bearer {
             req = req.header("Authorization", &format!("Bearer {token}"));
         }
-        let mut resp = req.call().map_err(|e| classify(url, e))?;
+        let resp = req.call().map_err(|e| classify(url, e))?;
         let status = resp.status().as_u16();
         let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body =
-            resp.body_mut().with_config().limit(MAX_BODY).read_to_string().map_err(|e| match classify(url, e) {
-                FetchError::Unreachable { url, detail } => FetchError::Invalid { url, detail },
-                other => other,
-            })?;
+        let body = resp.into_body();
         if !(200..300).contains(&status) {
-            let first_line: String = body.lines().next().unwrap_or("").chars().take(200).collect();
+            // The start of the error page is enough to show.
+            let mut head = Vec::new();
+            let mut reader = body.into_with_config().limit(MAX_BODY).reader();
+            reader.by_ref().take(8 << 10).read_to_end(&mut head).map_err(|e| read_error(url, e))?;
+            let text = String::from_utf8_lossy(&head);
+            let first_line: String = text.lines().next().unwrap_or("").chars().take(200).collect();
             return Err(FetchError::Status { url: url.to_owned(), status, body: first_line });
         }
-        Ok(Fetched { url: url.to_owned(), body, content_type, took: started.elapsed() })
+        Ok((content_type, body))
+    }
+}
+
+/// A body taken in by [`Fetcher::fetch_with`].
+#[derive(Debug, Clone)]
+pub struct Streamed<T> {
+    pub value: T,
+    pub url: String,
+    pub content_type: Option<String>,
+    /// From the request to the end of the body.
+    pub took: Duration,
+}
+
+fn is_json(content_type: &str) -> bool {
+    content_type.starts_with("application/json")
+}
+
+/// What a failure to read the body of `url` means (a body cut short, too big, too slow, …).
+pub fn read_error(url: &str, e: io::Error) -> FetchError {
+    match classify(url, ureq::Error::from(e)) {
+        FetchError::Unreachable { url, detail } => FetchError::Invalid { url, detail },
+        other => other,
     }
 }
 
@@ -315,5 +369,10 @@ mod tests {
         assert!(Target::parse("https://h/metrics").unwrap_err().contains("https"));
         assert!(Target::parse("ftp://h").is_err());
         assert!(Target::parse("http:///metrics").is_err());
+        assert!(Target::parse("[::1]:9464").is_ok() && Target::parse("http://u:p@h:1/m").is_ok());
+        for bad in ["127.0.0.1:70000", "h:0", "h:", "h:x", ":9464", "[::1", "[::1]x", "h:-1", "h:65536"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Target::parse("127.0.0.1:70000").unwrap_err().contains("port 70000 is out of range"));
     }
 }

@@ -5,7 +5,12 @@
 //! Nothing here touches a terminal or the network: the caller passes the scrape's body, so
 //! tests can replay recorded scrapes.
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    io::{self, Read},
+    sync::Arc,
+};
 
 use serde_json::Value as Json;
 use shardmetrics::scrape::{self, MetricType};
@@ -13,27 +18,74 @@ use shardmetrics::scrape::{self, MetricType};
 use super::human::Measure;
 
 /// A series' identity: metric name and labels, sorted by label name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SeriesKey {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
+///
+/// One shared allocation holding the name, then `\0label\0value` per label, so a key costs
+/// little more than its text and a clone is a reference count: a big scrape holds one key per
+/// series, and the dashboard's rows share them. Ordered as (name, labels) would be. A NUL
+/// inside a name or value (legal in a label value, unseen in practice) is kept as U+FFFD.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey(Arc<str>);
+
+/// Separates the parts of a [`SeriesKey`].
+const SEP: char = '\0';
+
+fn push_part(out: &mut String, part: &str) {
+    if part.contains(SEP) {
+        out.push_str(&part.replace(SEP, "\u{FFFD}"));
+    } else {
+        out.push_str(part);
+    }
 }
 
 impl SeriesKey {
     pub fn new(name: &str, labels: impl IntoIterator<Item = (String, String)>) -> SeriesKey {
-        let mut labels: Vec<(String, String)> = labels.into_iter().collect();
-        labels.sort();
-        SeriesKey { name: name.to_owned(), labels }
+        SeriesKey::from_parts(name, labels)
+    }
+
+    /// [`SeriesKey::new`] from borrowed (or any string-like) labels.
+    pub fn from_parts<K: AsRef<str>, V: AsRef<str>>(name: &str, labels: impl IntoIterator<Item = (K, V)>) -> SeriesKey {
+        let mut labels: Vec<(K, V)> = labels.into_iter().collect();
+        labels.sort_by(|a, b| (a.0.as_ref(), a.1.as_ref()).cmp(&(b.0.as_ref(), b.1.as_ref())));
+        let len = name.len() + labels.iter().map(|(k, v)| 2 + k.as_ref().len() + v.as_ref().len()).sum::<usize>();
+        let mut key = String::with_capacity(len);
+        push_part(&mut key, name);
+        for (k, v) in &labels {
+            key.push(SEP);
+            push_part(&mut key, k.as_ref());
+            key.push(SEP);
+            push_part(&mut key, v.as_ref());
+        }
+        SeriesKey(Arc::from(key))
+    }
+
+    /// The metric name.
+    pub fn name(&self) -> &str {
+        self.0.split(SEP).next().unwrap_or("")
+    }
+
+    /// `(label, value)` pairs, sorted.
+    pub fn labels(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        let mut parts = self.0.split(SEP).skip(1);
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
+    }
+
+    /// Whether the series has labels.
+    pub fn has_labels(&self) -> bool {
+        self.0.contains(SEP)
     }
 
     /// The value of label `name`.
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.labels().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
 
     /// The same labels under another metric name.
     pub(crate) fn renamed(&self, name: &str) -> SeriesKey {
-        SeriesKey { name: name.to_owned(), labels: self.labels.clone() }
+        let labels = &self.0[self.name().len()..];
+        let mut key = String::with_capacity(name.len() + labels.len());
+        push_part(&mut key, name);
+        key.push_str(labels);
+        SeriesKey(Arc::from(key))
     }
 
     /// `name{labels}` if it fits in `width` columns, else `name{value,value}` (label values
@@ -43,8 +95,8 @@ impl SeriesKey {
         if full.chars().count() <= width {
             return full;
         }
-        let values: Vec<&str> = self.labels.iter().map(|(_, v)| v.as_str()).collect();
-        let compact = if values.is_empty() { full } else { format!("{}{{{}}}", self.name, values.join(",")) };
+        let values: Vec<&str> = self.labels().map(|(_, v)| v).collect();
+        let compact = if values.is_empty() { full } else { format!("{}{{{}}}", self.name(), values.join(",")) };
         if compact.chars().count() <= width || width == 0 {
             compact
         } else {
@@ -58,12 +110,18 @@ impl SeriesKey {
     }
 }
 
+impl fmt::Debug for SeriesKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SeriesKey({self})")
+    }
+}
+
 impl fmt::Display for SeriesKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)?;
-        if !self.labels.is_empty() {
+        f.write_str(self.name())?;
+        if self.has_labels() {
             f.write_str("{")?;
-            for (i, (k, v)) in self.labels.iter().enumerate() {
+            for (i, (k, v)) in self.labels().enumerate() {
                 if i > 0 {
                     f.write_str(",")?;
                 }
@@ -190,7 +248,7 @@ impl Scrape {
 
     /// Reads shardmetrics' JSON document (`export::json`).
     pub fn from_json(body: &str) -> Result<Scrape, String> {
-        let doc: Json = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
+        let doc: Json = serde_json::from_str(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
         let mut s = Scrape::from_json_value(&doc)?;
         s.bytes = body.len();
         Ok(s)
@@ -283,54 +341,359 @@ impl Scrape {
         Ok(out)
     }
 
-    /// Reads Prometheus text 0.0.4 or OpenMetrics with [`shardmetrics::scrape`].
+    /// Reads Prometheus text 0.0.4 or OpenMetrics with [`shardmetrics::scrape`], a slice at a
+    /// time ([`for_each_family`]): only the series are kept, never the parsed samples of the
+    /// whole body.
     pub fn from_text(body: &str, format: scrape::Format) -> Result<Scrape, String> {
-        let families = scrape::parse(body, format).map_err(|e| format!("cannot parse the exposition: {e}"))?;
+        Scrape::from_text_in(body, format, CHUNK)
+    }
+
+    fn from_text_in(body: &str, format: scrape::Format, chunk: usize) -> Result<Scrape, String> {
+        let mut b = TextBuilder::new(format);
+        for_each_family_in(body, format, chunk, |fam| b.add(fam))
+            .map_err(|e| format!("cannot parse the exposition: {e}"))?;
+        Ok(b.finish(body.len()))
+    }
+
+    /// Reads a response body from `reader` as [`Scrape::parse`] reads it from a string, but
+    /// Prometheus text as it arrives, a slice at a time: neither the body nor its parsed
+    /// samples are ever whole in memory, only the series (JSON and OpenMetrics are read whole).
+    pub fn read(reader: &mut dyn Read, content_type: Option<&str>) -> Result<Scrape, ReadError> {
+        Scrape::read_in(reader, content_type, CHUNK)
+    }
+
+    fn read_in(reader: &mut dyn Read, content_type: Option<&str>, chunk: usize) -> Result<Scrape, ReadError> {
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        let format = scrape::Format::from_content_type(&ct);
+        let mut buf: Vec<u8> = Vec::with_capacity(chunk.max(1) * 2);
+        let at_eof = fill(reader, &mut buf, chunk)?;
+        let json = ct.starts_with("application/json")
+            || (ct.is_empty() && buf.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'));
+        if json || format == scrape::Format::OpenMetrics {
+            if !at_eof {
+                reader.read_to_end(&mut buf).map_err(ReadError::Io)?;
+            }
+            let body =
+                String::from_utf8(buf).map_err(|e| ReadError::Invalid(not_utf8(e.as_bytes(), &e.utf8_error())))?;
+            return Scrape::parse(&body, content_type).map_err(ReadError::Invalid);
+        }
+        let mut b = TextBuilder::new(format);
+        let mut families = Families::default();
+        let mut bytes = 0;
+        let mut eof = at_eof;
+        loop {
+            // Whole lines only: a line (or a character) cut by the read waits for the next one.
+            let cut = if eof { buf.len() } else { buf.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1) };
+            if cut > 0 {
+                let text = std::str::from_utf8(&buf[..cut]).map_err(|e| {
+                    let line = families.first_line + buf[..e.valid_up_to()].iter().filter(|&&c| c == b'\n').count();
+                    ReadError::Invalid(format!("the body is not UTF-8 text (line {line}): {e}"))
+                })?;
+                families
+                    .feed(text, &mut |fam| b.add(fam))
+                    .map_err(|e| ReadError::Invalid(format!("cannot parse the exposition: {e}")))?;
+                bytes += cut;
+                buf.drain(..cut);
+            }
+            if eof {
+                break;
+            }
+            eof = fill(reader, &mut buf, chunk)?;
+        }
+        Ok(b.finish(bytes))
+    }
+}
+
+/// Why a body read with [`Scrape::read`] gave no scrape.
+#[derive(Debug)]
+pub enum ReadError {
+    /// Reading failed (the connection broke, the size limit, a timeout).
+    Io(io::Error),
+    /// The body is not a metrics document.
+    Invalid(String),
+}
+
+/// Reads until `buf` has `chunk` more bytes or the body ends; returns whether it ended.
+fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, chunk: usize) -> Result<bool, ReadError> {
+    let want = buf.len() + chunk.max(1);
+    let mut piece = [0u8; 16 << 10];
+    while buf.len() < want {
+        match reader.read(&mut piece[..(want - buf.len()).min(16 << 10)]) {
+            Ok(0) => return Ok(true),
+            Ok(n) => buf.extend_from_slice(&piece[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+    Ok(false)
+}
+
+fn not_utf8(bytes: &[u8], e: &std::str::Utf8Error) -> String {
+    let line = bytes[..e.valid_up_to()].iter().filter(|&&c| c == b'\n').count() + 1;
+    format!("the body is not UTF-8 text (line {line}): {e}")
+}
+
+/// Builds a [`Scrape`] from text families, piece by piece.
+struct TextBuilder {
+    out: Scrape,
+    /// Histograms and summaries, grouped over every piece of their family, then added.
+    groups: BTreeMap<SeriesKey, LatencyObs>,
+}
+
+impl TextBuilder {
+    fn new(format: scrape::Format) -> TextBuilder {
         let source = match format {
             scrape::Format::Prometheus => Source::Prometheus,
             scrape::Format::OpenMetrics => Source::OpenMetrics,
         };
-        let mut out = Scrape::empty(source, body.len());
-        for fam in &families {
-            let measure = match fam.unit.as_deref() {
-                Some("seconds") => Measure::Seconds,
-                Some("bytes") => Measure::Bytes,
-                _ => Measure::from_name(&fam.name),
+        TextBuilder { out: Scrape::empty(source, 0), groups: BTreeMap::new() }
+    }
+
+    fn add(&mut self, fam: &scrape::MetricFamily) {
+        let out = &mut self.out;
+        let measure = match fam.unit.as_deref() {
+            Some("seconds") => Measure::Seconds,
+            Some("bytes") => Measure::Bytes,
+            _ => Measure::from_name(&fam.name),
+        };
+        let key = |s: &scrape::Sample| SeriesKey::from_parts(&s.name, s.labels.iter().map(|(k, v)| (k, v)));
+        match fam.kind {
+            MetricType::Counter => {
+                for s in fam.samples.iter().filter(|s| !s.name.ends_with("_created")) {
+                    out.counters.insert(key(s), CounterObs { measure, total: s.value, rate: None });
+                }
+            }
+            MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => {
+                for s in &fam.samples {
+                    if fam.kind == MetricType::Unknown && s.name.ends_with("_total") {
+                        out.counters.insert(key(s), CounterObs { measure, total: s.value, rate: None });
+                    } else {
+                        out.gauges.insert(key(s), s.value);
+                    }
+                }
+            }
+            // A distribution of `…_time_seconds` is of durations, not of timestamps.
+            MetricType::Histogram | MetricType::GaugeHistogram => histogram_family(
+                &mut self.groups,
+                fam,
+                if measure == Measure::Timestamp { Measure::Seconds } else { measure },
+            ),
+            MetricType::Summary => summary_family(
+                &mut self.groups,
+                fam,
+                if measure == Measure::Timestamp { Measure::Seconds } else { measure },
+            ),
+            MetricType::Info => {}
+        }
+    }
+
+    fn finish(mut self, bytes: usize) -> Scrape {
+        for (key, mut obs) in std::mem::take(&mut self.groups) {
+            if obs.kind == LatencyKind::Histogram {
+                obs.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                if obs.count == 0.0 {
+                    obs.count = obs.buckets.last().map_or(0.0, |b| b.1);
+                }
+            }
+            self.out.latencies.insert(key, obs);
+        }
+        recognise_operations(&mut self.out);
+        self.out.bytes = bytes;
+        self.out
+    }
+}
+
+/// Text is parsed in slices of about this many bytes, so that the parser's owned samples
+/// (several times the size of their text) exist for one slice at a time, not the whole body.
+const CHUNK: usize = 256 << 10;
+
+/// Parses an exposition and hands each family to `f`, as [`scrape::parse`] would return them,
+/// without holding the whole body's parsed samples at once.
+///
+/// Prometheus text is parsed in slices of about 256 KiB cut at line ends. A family can
+/// come in several pieces (one per slice it spans), each handed to `f` under the family's name
+/// and type: a slice that may start inside a family is parsed after that family's `# TYPE`
+/// line, so the parser checks its samples as part of it; samples of a family declared in an
+/// earlier slice are given that family (as the whole-body parser does); a second `# HELP` or
+/// `# TYPE`, or a `# TYPE` after samples, across slices is an error as it is within one.
+/// OpenMetrics, whose rules span the whole text (`# EOF` last, no interleaving), is parsed in
+/// one piece.
+pub fn for_each_family(
+    body: &str,
+    format: scrape::Format,
+    f: impl FnMut(&scrape::MetricFamily),
+) -> Result<(), scrape::ParseError> {
+    for_each_family_in(body, format, CHUNK, f)
+}
+
+/// What is known of a family from earlier slices.
+#[derive(Clone, Copy)]
+struct Seen {
+    kind: MetricType,
+    typed: bool,
+    help: bool,
+    samples: bool,
+}
+
+fn for_each_family_in(
+    body: &str,
+    format: scrape::Format,
+    chunk: usize,
+    mut f: impl FnMut(&scrape::MetricFamily),
+) -> Result<(), scrape::ParseError> {
+    if format == scrape::Format::OpenMetrics {
+        scrape::parse(body, format)?.iter().for_each(&mut f);
+        return Ok(());
+    }
+    let mut families = Families::default();
+    let mut start = 0;
+    while start < body.len() {
+        let end = match body[start..].get(chunk.max(1)..).and_then(|rest| rest.find('\n')) {
+            Some(i) => start + chunk.max(1) + i + 1,
+            None => body.len(),
+        };
+        families.feed(&body[start..end], &mut f)?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// Prometheus text parsed slice by slice (each whole lines), with what the slices share.
+struct Families {
+    /// What is known of each family from earlier slices.
+    seen: HashMap<String, Seen>,
+    /// The last `# TYPE` line of the text parsed so far: (its family, the line).
+    last_type: Option<(String, String)>,
+    /// The next slice's first line number.
+    first_line: usize,
+    /// The `# TYPE` line and a slice.
+    buf: String,
+}
+
+impl Default for Families {
+    fn default() -> Families {
+        Families { seen: HashMap::new(), last_type: None, first_line: 1, buf: String::new() }
+    }
+}
+
+impl Families {
+    /// Parses `slice`, whole lines following the previous slice, and hands its families to `f`.
+    fn feed(&mut self, slice: &str, f: &mut impl FnMut(&scrape::MetricFamily)) -> Result<(), scrape::ParseError> {
+        let seen = &mut self.seen;
+        // A slice that may start inside the family of the last `# TYPE` line is parsed after it.
+        let (text, prefix_lines, continued) = match &self.last_type {
+            Some((name, line)) => {
+                self.buf.clear();
+                self.buf.push_str(line);
+                self.buf.push('\n');
+                self.buf.push_str(slice);
+                (self.buf.as_str(), 1, Some(name.as_str()))
+            }
+            None => (slice, 0, None),
+        };
+        // Line numbers of `text` in the body.
+        let first_line = self.first_line;
+        let at = |line: usize| if line <= prefix_lines { 0 } else { line - prefix_lines + first_line - 1 };
+        let families = scrape::parse_prometheus(text).map_err(|e| scrape::ParseError { line: at(e.line), ..e })?;
+        for mut fam in families {
+            let synthetic = continued == Some(fam.name.as_str());
+            let typed_here = fam.kind != MetricType::Unknown && !synthetic;
+            // The family these samples belong to: this name, or the histogram or summary an
+            // untyped `x_bucket`/`x_sum`/`x_count` is part of.
+            let resolved = match seen.get(&fam.name) {
+                Some(_) => Some(fam.name.clone()),
+                None if fam.kind == MetricType::Unknown => ["_bucket", "_sum", "_count"].iter().find_map(|suffix| {
+                    let base = fam.name.strip_suffix(suffix)?;
+                    match seen.get(base)?.kind {
+                        MetricType::Histogram => Some(base.to_owned()),
+                        MetricType::Summary if *suffix != "_bucket" => Some(base.to_owned()),
+                        _ => None,
+                    }
+                }),
+                None => None,
             };
-            match fam.kind {
-                MetricType::Counter => {
-                    for s in fam.samples.iter().filter(|s| !s.name.ends_with("_created")) {
-                        let key = SeriesKey::new(&s.name, s.labels.iter().cloned());
-                        out.counters.insert(key, CounterObs { measure, total: s.value, rate: None });
-                    }
+            let Some(name) = resolved else {
+                let first = Seen {
+                    kind: fam.kind,
+                    typed: typed_here,
+                    help: fam.help.is_some(),
+                    samples: !fam.samples.is_empty(),
+                };
+                seen.insert(fam.name.clone(), first);
+                f(&fam);
+                continue;
+            };
+            let before = seen[&name];
+            if name == fam.name {
+                let meta_error = |what: &str, message: String| scrape::ParseError {
+                    line: at(line_of(text, |l| meta_line(l) == Some((what, name.as_str()))).unwrap_or(0)),
+                    message,
+                };
+                if typed_here && before.typed {
+                    return Err(meta_error("TYPE", format!("second # TYPE for {name}")));
                 }
-                MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => {
-                    for s in &fam.samples {
-                        let key = SeriesKey::new(&s.name, s.labels.iter().cloned());
-                        if fam.kind == MetricType::Unknown && s.name.ends_with("_total") {
-                            out.counters.insert(key, CounterObs { measure, total: s.value, rate: None });
-                        } else {
-                            out.gauges.insert(key, s.value);
-                        }
-                    }
+                if typed_here && before.samples {
+                    return Err(meta_error("TYPE", format!("# TYPE for {name} after its samples")));
                 }
-                // A distribution of `…_time_seconds` is of durations, not of timestamps.
-                MetricType::Histogram | MetricType::GaugeHistogram => histogram_family(
-                    &mut out,
-                    fam,
-                    if measure == Measure::Timestamp { Measure::Seconds } else { measure },
-                ),
-                MetricType::Summary => summary_family(
-                    &mut out,
-                    fam,
-                    if measure == Measure::Timestamp { Measure::Seconds } else { measure },
-                ),
-                MetricType::Info => {}
+                if fam.help.is_some() && before.help {
+                    return Err(meta_error("HELP", format!("second # HELP for {name}")));
+                }
+            }
+            if !typed_here && !synthetic {
+                fam.kind = before.kind;
+                check_continued(&fam, &name, text)
+                    .map_err(|(line, message)| scrape::ParseError { line: at(line), message })?;
+            }
+            let e = seen.get_mut(&name).expect("resolved from `seen`");
+            e.typed |= typed_here;
+            e.kind = fam.kind;
+            e.help |= fam.help.is_some();
+            e.samples |= !fam.samples.is_empty();
+            fam.name = name;
+            if !fam.samples.is_empty() {
+                f(&fam);
             }
         }
-        recognise_operations(&mut out);
-        Ok(out)
+        if let Some(line) = slice.rsplit('\n').find(|l| meta_line(l).is_some_and(|(k, _)| k == "TYPE")) {
+            let name = meta_line(line).map_or_else(String::new, |(_, n)| n.to_owned());
+            self.last_type = Some((name, line.to_owned()));
+        }
+        self.first_line += slice.matches('\n').count();
+        Ok(())
     }
+}
+
+/// `# HELP name …` / `# TYPE name …` → (`HELP`/`TYPE`, name), blanks as the parser allows them.
+fn meta_line(line: &str) -> Option<(&str, &str)> {
+    let rest = line.trim_start_matches([' ', '\t']).strip_prefix('#')?;
+    let mut words = rest.split([' ', '\t']).filter(|w| !w.is_empty());
+    match (words.next()?, words.next()?) {
+        (k @ ("HELP" | "TYPE"), name) => Some((k, name)),
+        _ => None,
+    }
+}
+
+/// 1-based number of the first line of `text` matching `pred`.
+fn line_of(text: &str, pred: impl Fn(&str) -> bool) -> Option<usize> {
+    text.split('\n').position(pred).map(|i| i + 1)
+}
+
+/// Samples of a histogram or summary declared in an earlier slice, checked as the parser checks
+/// them within one: `x_bucket` needs a number in `le`, a summary's `x` one in `quantile`.
+fn check_continued(fam: &scrape::MetricFamily, name: &str, text: &str) -> Result<(), (usize, String)> {
+    let number = |v: Option<&str>| v.and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| !v.is_nan());
+    for s in &fam.samples {
+        let label = match (fam.kind, s.name.strip_prefix(name)) {
+            (MetricType::Histogram, Some("_bucket")) => "le",
+            (MetricType::Summary, Some("")) => "quantile",
+            _ => continue,
+        };
+        if !number(s.label(label)) {
+            let line = line_of(text, |l| l.trim_start_matches([' ', '\t']).starts_with(s.name.as_str())).unwrap_or(0);
+            return Err((line, format!("{}: missing or invalid \"{label}\" label", s.name)));
+        }
+    }
+    Ok(())
 }
 
 /// Labels of a JSON series or operation.
@@ -368,11 +731,11 @@ fn unit_scale(unit: &str, name: &str) -> (f64, Measure) {
     }
 }
 
-fn histogram_family(out: &mut Scrape, fam: &scrape::MetricFamily, measure: Measure) {
-    let mut groups: BTreeMap<SeriesKey, LatencyObs> = BTreeMap::new();
+/// Adds a histogram family's samples to `groups` (one entry per label set without `le`).
+fn histogram_family(groups: &mut BTreeMap<SeriesKey, LatencyObs>, fam: &scrape::MetricFamily, measure: Measure) {
     for s in &fam.samples {
-        let labels = s.labels.iter().filter(|(k, _)| k != "le").cloned();
-        let obs = groups.entry(SeriesKey::new(&fam.name, labels)).or_insert_with(|| LatencyObs {
+        let labels = s.labels.iter().filter(|(k, _)| k != "le").map(|(k, v)| (k, v));
+        let obs = groups.entry(SeriesKey::from_parts(&fam.name, labels)).or_insert_with(|| LatencyObs {
             kind: LatencyKind::Histogram,
             measure,
             count: 0.0,
@@ -390,20 +753,13 @@ fn histogram_family(out: &mut Scrape, fam: &scrape::MetricFamily, measure: Measu
             obs.count = s.value;
         }
     }
-    for (key, mut obs) in groups {
-        obs.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if obs.count == 0.0 {
-            obs.count = obs.buckets.last().map_or(0.0, |b| b.1);
-        }
-        out.latencies.insert(key, obs);
-    }
 }
 
-fn summary_family(out: &mut Scrape, fam: &scrape::MetricFamily, measure: Measure) {
-    let mut groups: BTreeMap<SeriesKey, LatencyObs> = BTreeMap::new();
+/// Adds a summary family's samples to `groups` (one entry per label set without `quantile`).
+fn summary_family(groups: &mut BTreeMap<SeriesKey, LatencyObs>, fam: &scrape::MetricFamily, measure: Measure) {
     for s in &fam.samples {
-        let labels = s.labels.iter().filter(|(k, _)| k != "quantile").cloned();
-        let obs = groups.entry(SeriesKey::new(&fam.name, labels)).or_insert_with(|| LatencyObs {
+        let labels = s.labels.iter().filter(|(k, _)| k != "quantile").map(|(k, v)| (k, v));
+        let obs = groups.entry(SeriesKey::from_parts(&fam.name, labels)).or_insert_with(|| LatencyObs {
             kind: LatencyKind::Summary,
             measure,
             count: 0.0,
@@ -430,7 +786,6 @@ fn summary_family(out: &mut Scrape, fam: &scrape::MetricFamily, measure: Measure
             }
         }
     }
-    out.latencies.extend(groups);
 }
 
 fn parse_le(le: &str) -> Option<f64> {
@@ -446,11 +801,11 @@ fn recognise_operations(out: &mut Scrape) {
     let candidates: Vec<SeriesKey> = out
         .latencies
         .iter()
-        .filter(|(k, o)| o.kind == LatencyKind::Histogram && k.name.ends_with("_duration_seconds"))
+        .filter(|(k, o)| o.kind == LatencyKind::Histogram && k.name().ends_with("_duration_seconds"))
         .map(|(k, _)| k.clone())
         .collect();
     for key in candidates {
-        let base = key.name.strip_suffix("_duration_seconds").unwrap_or(&key.name);
+        let base = key.name().strip_suffix("_duration_seconds").unwrap_or(key.name());
         let Some(calls) = out.counters.get(&key.renamed(&format!("{base}_calls_total"))).map(|c| c.total) else {
             continue;
         };
@@ -467,6 +822,104 @@ fn recognise_operations(out: &mut Scrape) {
 mod tests {
     use super::*;
 
+    /// Every kind of family, blank lines and comments, labels with escapes and multi-byte
+    /// characters, and samples of a histogram and a summary after other families.
+    const RICH: &str = "# HELP req_total Requests.\n# TYPE req_total counter\n\
+        req_total{route=\"/a\",code=\"200\"} 10\nreq_total{route=\"/ü/日本\",code=\"5\\\"00\"} 3\n\n\
+        # a free comment\n# TYPE temp_celsius gauge\ntemp_celsius{zone=\"a b\"} 21.5\n\
+        # TYPE lat_seconds histogram\n# HELP lat_seconds Latency.\n\
+        lat_seconds_bucket{op=\"get\",le=\"0.1\"} 4\nlat_seconds_bucket{op=\"get\",le=\"1\"} 9\n\
+        lat_seconds_bucket{op=\"get\",le=\"+Inf\"} 10\nlat_seconds_sum{op=\"get\"} 2\n\
+        lat_seconds_bucket{op=\"put\",le=\"0.1\"} 1\nlat_seconds_bucket{op=\"put\",le=\"+Inf\"} 2\n\
+        # TYPE rpc_seconds summary\nrpc_seconds{quantile=\"0.5\"} 0.2\nrpc_seconds{quantile=\"0.99\"} 0.9\n\
+        rpc_seconds_sum 5\nuntyped_total 7\nloose 1 1700000000000\n\
+        lat_seconds_count{op=\"get\"} 10\nlat_seconds_count{op=\"put\"} 2\nrpc_seconds_count 12\n\
+        # TYPE db_calls_total counter\ndb_calls_total 20\n# TYPE db_duration_seconds histogram\n\
+        db_duration_seconds_bucket{le=\"0.01\"} 20\ndb_duration_seconds_bucket{le=\"+Inf\"} 20\n\
+        db_duration_seconds_count 20\nlast_gauge 3";
+
+    /// The whole body parsed at once, as before slices: what slicing must not change.
+    fn whole(body: &str) -> Result<Scrape, String> {
+        let families = scrape::parse_prometheus(body).map_err(|e| e.to_string())?;
+        let mut b = TextBuilder::new(scrape::Format::Prometheus);
+        families.iter().for_each(|f| b.add(f));
+        Ok(b.finish(body.len()))
+    }
+
+    /// A reader giving 1 to 3 bytes at a time: lines and characters cut anywhere.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.1 = self.1 % 3 + 1;
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn sliced(body: &str, chunk: usize) -> Result<Scrape, String> {
+        let text = Scrape::from_text_in(body, scrape::Format::Prometheus, chunk);
+        let read =
+            Scrape::read_in(&mut Trickle(body.as_bytes(), 0), Some("text/plain; version=0.0.4"), chunk).map_err(|e| {
+                match e {
+                    ReadError::Invalid(e) => e,
+                    ReadError::Io(e) => e.to_string(),
+                }
+            });
+        assert_eq!(text, read, "chunk {chunk}: a string and a reader give the same");
+        text
+    }
+
+    #[test]
+    fn slices_change_nothing() {
+        let reference = whole(RICH).unwrap();
+        assert!(reference.latencies.len() == 4 && reference.counters.len() == 4, "{reference:#?}");
+        let db = &reference.latencies[&SeriesKey::new("db", [])];
+        assert_eq!((db.kind, db.count), (LatencyKind::Operation, 20.0));
+        let put = &reference.latencies[&SeriesKey::new("lat_seconds", [("op".to_owned(), "put".to_owned())])];
+        assert_eq!((put.count, put.buckets.len()), (2.0, 2));
+        for chunk in [1, 2, 3, 5, 8, 13, 40, 100, 333, 1 << 20] {
+            assert_eq!(sliced(RICH, chunk).unwrap(), reference, "chunk {chunk}");
+            let ended = format!("{RICH}\n");
+            assert_eq!(sliced(&ended, chunk).unwrap().counters, reference.counters, "chunk {chunk}");
+        }
+        // Families counted once however many pieces they come in.
+        let mut names = std::collections::BTreeSet::new();
+        for_each_family_in(RICH, scrape::Format::Prometheus, 1, |f| {
+            names.insert(f.name.clone());
+        })
+        .unwrap();
+        let whole_names: std::collections::BTreeSet<String> =
+            scrape::parse_prometheus(RICH).unwrap().into_iter().map(|f| f.name).collect();
+        assert_eq!(names, whole_names);
+    }
+
+    #[test]
+    fn slices_reject_what_the_whole_body_rejects() {
+        for (bad, line) in [
+            // Across slices: a second TYPE, a TYPE after samples, a second HELP.
+            ("# TYPE a counter\na_total 1\nb 2\n# TYPE a counter\n", 4),
+            ("a 1\nb 2\n# TYPE a gauge\n", 3),
+            ("# HELP a x\na 1\nb 2\n# HELP a y\n", 4),
+            // A bucket without `le`, far from its TYPE line.
+            ("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nx 1\ny 2\nh_bucket{a=\"b\"} 1\n", 5),
+            // A summary quantile without `quantile`, after other families.
+            ("# TYPE s summary\ns{quantile=\"0.5\"} 1\nx 1\ns{a=\"b\"} 1\n", 4),
+            ("a 1\nb 2\nc 3\nd{ 4\n", 4),
+        ] {
+            let e = whole(bad).unwrap_err();
+            assert!(e.starts_with(&format!("line {line}:")), "{bad:?}: {e}");
+            for chunk in [1, 2, 5, 9, 1 << 20] {
+                let s = sliced(bad, chunk).unwrap_err();
+                assert!(s.contains(&format!("line {line}:")), "{bad:?} chunk {chunk}: {s} (whole: {e})");
+            }
+        }
+        let e = Scrape::read_in(&mut &b"a 1\nb\xff 2\n"[..], None, 1).unwrap_err();
+        assert!(matches!(&e, ReadError::Invalid(m) if m.contains("not UTF-8") && m.contains("line 2")), "{e:?}");
+    }
+
     #[test]
     fn keys_fit_their_column() {
         let k = SeriesKey::new(
@@ -478,5 +931,13 @@ mod tests {
         assert_eq!(k.fit(20), "req_total{200,/api}");
         assert_eq!(k.fit(12), "req_total{2…");
         assert_eq!(SeriesKey::new("abcdef", []).fit(4), "abc…");
+        // Ordered as (name, labels) is; a NUL cannot split a label.
+        let key = |n: &str, l: &[(&str, &str)]| SeriesKey::from_parts(n, l.iter().copied());
+        let sorted =
+            [key("a", &[]), key("a", &[("b", "")]), key("a", &[("b", "c")]), key("a", &[("bb", "")]), key("ab", &[])];
+        assert!(sorted.windows(2).all(|w| w[0] < w[1]), "{sorted:?}");
+        let nul = key("a", &[("x", "1\u{0}y\u{0}2")]);
+        assert_eq!((nul.label("x"), nul.label("y"), nul.labels().count()), (Some("1\u{FFFD}y\u{FFFD}2"), None, 1));
+        assert_eq!(nul.renamed("b").to_string(), "b{x=\"1\u{FFFD}y\u{FFFD}2\"}");
     }
 }

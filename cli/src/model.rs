@@ -112,6 +112,8 @@ pub struct LatencyRow {
     pub q: Quantiles,
     /// `(scrape time, p99)`, oldest first.
     pub p99_history: VecDeque<(f64, Option<f64>)>,
+    /// The scrape's cumulative buckets (text sources), for the next scrape's recent quantiles.
+    pub buckets: Vec<(f64, f64)>,
 }
 
 /// Process resources, from the conventional `process_*` series.
@@ -155,6 +157,76 @@ pub struct CacheRow {
     pub size: Option<f64>,
 }
 
+/// A row of a [`Rows`] table.
+pub trait Row {
+    fn key(&self) -> &SeriesKey;
+}
+
+impl Row for RateRow {
+    fn key(&self) -> &SeriesKey {
+        &self.key
+    }
+}
+
+impl Row for LatencyRow {
+    fn key(&self) -> &SeriesKey {
+        &self.key
+    }
+}
+
+/// Rows sorted by key: a map from [`SeriesKey`] to row, in one allocation (a big endpoint has
+/// hundreds of thousands of rows; a tree's nodes would cost as much again).
+#[derive(Debug, Clone)]
+pub struct Rows<T>(Vec<T>);
+
+impl<T> Default for Rows<T> {
+    fn default() -> Rows<T> {
+        Rows(Vec::new())
+    }
+}
+
+impl<T: Row> Rows<T> {
+    /// The row of `key`.
+    pub fn get(&self, key: &SeriesKey) -> Option<&T> {
+        self.0.binary_search_by(|r| r.key().cmp(key)).ok().map(|i| &self.0[i])
+    }
+
+    /// The rows in key order.
+    pub fn values(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T: Row> std::ops::Index<&SeriesKey> for Rows<T> {
+    type Output = T;
+
+    fn index(&self, key: &SeriesKey) -> &T {
+        self.get(key).unwrap_or_else(|| panic!("no row {key}"))
+    }
+}
+
+/// Pairs each of `new` (in key order) with the row of the same key in `old` (sorted), taking
+/// the old rows out as it goes.
+fn join<'a, T: Row + 'a, U: 'a>(
+    old: Rows<T>,
+    new: impl Iterator<Item = (SeriesKey, U)> + 'a,
+) -> impl Iterator<Item = (SeriesKey, U, Option<T>)> + 'a {
+    let mut old = old.0.into_iter().peekable();
+    new.map(move |(key, v)| {
+        while old.next_if(|r| r.key() < &key).is_some() {}
+        let prev = old.next_if(|r| r.key() == &key);
+        (key, v, prev)
+    })
+}
+
 /// Everything the dashboard shows, updated one scrape at a time.
 #[derive(Debug, Clone, Default)]
 pub struct Model {
@@ -166,10 +238,9 @@ pub struct Model {
     pub seq: Option<u64>,
     pub window: Option<String>,
     pub bytes: usize,
-    pub rates: BTreeMap<SeriesKey, RateRow>,
-    pub latencies: BTreeMap<SeriesKey, LatencyRow>,
+    pub rates: Rows<RateRow>,
+    pub latencies: Rows<LatencyRow>,
     pub gauges: BTreeMap<SeriesKey, f64>,
-    prev: Option<(f64, Scrape)>,
 }
 
 impl Model {
@@ -178,76 +249,72 @@ impl Model {
     }
 
     /// Takes in a scrape made at `at` seconds (any monotonic clock, the same for every call).
+    ///
+    /// The scrape is consumed: the rows keep what the next scrape is compared with (totals,
+    /// counts, buckets), and share the scrape's keys, so a model costs about one scrape.
     pub fn update(&mut self, at: f64, scrape: Scrape) {
-        let prev = self.prev.take();
-        let dt = prev.as_ref().map(|(t, _)| at - t).filter(|dt| *dt > 0.0);
-        let before = prev.as_ref().map(|(_, s)| s);
+        let dt = self.last_at.map(|t| at - t).filter(|dt| *dt > 0.0);
+        let Scrape { source, counters, gauges, latencies, seq, window, bytes, .. } = scrape;
 
-        let mut rates = BTreeMap::new();
-        for (key, c) in &scrape.counters {
+        let mut rates = Vec::with_capacity(counters.len());
+        rates.extend(join(std::mem::take(&mut self.rates), counters.into_iter()).map(|(key, c, old)| {
             let rate = c.rate.or_else(|| {
-                let old = before?.counters.get(key)?.total;
+                let old = old.as_ref()?.total;
                 // A counter that went down was reset: everything since is new.
                 let inc = if c.total >= old { c.total - old } else { c.total };
                 Some(inc / dt?)
             });
-            let mut history = self.rates.remove(key).map(|r| r.history).unwrap_or_default();
+            // Room for one value at first: most `report`s and many rows never get a second.
+            let mut history = old.map(|r| r.history).unwrap_or_else(|| VecDeque::with_capacity(1));
             push(&mut history, rate);
-            rates.insert(key.clone(), RateRow { key: key.clone(), measure: c.measure, total: c.total, rate, history });
-        }
+            RateRow { key, measure: c.measure, total: c.total, rate, history }
+        }));
+        self.rates = Rows(rates);
 
-        let mut latencies = BTreeMap::new();
-        for (key, o) in &scrape.latencies {
-            let old = before.and_then(|b| b.latencies.get(key));
-            let delta_count = old.map(|old| if o.count >= old.count { o.count - old.count } else { o.count });
+        let mut rows = Vec::with_capacity(latencies.len());
+        rows.extend(join(std::mem::take(&mut self.latencies), latencies.into_iter()).map(|(key, o, old)| {
+            let delta_count = old.as_ref().map(|old| if o.count >= old.count { o.count - old.count } else { o.count });
             let rate = o.rate.or_else(|| Some(delta_count? / dt?));
             let error_rate = o.recent_error_rate.or_else(|| {
                 let errors = o.errors?;
-                match (old, delta_count) {
+                match (&old, delta_count) {
                     (Some(old), Some(n)) if n > 0.0 => Some((errors - old.errors.unwrap_or(0.0)).max(0.0) / n),
                     (Some(_), _) => None,
                     (None, _) => (o.count > 0.0).then(|| errors / o.count),
                 }
             });
-            let q = match (&o.quantiles, old) {
+            let q = match (&o.quantiles, &old) {
                 (Some(q), _) => *q,
-                (None, Some(old)) if !o.buckets.is_empty() => {
-                    let d = bucket_delta(&o.buckets, &old.buckets);
-                    quantiles_of(&d)
-                }
+                (None, Some(old)) if !o.buckets.is_empty() => quantiles_of(&bucket_delta(&o.buckets, &old.buckets)),
                 (None, _) => quantiles_of(&o.buckets),
             };
-            let mut p99_history = self.latencies.remove(key).map(|r| r.p99_history).unwrap_or_default();
+            let mut p99_history = old.map(|r| r.p99_history).unwrap_or_else(|| VecDeque::with_capacity(1));
             p99_history.push_back((at, q.p99));
             while p99_history.len() > HISTORY {
                 p99_history.pop_front();
             }
-            latencies.insert(
-                key.clone(),
-                LatencyRow {
-                    key: key.clone(),
-                    kind: o.kind,
-                    measure: o.measure,
-                    count: o.count,
-                    errors: o.errors,
-                    rate,
-                    error_rate,
-                    q,
-                    p99_history,
-                },
-            );
-        }
+            LatencyRow {
+                key,
+                kind: o.kind,
+                measure: o.measure,
+                count: o.count,
+                errors: o.errors,
+                rate,
+                error_rate,
+                q,
+                p99_history,
+                buckets: o.buckets,
+            }
+        }));
+        self.latencies = Rows(rows);
 
-        self.rates = rates;
-        self.latencies = latencies;
-        self.gauges = scrape.gauges.clone();
-        self.source = Some(scrape.source);
-        self.seq = scrape.seq;
-        self.window = scrape.window.clone();
-        self.bytes = scrape.bytes;
+        self.gauges = gauges;
+        self.source = Some(source);
+        self.seq = seq;
+        self.window = window;
+        self.bytes = bytes;
         self.scrapes += 1;
         self.last_at = Some(at);
-        self.prev = Some((at, scrape));
     }
 
     /// Latency rows matching `filter`, in `sort` order.
@@ -278,13 +345,13 @@ impl Model {
     }
 
     fn gauge(&self, name: &str) -> Option<f64> {
-        self.gauges.iter().find(|(k, _)| k.name == name).map(|(_, v)| *v)
+        self.gauges.iter().find(|(k, _)| k.name() == name).map(|(_, v)| *v)
     }
 
     /// `process_*` series, if the endpoint exports them.
     pub fn resources(&self) -> Resources {
         Resources {
-            cpu: self.rates.values().find(|r| r.key.name == "process_cpu_seconds_total").and_then(|r| r.rate),
+            cpu: self.rates.values().find(|r| r.key.name() == "process_cpu_seconds_total").and_then(|r| r.rate),
             resident_bytes: self.gauge("process_resident_memory_bytes"),
             virtual_bytes: self.gauge("process_virtual_memory_bytes"),
             open_fds: self.gauge("process_open_fds"),
@@ -301,7 +368,7 @@ impl Model {
         let mut rows: Vec<AlertRow> = self
             .gauges
             .iter()
-            .filter(|(k, _)| k.name == "shardmetrics_alert_state" || k.name == "ALERTS")
+            .filter(|(k, _)| k.name() == "shardmetrics_alert_state" || k.name() == "ALERTS")
             .filter_map(|(k, v)| {
                 let name = ["alert", "alertname", "rule", "name"]
                     .iter()
@@ -334,9 +401,10 @@ impl Model {
     pub fn states(&self) -> Vec<StateRow> {
         let mut by_name: BTreeMap<&str, Option<&str>> = BTreeMap::new();
         for (k, v) in &self.gauges {
-            if let [(label, value)] = k.labels.as_slice() {
-                if *label == k.name {
-                    let e = by_name.entry(&k.name).or_default();
+            let mut labels = k.labels();
+            if let (Some((label, value)), None) = (labels.next(), labels.next()) {
+                if label == k.name() {
+                    let e = by_name.entry(k.name()).or_default();
                     if *v >= 1.0 {
                         *e = Some(value);
                     }
@@ -354,7 +422,7 @@ impl Model {
         self.rates
             .values()
             .filter_map(|hits| {
-                let base = hits.key.name.strip_suffix("_hits_total")?;
+                let base = hits.key.name().strip_suffix("_hits_total")?;
                 let misses = self.rates.get(&hits.key.renamed(&format!("{base}_misses_total")))?;
                 let (ratio, lookups) = match (hits.rate, misses.rate) {
                     (Some(h), Some(m)) if h + m > 0.0 => (Some(h / (h + m)), Some(h + m)),
@@ -379,15 +447,21 @@ impl Model {
         self.gauges
             .iter()
             .filter(|(k, _)| {
-                !k.name.starts_with("process_")
-                    && k.name != "shardmetrics_alert_state"
-                    && k.name != "ALERTS"
-                    && !matches!(k.labels.as_slice(), [(l, _)] if *l == k.name)
+                !k.name().starts_with("process_")
+                    && k.name() != "shardmetrics_alert_state"
+                    && k.name() != "ALERTS"
+                    && !is_state_set(k)
                     && k.matches(filter)
             })
             .map(|(k, v)| (k, *v))
             .collect()
     }
+}
+
+/// `x{x="state"}`: one state of a state set.
+fn is_state_set(k: &SeriesKey) -> bool {
+    let mut labels = k.labels();
+    matches!((labels.next(), labels.next()), (Some((l, _)), None) if l == k.name())
 }
 
 fn quantiles_of(buckets: &[(f64, f64)]) -> Quantiles {
@@ -487,7 +561,7 @@ mod tests {
             {"name":"a","labels":{},"stats":{"count":10,"errors":0,"p99_ns":5000000,"throughput":100.0}},
             {"name":"b","labels":{},"stats":{"count":99,"errors":9,"p99_ns":1000,"throughput":900.0}}]}"#;
         m.update(0.0, Scrape::from_json(json).unwrap());
-        let names = |s| m.latency_rows(s, "").iter().map(|r| r.key.name.clone()).collect::<Vec<_>>();
+        let names = |s| m.latency_rows(s, "").iter().map(|r| r.key.name().to_owned()).collect::<Vec<_>>();
         assert_eq!(names(Sort::P99), ["a", "b"]);
         assert_eq!(names(Sort::Calls), ["b", "a"]);
         assert_eq!(names(Sort::Errors), ["b", "a"]);

@@ -41,7 +41,10 @@ pub fn run_tui(app: &mut App, mut feed: impl FnMut() -> Vec<Update>, deadline: O
     let result = (|| {
         let mut dirty = true;
         let mut last_draw = Instant::now();
-        while !app.quit && deadline.is_none_or(|d| Instant::now() < d) {
+        // At least one round, so that what was scraped before the deadline is shown.
+        let mut first = true;
+        while first || (!app.quit && deadline.is_none_or(|d| Instant::now() < d)) {
+            first = false;
             for u in feed() {
                 u.apply(app);
                 dirty = true;
@@ -82,7 +85,7 @@ pub fn run_plain(
 ) -> io::Result<bool> {
     let mut up = true;
     let stdout = io::stdout();
-    while deadline.is_none_or(|d| Instant::now() < d) {
+    loop {
         for u in feed() {
             match &u {
                 Update::Scrape { .. } => up = true,
@@ -108,6 +111,11 @@ pub fn run_plain(
                 writeln!(out, "{text}")?;
                 out.flush()?;
             }
+        }
+        // Checked after taking in what arrived, so that a first scrape slower than `--seconds`
+        // (a big endpoint) is still printed.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

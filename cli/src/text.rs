@@ -79,7 +79,7 @@ fn gauges_block(out: &mut String, m: &Model, limit: usize, indent: &str) {
         let _ = writeln!(out, "{line}");
     }
     for (k, v) in gauges.iter().take(limit) {
-        let _ = writeln!(out, "{indent}{k} = {}", Measure::from_name(&k.name).format(Some(*v)));
+        let _ = writeln!(out, "{indent}{k} = {}", Measure::from_name(k.name()).format(Some(*v)));
     }
     if gauges.len() > limit {
         let _ = writeln!(out, "{indent}… {} more gauges", gauges.len() - limit);

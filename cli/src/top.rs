@@ -12,11 +12,11 @@ use std::{
 
 use super::{
     app::App,
-    args::TopArgs,
-    fetch::{FetchError, Fetcher, Target, Want},
-    ingest::Scrape,
+    args::{self, TopArgs},
+    fetch::{self, FetchError, Fetcher, Want},
+    ingest::{ReadError, Scrape},
     terminal::{self, Update},
-    CliError, EXIT_UNREACHABLE, EXIT_USAGE,
+    CliError, EXIT_UNREACHABLE,
 };
 
 /// Longest pause between retries of a down endpoint.
@@ -29,21 +29,29 @@ pub fn backoff(attempts: u32, interval: Duration) -> Duration {
     base.saturating_mul(1 << attempts.saturating_sub(1).min(10)).min(MAX_BACKOFF)
 }
 
-/// One scrape, parsed.
+/// One scrape, parsed as the body arrives ([`Scrape::read`]).
 pub fn scrape_once(fetcher: &mut Fetcher) -> Result<(Scrape, Duration), FetchError> {
-    let f = fetcher.fetch()?;
-    let scrape = Scrape::parse(&f.body, f.content_type.as_deref())
-        .map_err(|detail| FetchError::Invalid { url: f.url.clone(), detail })?;
-    Ok((scrape, f.took))
+    let got = fetcher.fetch_with(|url, content_type, body| {
+        Scrape::read(body, content_type).map_err(|e| match e {
+            ReadError::Io(e) => fetch::read_error(url, e),
+            ReadError::Invalid(detail) => FetchError::Invalid { url: url.to_owned(), detail },
+        })
+    })?;
+    Ok((got.value, got.took))
+}
+
+/// Checks and converts `args` without starting anything: the fetcher, and the deadline
+/// counted from `epoch`.
+pub fn prepare(args: &TopArgs, epoch: Instant) -> Result<(Fetcher, Option<Instant>), CliError> {
+    let mut fetcher = args.endpoint.fetcher(Want::Any);
+    fetcher.window = args.window.clone();
+    Ok((fetcher, args::deadline(epoch, args.seconds)?))
 }
 
 /// Runs `top`; returns the exit code.
 pub fn run(args: TopArgs) -> Result<u8, CliError> {
-    let target = Target::parse(&args.endpoint.url).map_err(|e| CliError::new(EXIT_USAGE, e))?;
-    let mut fetcher = Fetcher::new(target, Want::Any, args.endpoint.timeout, args.endpoint.bearer.clone());
-    fetcher.window = args.window.clone();
     let epoch = Instant::now();
-    let deadline = args.seconds.map(|s| epoch + Duration::from_secs(s));
+    let (mut fetcher, deadline) = prepare(&args, epoch)?;
 
     let mut attempts = 0;
     let (first, took) = loop {
@@ -51,8 +59,11 @@ pub fn run(args: TopArgs) -> Result<u8, CliError> {
             Ok(ok) => break ok,
             Err(e) if args.wait && deadline.is_none_or(|d| Instant::now() < d) => {
                 attempts += 1;
-                let pause = backoff(attempts, args.interval);
+                let mut pause = backoff(attempts, args.interval);
                 eprintln!("{}; waiting {:.1}s (--wait)", e.short(), pause.as_secs_f64());
+                if let Some(d) = deadline {
+                    pause = pause.min(d.saturating_duration_since(Instant::now()));
+                }
                 std::thread::sleep(pause);
             }
             Err(e) => return Err(e.into()),
@@ -63,7 +74,9 @@ pub fn run(args: TopArgs) -> Result<u8, CliError> {
         fetcher.window = first.windows.first().cloned();
     }
 
-    let (tx, rx) = mpsc::channel();
+    // At most one scrape waits for the dashboard: a slow dashboard (a big endpoint, a debug
+    // build) holds the scrape thread back instead of piling whole scrapes up in memory.
+    let (tx, rx) = mpsc::sync_channel(1);
     let _ = tx.send(Update::Scrape { at: epoch.elapsed().as_secs_f64(), scrape: Box::new(first), took });
     let interval = args.interval;
     let mut app = App::new(fetcher.url());

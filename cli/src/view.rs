@@ -325,10 +325,10 @@ fn draw_chart(f: &mut Frame<'_>, area: Rect, app: &App, rows: &[&LatencyRow]) {
         .enumerate()
         .map(|(i, (r, data))| {
             // The label values say which series it is more briefly than `name{labels}`.
-            let mut name = if r.key.labels.is_empty() {
-                r.key.name.clone()
+            let mut name = if !r.key.has_labels() {
+                r.key.name().to_owned()
             } else {
-                r.key.labels.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(" ")
+                r.key.labels().map(|(_, v)| v).collect::<Vec<_>>().join(" ")
             };
             if name.chars().count() > 28 {
                 name = name.chars().take(27).collect::<String>() + "…";
@@ -446,7 +446,7 @@ fn draw_gauges(f: &mut Frame<'_>, area: Rect, app: &App) {
         lines.push(pair(format!("cache {}", c.key), v, Style::default().fg(Color::Cyan)));
     }
     for (k, v) in m.plain_gauges(&app.filter).into_iter().take(area.height as usize) {
-        lines.push(pair(k.to_string(), Measure::from_name(&k.name).format(Some(v)), Style::default()));
+        lines.push(pair(k.to_string(), Measure::from_name(k.name()).format(Some(v)), Style::default()));
     }
     if lines.is_empty() {
         lines.push(Line::from(if m.scrapes == 0 { "  …" } else { "  no gauges" }));

@@ -442,3 +442,75 @@ fn top_against_a_real_node_exporter() {
         "timestamps as ages: {last}"
     );
 }
+
+/// Issue #14: huge numbers were a panic (exit 101); now a usage error that names the option.
+#[test]
+fn huge_numbers_are_usage_errors_not_panics() {
+    for args in [
+        &["demo", "--seconds", "18446744073709551615", "--no-tui", "--listen", "127.0.0.1:0"][..],
+        &["top", "127.0.0.1:1", "--seconds", "18446744073709551615", "--no-tui"],
+        &["top", "127.0.0.1:1", "--timeout", "18446744073709551615s", "--no-tui", "--seconds", "1"],
+        &["demo", "--interval", "18446744073709551615s", "--no-tui", "--seconds", "1", "--listen", "127.0.0.1:0"],
+    ] {
+        let out = run(args, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {}", out.stderr);
+        let option = args.iter().find(|a| a.starts_with("--") && !["--no-tui", "--listen"].contains(a)).unwrap();
+        assert!(out.stderr.contains("invalid value") && out.stderr.contains(option), "{}", out.stderr);
+        assert!(out.stdout.is_empty(), "nothing started: {}", out.stdout);
+    }
+}
+
+/// Issue #14: port 70000 was tried, and reported as "connection refused".
+#[test]
+fn an_out_of_range_port_is_a_bad_address() {
+    for args in [&["top", "127.0.0.1:70000", "--no-tui", "--seconds", "1"][..], &["report", "http://127.0.0.1:70000"]] {
+        let out = run(args, Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("port 70000 is out of range"), "{}", out.stderr);
+        assert!(!out.stderr.contains("connection refused"), "{}", out.stderr);
+    }
+    let out = run(&["demo", "--no-tui", "--seconds", "1", "--listen", "127.0.0.1:70000"], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("port 70000 is out of range"), "{}", out.stderr);
+}
+
+/// Serves `body` with `content_type` on every path for `n` requests; returns the base URL.
+fn serve_fixed(content_type: &'static str, body: &'static str, n: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(n) {
+            let Ok(mut s) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).map(|n| n == 1).unwrap_or(false) {
+                head.push(byte[0]);
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    base
+}
+
+/// Issue #14: invalid JSON served as `application/json` was "asked for JSON but got
+/// application/json"; now the parser's complaint and where.
+#[test]
+fn invalid_json_says_what_is_wrong() {
+    let base = serve_fixed("application/json", "{not json", 8);
+    let out = run(&["export", &base, "--format", "json"], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the body is not valid JSON: key must be a string at line 1 column 2"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("asked for JSON but got application/json"), "{}", out.stderr);
+    let out = run(&["report", &format!("{base}/metrics.json")], Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
+    assert!(out.stderr.contains("not valid JSON: key must be a string at line 1 column 2"), "{}", out.stderr);
+}
