@@ -241,7 +241,10 @@ impl Aggregator {
         self.history.push_back(std::sync::Arc::new(delta));
         let keep = self.windows.last().copied().unwrap_or(Duration::ZERO);
         while self.history.len() > MAX_TICKS
-            || self.history.front().is_some_and(|t| start.saturating_duration_since(t.at) > keep + interval)
+            || self
+                .history
+                .front()
+                .is_some_and(|t| start.saturating_duration_since(t.at) > keep.saturating_add(interval))
         {
             self.history.pop_front();
         }

@@ -58,6 +58,8 @@ impl RegistryBuilder {
     pub const DEFAULT_MAX_SERIES_PER_FAMILY: usize = 10_000;
     /// Default cap on series per registry.
     pub const DEFAULT_MAX_SERIES: usize = 200_000;
+    /// Longest aggregator tick [`interval`](Self::interval) accepts: one day.
+    pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
     /// Default limit on metric and label names, in bytes: OpenTelemetry's limit on instrument
     /// names (255).
     pub const DEFAULT_MAX_NAME_LEN: usize = 255;
@@ -65,9 +67,11 @@ impl RegistryBuilder {
     /// (`max_label_value_length`), so what is accepted here is accepted there.
     pub const DEFAULT_MAX_LABEL_VALUE_LEN: usize = 2048;
 
-    /// Aggregator tick (default 1 s). Values below 1 ms are raised to 1 ms.
+    /// Aggregator tick (default 1 s), clamped to 1 ms ..= [`MAX_INTERVAL`](Self::MAX_INTERVAL)
+    /// (a tick a day apart is no longer a metric; use [`manual`](Self::manual) and
+    /// [`Registry::flush`] for that).
     pub fn interval(mut self, interval: Duration) -> Self {
-        self.interval = interval.max(Duration::from_millis(1));
+        self.interval = interval.clamp(Duration::from_millis(1), Self::MAX_INTERVAL);
         self
     }
 

@@ -517,6 +517,23 @@ fn counters_saturate_instead_of_wrapping() {
     assert_eq!(delta, Some(0), "a saturated total has no increase, never a huge wrapped one");
 }
 
+/// Durations at the edge of their range never panic the aggregator (a huge interval used to
+/// overflow `Instant + interval` on its thread; a huge window `keep + interval` in every tick).
+#[test]
+fn extreme_intervals_and_windows_do_not_panic() {
+    let r = Registry::builder().interval(Duration::MAX).windows(&[Duration::MAX, Duration::from_secs(1)]).build();
+    assert_eq!(r.interval(), shardmetrics::RegistryBuilder::MAX_INTERVAL);
+    let c = r.counter("x_total").build().unwrap();
+    c.inc();
+    let snap = r.flush();
+    c.inc();
+    let snap2 = r.flush();
+    assert_eq!(snap2.counter("x_total", &[]), Some(2));
+    assert_eq!(snap2.window(Duration::MAX).counter("x_total", &[]).map(|w| w.increase), Some(2));
+    drop(snap);
+    r.shutdown();
+}
+
 #[test]
 fn deltas_and_rates() {
     let r = manual();
