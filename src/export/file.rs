@@ -397,7 +397,7 @@ impl Sink for FileSink {
         Batch { seq: snapshot.seq(), samples: sample_count(snapshot), body: Ok(body.into_bytes()) }
     }
 
-    fn send(&self, batch: &Batch) -> Result<(), SendError> {
+    fn send(&self, batch: &Batch, _timeout: Duration) -> Result<(), SendError> {
         let body = batch.body.as_ref().map_err(|e| SendError::Retryable(e.clone()))?;
         self.write(body).map_err(|e| SendError::Retryable(format!("{}: {e}", self.path.display())))
     }

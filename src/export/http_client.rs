@@ -12,7 +12,7 @@ use super::{error::ExportError, sink::SendError};
 const MAX_ERROR_BODY: usize = 512;
 
 /// An agent that returns every status as a response (classified by [`outcome`]) and
-/// bounds each call by `timeout`.
+/// bounds each call by `timeout` (each sink narrows it per request with [`within`]).
 pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -20,6 +20,12 @@ pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
         .user_agent(concat!("shardmetrics/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
+}
+
+/// Bounds one request, connect to the last byte of the answer, by `timeout`: the attempt's
+/// own bound, shorter than the agent's during shutdown.
+pub(crate) fn within<B>(req: ureq::RequestBuilder<B>, timeout: Duration) -> ureq::RequestBuilder<B> {
+    req.config().timeout_global(Some(timeout)).build()
 }
 
 /// Checks that `url` is an absolute http(s) URL ureq can use.
@@ -34,8 +40,9 @@ pub(crate) fn check_url(url: &str) -> Result<(), ExportError> {
 }
 
 /// Classifies a response: 2xx is delivered; 429 and 5xx are retried; any other status is
-/// refused for good. Transport errors are retried, except a malformed request. The body of an
-/// error answer is kept for the log, cut to its first [`MAX_ERROR_BODY`] bytes.
+/// refused for good. Running out of the request timeout is [`SendError::TimedOut`]; other
+/// transport errors are retried, except a malformed request. The body of an error answer is
+/// kept for the log, cut to its first [`MAX_ERROR_BODY`] bytes.
 pub(crate) fn outcome(
     result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Result<ureq::http::Response<ureq::Body>, SendError> {
@@ -53,6 +60,8 @@ pub(crate) fn outcome(
         Err(e @ (ureq::Error::BadUri(_) | ureq::Error::Http(_))) => {
             Err(SendError::Rejected { status: 0, body: e.to_string() })
         }
+        Err(ureq::Error::Timeout(t)) => Err(SendError::TimedOut(format!("{t} timeout"))),
+        Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => Err(SendError::TimedOut(e.to_string())),
         Err(e) => Err(SendError::Retryable(e.to_string())),
     }
 }
