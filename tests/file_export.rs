@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex, OnceLock,
     },
     time::{Duration, Instant, SystemTime},
 };
@@ -261,8 +261,33 @@ fn retention_deletes_old_and_surplus_rotated_files() {
     assert_eq!(records(&path), [5]);
 }
 
+/// Every log record of this test binary, for the error path's "logged".
+struct Capture;
+
+static RECORDS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push((record.level(), record.args().to_string()));
+    }
+    fn flush(&self) {}
+}
+
+fn logged(level: log::Level, needle: &str) -> usize {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        log::set_logger(&Capture).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Debug);
+    });
+    RECORDS.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(l, m)| *l == level && m.contains(needle)).count()
+}
+
 #[test]
 fn unwritable_directory_is_counted_logged_and_retried_next_tick() {
+    logged(log::Level::Error, ""); // installs the capture
     let dir = TempDir::new("error");
     // A regular file where the directory should be: every write fails with ENOTDIR, even as root.
     let blocker = dir.path("not_a_dir");
@@ -277,23 +302,30 @@ fn unwritable_directory_is_counted_logged_and_retried_next_tick() {
         other => panic!("expected an I/O error, got {other:?}"),
     }
 
+    // A failed write is retried at every tick (5 ms), with no backoff: 20 failures in a row
+    // take about 100 ms (with the HTTP exporters' backoff, doubling up to 10 s, they took
+    // minutes). Each is one attempt, given up and counted at once.
     let exporter = FileExporter::builder(&path).interval(Duration::from_millis(5)).start(&registry).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while exporter.stats().failed_batches < 3 && Instant::now() < deadline {
+    while exporter.stats().failed_batches < 20 && Instant::now() < deadline {
         c.inc();
         std::thread::sleep(Duration::from_millis(5));
     }
     let failing = exporter.stats();
-    assert!(failing.failed_batches >= 3 && failing.sent_batches == 0, "{failing:?}");
+    assert!(failing.failed_batches >= 20 && failing.sent_batches == 0, "retried at every tick: {failing:?}");
+    assert_eq!((failing.attempts, failing.retries), (failing.failed_batches, 0), "one attempt per snapshot");
     assert!(exporter.is_running(), "errors do not stop the exporter");
     let failed = registry.flush().counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "file"), ("outcome", "failed")]);
     assert!(failed.is_some_and(|f| f >= failing.failed_samples), "{failed:?} {failing:?}");
+    assert!(logged(log::Level::Error, "file exporter: giving up") >= 20, "each failure is logged");
 
-    // Fix the directory: a later tick writes the file (within the backoff cap of 10 s).
+    // Fix the directory: the next tick writes the file (2 s: a loaded machine's ticks, not a
+    // backoff delay).
     fs::remove_file(&blocker).unwrap();
     fs::create_dir(&blocker).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while exporter.stats().sent_batches == 0 && Instant::now() < deadline {
+    let fixed = Instant::now();
+    while exporter.stats().sent_batches == 0 {
+        assert!(fixed.elapsed() < Duration::from_secs(2), "not written at the next tick: {:?}", exporter.stats());
         c.inc();
         std::thread::sleep(Duration::from_millis(5));
     }

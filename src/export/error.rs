@@ -2,7 +2,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 /// Why an export operation failed. Each variant's message says what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,11 @@ pub enum ExportError {
     /// I/O error); `last` is the last one. The receiver may be down: it is tried again with
     /// the next snapshot.
     GaveUp { attempts: u32, last: String },
+    /// The receiver did not answer within the request `timeout` (it may have accepted the
+    /// connection and hung, or be overloaded); `detail` says which phase timed out. Not
+    /// retried: the next snapshot is sent instead. Raise the exporter's
+    /// [`timeout`](crate::export::ExporterBuilder::timeout) if the receiver is only slow.
+    TimedOut { timeout: Duration, detail: String },
     /// A local I/O operation failed (file exporter).
     Io { path: String, message: String },
 }
@@ -53,6 +58,11 @@ impl fmt::Display for ExportError {
             ExportError::GaveUp { attempts, last } => {
                 write!(f, "gave up after {attempts} attempt(s), last error: {last}; is the receiver up and reachable?")
             }
+            ExportError::TimedOut { timeout, detail } => write!(
+                f,
+                "no answer from the receiver within the request timeout of {timeout:?} ({detail}; not retried); is \
+                 it hung or overloaded? raise the exporter's timeout if it is only slow"
+            ),
             ExportError::Io { path, message } => write!(f, "I/O error on {path}: {message}"),
         }
     }

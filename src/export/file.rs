@@ -16,7 +16,8 @@
 //!
 //! I/O errors never panic: they are logged, counted in
 //! `shardmetrics_export_samples_total{exporter="file",outcome="failed"}`, and the write is
-//! tried again with the next snapshot, at the next tick.
+//! tried again with the next snapshot, at the next tick, with no backoff by default (why:
+//! [`FileExporterBuilder`], "When a write fails").
 //!
 //! ```no_run
 //! use shardmetrics::{export::file::{FileExporter, FileFormat}, Registry};
@@ -77,10 +78,18 @@ pub enum FileMode {
 /// Configures a [`FileExporter`]. The settings every exporter shares (interval, queue
 /// capacity, backoff, shutdown) are set through [`ExporterBuilder`].
 ///
-/// The default [`backoff`](ExporterBuilder::backoff) makes one attempt per snapshot: a failed
-/// write is retried with the next snapshot, at the next tick. A backoff with delays spaces
-/// attempts out while errors persist (snapshots arriving meanwhile supersede the pending one
-/// and are counted as dropped).
+/// # When a write fails
+/// The default [`backoff`](ExporterBuilder::backoff) is one attempt per snapshot and no delay:
+/// a failed write is counted as failed and tried again with the next snapshot, at the next
+/// tick, however long the errors last. This is on purpose, and unlike the HTTP exporters: a
+/// local write fails for a full disk, a permission or a missing directory, which someone
+/// fixes out of band, and the file should be current at the first tick after the fix, as
+/// node_exporter's textfile collector users expect. There is no receiver to spare either: a
+/// failing attempt costs a few syscalls, and errors are logged once per tick. (The HTTP
+/// exporters' default, 100 ms doubling up to 10 s between attempts, would leave the file up
+/// to 10 s stale after the fix.) A [`Backoff`] with delays set here spaces attempts out while
+/// errors persist, as for the HTTP exporters (snapshots arriving meanwhile supersede the
+/// pending one and are counted as dropped).
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` or `start`"]
 pub struct FileExporterBuilder {
@@ -190,7 +199,12 @@ impl FileExporter {
             rotate_bytes: 16 << 20,
             max_files: 5,
             max_age: None,
-            options: ExportOptions { backoff: Backoff::new().max_attempts(1), ..ExportOptions::new(1) },
+            // One attempt per snapshot, no delay: a failed write is tried again at the next tick
+            // (see "When a write fails" on the builder).
+            options: ExportOptions {
+                backoff: Backoff::new().max_attempts(1).initial(Duration::ZERO),
+                ..ExportOptions::new(1)
+            },
         }
     }
 
@@ -383,7 +397,7 @@ impl Sink for FileSink {
         Batch { seq: snapshot.seq(), samples: sample_count(snapshot), body: Ok(body.into_bytes()) }
     }
 
-    fn send(&self, batch: &Batch) -> Result<(), SendError> {
+    fn send(&self, batch: &Batch, _timeout: Duration) -> Result<(), SendError> {
         let body = batch.body.as_ref().map_err(|e| SendError::Retryable(e.clone()))?;
         self.write(body).map_err(|e| SendError::Retryable(format!("{}: {e}", self.path.display())))
     }

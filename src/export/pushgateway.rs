@@ -27,7 +27,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Duration};
 
 use crate::{
     export::{
@@ -153,13 +153,16 @@ impl Pushgateway {
     }
 
     /// Pushes one snapshot now on the calling thread, retrying with the configured backoff;
-    /// counts the outcome like the background thread does.
+    /// counts the outcome like the background thread does. A gateway that does not answer
+    /// within the request [`timeout`](ExporterBuilder::timeout) is not retried:
+    /// [`ExportError::TimedOut`] after one timeout.
     pub fn push_once(&self, snapshot: &Snapshot) -> Result<(), ExportError> {
         self.exporter.export_once(snapshot)
     }
 
     /// Deletes the group from the gateway (e.g. when a batch job's results should not
-    /// linger), retrying with the configured backoff.
+    /// linger), retrying with the configured backoff (a timeout is not retried, as for
+    /// [`push_once`](Self::push_once)).
     pub fn delete(&self) -> Result<(), ExportError> {
         let delete = DeleteGroup(self.exporter.sink.clone());
         let batch = Batch { seq: 0, samples: 0, body: Ok(Vec::new()) };
@@ -187,14 +190,14 @@ impl Sink for PushSink {
         }
     }
 
-    fn send(&self, batch: &Batch) -> Result<(), SendError> {
+    fn send(&self, batch: &Batch, timeout: Duration) -> Result<(), SendError> {
         let body = batch.body.as_ref().map_err(|e| SendError::Rejected { status: 0, body: e.clone() })?;
         let req = match self.method {
             PushMethod::Put => self.agent.put(&self.url),
             PushMethod::Post => self.agent.post(&self.url),
         };
-        http_client::outcome(req.header("Content-Type", prometheus::CONTENT_TYPE).send(body.as_slice()))
-            .map(http_client::finish)
+        let req = http_client::within(req.header("Content-Type", prometheus::CONTENT_TYPE), timeout);
+        http_client::outcome(req.send(body.as_slice())).map(http_client::finish)
     }
 }
 
@@ -205,8 +208,9 @@ impl Sink for DeleteGroup {
     fn encode(&self, _: &Snapshot) -> Batch {
         Batch { seq: 0, samples: 0, body: Ok(Vec::new()) }
     }
-    fn send(&self, _: &Batch) -> Result<(), SendError> {
-        http_client::outcome(self.0.agent.delete(&self.0.url).call()).map(http_client::finish)
+    fn send(&self, _: &Batch, timeout: Duration) -> Result<(), SendError> {
+        http_client::outcome(http_client::within(self.0.agent.delete(&self.0.url), timeout).call())
+            .map(http_client::finish)
     }
 }
 

@@ -36,7 +36,10 @@
 
 #![forbid(unsafe_code)]
 
-use std::{fmt, time::UNIX_EPOCH};
+use std::{
+    fmt,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use prost::Message as _;
 
@@ -377,7 +380,9 @@ impl RemoteWrite {
     }
 
     /// Sends one snapshot now on the calling thread, retrying with the configured backoff;
-    /// counts the outcome like the background thread does.
+    /// counts the outcome like the background thread does. A receiver that does not answer
+    /// within the request [`timeout`](ExporterBuilder::timeout) is not retried:
+    /// [`ExportError::TimedOut`] after one timeout.
     pub fn send_once(&self, snapshot: &Snapshot) -> Result<(), ExportError> {
         self.exporter.export_once(snapshot)
     }
@@ -424,7 +429,7 @@ impl Sink for RemoteSink {
         }
     }
 
-    fn send(&self, batch: &Batch) -> Result<(), SendError> {
+    fn send(&self, batch: &Batch, timeout: Duration) -> Result<(), SendError> {
         let body = batch.body.as_ref().map_err(|e| SendError::Rejected { status: 0, body: e.clone() })?;
         let mut req = self
             .agent
@@ -435,7 +440,7 @@ impl Sink for RemoteSink {
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        http_client::outcome(req.send(body.as_slice())).map(http_client::finish)
+        http_client::outcome(http_client::within(req, timeout).send(body.as_slice())).map(http_client::finish)
     }
 }
 

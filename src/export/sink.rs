@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use crate::snapshot::{Snapshot, Value};
 
@@ -12,6 +12,11 @@ use crate::snapshot::{Snapshot, Value};
 pub(crate) enum SendError {
     /// Worth trying again later (transport error, 429, 5xx, I/O error).
     Retryable(String),
+    /// No answer within the attempt's timeout: the batch is given up at once (retrying would
+    /// hold the queue for another whole timeout; the next snapshot carries the same totals).
+    // Only the HTTP exporters have a timeout.
+    #[cfg_attr(not(any(feature = "remote-write", feature = "push", test)), allow(dead_code))]
+    TimedOut(String),
     /// Retrying cannot help (4xx other than 429): the batch is given up at once.
     // Only the HTTP exporters refuse for good; the file exporter always retries.
     #[cfg_attr(not(any(feature = "remote-write", feature = "push", test)), allow(dead_code))]
@@ -22,6 +27,7 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::Retryable(m) => f.write_str(m),
+            SendError::TimedOut(m) => write!(f, "no answer in time ({m})"),
             SendError::Rejected { status, body } => write!(f, "HTTP {status}: {body}"),
         }
     }
@@ -35,6 +41,13 @@ pub(crate) struct Batch {
     pub(crate) samples: u64,
     /// The encoded payload, or why encoding failed (the batch then fails without retries).
     pub(crate) body: Result<Vec<u8>, String>,
+}
+
+impl Batch {
+    /// The encoded size: what the queue's byte bound counts.
+    pub(crate) fn bytes(&self) -> usize {
+        self.body.as_ref().map_or(0, Vec::len)
+    }
 }
 
 /// Who an exporter is, in its self-metrics, its log lines and its thread.
@@ -52,8 +65,10 @@ pub(crate) struct ExporterId {
 pub(crate) trait Sink: Send + Sync + 'static {
     /// Encodes a snapshot for delivery.
     fn encode(&self, snapshot: &Snapshot) -> Batch;
-    /// Tries once to deliver a batch.
-    fn send(&self, batch: &Batch) -> Result<(), SendError>;
+    /// Tries once to deliver a batch, within `timeout`: the HTTP sinks bound the whole request
+    /// by it (connect to last byte of the answer) and report running out of it as
+    /// [`SendError::TimedOut`]; a local write has no timeout and ignores it.
+    fn send(&self, batch: &Batch, timeout: Duration) -> Result<(), SendError>;
 }
 
 /// Number of samples a snapshot exports in the Prometheus data model: one per counter and

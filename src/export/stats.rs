@@ -32,6 +32,14 @@ pub struct ExportStats {
     pub retries: u64,
     /// Sequence number of the last snapshot delivered (0: none yet).
     pub last_sent_seq: u64,
+    /// Batches waiting in the queue now.
+    pub queued_batches: u64,
+    /// Encoded bytes waiting in the queue now: within
+    /// [`queue_bytes`](crate::export::ExporterBuilder::queue_bytes), unless the newest batch
+    /// alone is larger (it is kept, alone).
+    pub queued_bytes: u64,
+    /// The most encoded bytes the queue has held at once: how close to its bound it came.
+    pub peak_queued_bytes: u64,
 }
 
 #[derive(Default)]
@@ -45,6 +53,9 @@ struct StatCells {
     attempts: AtomicU64,
     retries: AtomicU64,
     last_sent_seq: AtomicU64,
+    queued_batches: AtomicU64,
+    queued_bytes: AtomicU64,
+    peak_queued_bytes: AtomicU64,
 }
 
 // Relaxed throughout: each cell is an independent statistic; readers want a recent value, not
@@ -62,6 +73,9 @@ impl StatCells {
             attempts: l(&self.attempts),
             retries: l(&self.retries),
             last_sent_seq: l(&self.last_sent_seq),
+            queued_batches: l(&self.queued_batches),
+            queued_bytes: l(&self.queued_bytes),
+            peak_queued_bytes: l(&self.peak_queued_bytes),
         }
     }
 }
@@ -156,5 +170,12 @@ impl Meter {
         self.dropped.add(b.samples);
         self.cells.dropped_samples.fetch_add(b.samples, Ordering::Relaxed);
         self.cells.dropped_batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What the queue holds now (the thread that changed it calls this while holding it).
+    pub(crate) fn queued(&self, batches: usize, bytes: usize) {
+        self.cells.queued_batches.store(batches as u64, Ordering::Relaxed);
+        self.cells.queued_bytes.store(bytes as u64, Ordering::Relaxed);
+        self.cells.peak_queued_bytes.fetch_max(bytes as u64, Ordering::Relaxed);
     }
 }
