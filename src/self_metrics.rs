@@ -6,8 +6,9 @@
 
 /// Counter: values rejected on the recording path (NaN or negative where not allowed, family
 /// look-ups with the wrong number of labels, invalid exemplars, facade registration errors),
-/// and additions that a counter could not take whole because its total reached `u64::MAX`
-/// (counters saturate there rather than wrap, which would read as a reset).
+/// and additions that a counter could not take whole because it saturated (a recording
+/// thread's part of it reached 2^63; its total then reads `u64::MAX`: counters saturate rather
+/// than wrap, which would read as a reset).
 pub const REJECTED: &str = "shardmetrics_rejected_values_total";
 /// Counter: look-ups redirected to a family's overflow series because a per-family or global
 /// cardinality cap was reached.

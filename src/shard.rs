@@ -189,17 +189,46 @@ const fn hist_slots(chunk: usize) -> usize {
     HIST_BASE << chunk
 }
 
-/// Adds `n` to a cell this thread owns: a Relaxed load and a store, no read-modify-write.
-/// Saturates at `u64::MAX` (a counter never decreases, so it must not wrap); returns `false`
-/// when it did, so the caller can count the lost amount.
+/// A counter cell at or above this value is saturated: the merge reads the counter's total as
+/// `u64::MAX` (a counter never decreases, so it must not wrap, which Prometheus would read as a
+/// reset). [`single_writer_add`] saturates a cell by storing this value instead of adding past
+/// it. [`single_writer_inc`] needs no check: from below, a cell reaches it only by 2^63
+/// increments (292 years at one per nanosecond); from it, as many again before it could wrap.
+pub(crate) const SATURATED: u64 = 1 << 63;
+
+/// Adds 1 to a cell this thread owns: a Relaxed load and a store, no read-modify-write, and no
+/// saturation check (see [`SATURATED`] for why none is needed).
+#[inline(always)]
+pub(crate) fn single_writer_inc(cell: &AtomicU64) {
+    // Relaxed: the calling thread is the cell's only writer (it owns the shard), so the load
+    // returns the latest value; readers need only coherence (see the module docs).
+    cell.store(cell.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+/// Adds `n` to a cell this thread owns: a Relaxed load, a compare and a store, no
+/// read-modify-write. Saturates the cell (see [`SATURATED`]) instead of adding past it; returns
+/// `false` when it did, so the caller can count the amount that did not fit.
 #[inline(always)]
 #[must_use = "a saturated add is counted by the caller"]
 pub(crate) fn single_writer_add(cell: &AtomicU64, n: u64) -> bool {
-    // Relaxed: the calling thread is the cell's only writer (it owns the shard), so the load
-    // returns the latest value; readers need only coherence (see the module docs).
-    let (sum, overflowed) = cell.load(Ordering::Relaxed).overflowing_add(n);
-    cell.store(if overflowed { u64::MAX } else { sum }, Ordering::Relaxed);
-    !overflowed
+    // Relaxed: as in `single_writer_inc`.
+    let old = cell.load(Ordering::Relaxed);
+    if n < SATURATED.saturating_sub(old) {
+        cell.store(old + n, Ordering::Relaxed);
+        true
+    } else {
+        saturate(cell, old)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn saturate(cell: &AtomicU64, old: u64) -> bool {
+    if old < SATURATED {
+        // Relaxed: as in `single_writer_inc`.
+        cell.store(SATURATED, Ordering::Relaxed);
+    }
+    false
 }
 
 /// One thread's histogram state for one series.
@@ -413,9 +442,10 @@ impl Shard {
                 let cells = lines.iter().flat_map(|l| l.0.iter());
                 for (d, cell) in dst.iter_mut().zip(cells) {
                     // Relaxed: see `read_counter`.
-                    // Saturating: each cell saturates, so must their sum (a total never
-                    // decreases, which a wrap would look like to Prometheus).
-                    *d = d.saturating_add(cell.load(Ordering::Relaxed));
+                    // A saturated cell saturates the total; otherwise the sum saturates (a
+                    // total never decreases, which a wrap would look like to Prometheus).
+                    let v = cell.load(Ordering::Relaxed);
+                    *d = if v >= SATURATED { u64::MAX } else { d.saturating_add(v) };
                 }
             }
             base += len;

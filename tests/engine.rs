@@ -483,8 +483,10 @@ fn gauge_adds_from_many_threads_are_exact() {
 }
 
 /// A counter never decreases: `add(u64::MAX)` twice then `add(5)` reads `u64::MAX`, not 3
-/// (which Prometheus would take for a reset), on one thread, across threads (each cell
-/// saturates and so does their sum), and the lost amounts are counted as rejected values.
+/// (which Prometheus would take for a reset), on one thread and across threads, and the
+/// amounts that did not fit are counted as rejected values. (A thread's cell saturates at 2^63,
+/// where the total starts reading `u64::MAX`, so `inc()` needs no check; each of the three
+/// additions here crosses or lands past it.)
 #[test]
 fn counters_saturate_instead_of_wrapping() {
     let r = manual();
@@ -495,7 +497,9 @@ fn counters_saturate_instead_of_wrapping() {
     c.add(5);
     let snap = r.flush();
     assert_eq!(snap.counter("big_total", &[]), Some(u64::MAX));
-    assert_eq!(rejected(&snap), 2, "two additions did not fit");
+    assert_eq!(rejected(&snap), 3, "no addition fitted whole");
+    c.inc();
+    assert_eq!(r.flush().counter("big_total", &[]), Some(u64::MAX), "inc on a saturated counter");
 
     // Across shards: two threads each hold more than half of u64::MAX; the merged total
     // saturates, and later ticks never read less.
