@@ -62,7 +62,7 @@ impl<'r, M: crate::metric::Metric> MetricBuilder<'r, M> {
     pub fn build(self) -> Result<M, Error> {
         let core = self.registry.core();
         let unit = self.def.unit;
-        let store = core.resolve(|c| c.register(self.def))?;
+        let store = core.resolve(|c| c.register(self.def)).inspect_err(|e| count_limit(core, e))?;
         Ok(M::from_store(core.clone(), store, unit))
     }
 
@@ -72,8 +72,18 @@ impl<'r, M: crate::metric::Metric> MetricBuilder<'r, M> {
     pub fn family(self, label_names: &[&str]) -> Result<Family<M>, Error> {
         let core = self.registry.core();
         let names: Vec<Arc<str>> = label_names.iter().map(|s| Arc::from(*s)).collect();
-        let index = lock(&core.catalogue).register_family(&self.def, &names)?;
+        let registered = lock(&core.catalogue).register_family(&self.def, &names);
+        let index = registered.inspect_err(|e| count_limit(core, e))?;
         Ok(Family::new(FamilyInner::new(core.clone(), index, Arc::from(self.def.name.as_str()), names, self.def.unit)))
+    }
+}
+
+/// A registration refused by a length limit is also counted in
+/// `shardmetrics_rejected_values_total`, so a service that ignores the `Err` still shows it.
+/// (Called after the catalogue lock is released: counting records into a counter.)
+fn count_limit(core: &crate::store::Core, e: &Error) {
+    if matches!(e, Error::TooLong { .. }) {
+        core.reject();
     }
 }
 

@@ -399,13 +399,15 @@ fn names_and_label_values_have_length_limits() {
     assert!(matches!(e, Error::TooLong { what: "label value", len: 1_048_576, max: 2048, .. }), "{e:?}");
     assert!(r.gauge("g2").label("l", &"v".repeat(2048)).build().is_ok());
 
+    // The three refused registrations above are counted too.
+    assert_eq!(r.flush().counter(self_metrics::REJECTED, &[]), Some(3));
     let family = r.counter("hits_total").family(&["route"]).unwrap();
     family.with(&[&megabyte]).inc();
     family.with(&["/api"]).inc();
     let snap = r.flush();
     assert_eq!(snap.counter("hits_total", &[("overflow", "true")]), Some(1));
     assert_eq!(snap.counter("hits_total", &[("route", "/api")]), Some(1));
-    assert_eq!(snap.counter(self_metrics::REJECTED, &[]), Some(1));
+    assert_eq!(snap.counter(self_metrics::REJECTED, &[]), Some(4));
     let text = shardmetrics::export::prometheus::render(&snap);
     assert!(text.len() < 100_000, "the long value is not exported: {} bytes", text.len());
 
