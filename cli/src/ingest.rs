@@ -6,7 +6,8 @@
 //! tests can replay recorded scrapes.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    borrow::Borrow,
+    collections::{BTreeMap, HashMap, HashSet},
     fmt,
     io::{self, Read},
     sync::Arc,
@@ -37,6 +38,92 @@ fn push_part(out: &mut String, part: &str) {
     }
 }
 
+/// Writes the text of the key of `name` and `labels` to `out` (cleared first).
+fn write_key<'a>(out: &mut String, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)> + Clone) {
+    out.clear();
+    push_part(out, name);
+    let write = |(k, v): (&str, &str)| {
+        out.push(SEP);
+        push_part(out, k);
+        out.push(SEP);
+        push_part(out, v);
+    };
+    // Expositions write labels sorted as a rule: sort (a copy) only when they are not.
+    let mut last = None;
+    if labels.clone().all(|l| last.replace(l).is_none_or(|p| p <= l)) {
+        labels.for_each(write);
+    } else {
+        let mut sorted: Vec<(&str, &str)> = labels.collect();
+        sorted.sort();
+        sorted.into_iter().for_each(write);
+    }
+}
+
+impl Borrow<str> for SeriesKey {
+    /// The key's text (ordered and hashed as the key is), to look a key up without making one.
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Series keys shared from one scrape of an endpoint to the next (`top`): a key whose text is
+/// already known is a reference to the known one, not a new allocation. A big scrape's keys
+/// cost about as much as its text; without this the model's keys and the next scrape's would
+/// be two copies of the same. Keys nothing else holds any more are forgotten at the start of
+/// each scrape ([`Keys::start`]), so series that went away do not pile up.
+#[derive(Default)]
+pub struct Keys {
+    known: HashSet<SeriesKey>,
+    /// Whether keys are kept for the next scrape (not for a one-off: `report`).
+    remember: bool,
+    /// The key being made.
+    buf: String,
+}
+
+impl Keys {
+    /// Keys kept from scrape to scrape.
+    pub fn shared() -> Keys {
+        Keys { remember: true, ..Keys::default() }
+    }
+
+    /// Forgets keys only this holds (their series went away).
+    fn start(&mut self) {
+        self.known.retain(|k| Arc::strong_count(&k.0) > 1);
+    }
+
+    /// The key of `name` and `labels`.
+    fn key<'a>(&mut self, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> SeriesKey {
+        write_key(&mut self.buf, name, labels);
+        self.made()
+    }
+
+    /// The text of the key of `name` and `labels`, without making the key.
+    fn text<'a>(&mut self, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> &str {
+        write_key(&mut self.buf, name, labels);
+        &self.buf
+    }
+
+    /// The key of the text in `buf`.
+    fn made(&mut self) -> SeriesKey {
+        if let Some(k) = self.known.get(self.buf.as_str()) {
+            return k.clone();
+        }
+        let key = SeriesKey(Arc::from(self.buf.as_str()));
+        if self.remember {
+            self.known.insert(key.clone());
+        }
+        key
+    }
+
+    /// `key`'s labels under another metric name.
+    fn renamed(&mut self, key: &SeriesKey, name: &str) -> SeriesKey {
+        self.buf.clear();
+        push_part(&mut self.buf, name);
+        self.buf.push_str(&key.0[key.name().len()..]);
+        self.made()
+    }
+}
+
 impl SeriesKey {
     pub fn new(name: &str, labels: impl IntoIterator<Item = (String, String)>) -> SeriesKey {
         SeriesKey::from_parts(name, labels)
@@ -44,17 +131,9 @@ impl SeriesKey {
 
     /// [`SeriesKey::new`] from borrowed (or any string-like) labels.
     pub fn from_parts<K: AsRef<str>, V: AsRef<str>>(name: &str, labels: impl IntoIterator<Item = (K, V)>) -> SeriesKey {
-        let mut labels: Vec<(K, V)> = labels.into_iter().collect();
-        labels.sort_by(|a, b| (a.0.as_ref(), a.1.as_ref()).cmp(&(b.0.as_ref(), b.1.as_ref())));
-        let len = name.len() + labels.iter().map(|(k, v)| 2 + k.as_ref().len() + v.as_ref().len()).sum::<usize>();
-        let mut key = String::with_capacity(len);
-        push_part(&mut key, name);
-        for (k, v) in &labels {
-            key.push(SEP);
-            push_part(&mut key, k.as_ref());
-            key.push(SEP);
-            push_part(&mut key, v.as_ref());
-        }
+        let labels: Vec<(K, V)> = labels.into_iter().collect();
+        let mut key = String::new();
+        write_key(&mut key, name, labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
         SeriesKey(Arc::from(key))
     }
 
@@ -349,7 +428,8 @@ impl Scrape {
     }
 
     fn from_text_in(body: &str, format: scrape::Format, chunk: usize) -> Result<Scrape, String> {
-        let mut b = TextBuilder::new(format);
+        let mut keys = Keys::default();
+        let mut b = TextBuilder::new(format, &mut keys);
         for_each_family_in(body, format, chunk, |fam| b.add(fam))
             .map_err(|e| format!("cannot parse the exposition: {e}"))?;
         Ok(b.finish(body.len()))
@@ -359,10 +439,21 @@ impl Scrape {
     /// Prometheus text as it arrives, a slice at a time: neither the body nor its parsed
     /// samples are ever whole in memory, only the series (JSON and OpenMetrics are read whole).
     pub fn read(reader: &mut dyn Read, content_type: Option<&str>) -> Result<Scrape, ReadError> {
-        Scrape::read_in(reader, content_type, CHUNK)
+        Scrape::read_in(reader, content_type, CHUNK, &mut Keys::default())
     }
 
-    fn read_in(reader: &mut dyn Read, content_type: Option<&str>, chunk: usize) -> Result<Scrape, ReadError> {
+    /// [`Scrape::read`] with the keys of the same endpoint's previous scrapes: a series seen
+    /// before gets the key it had (see [`Keys`]).
+    pub fn read_keyed(reader: &mut dyn Read, content_type: Option<&str>, keys: &mut Keys) -> Result<Scrape, ReadError> {
+        Scrape::read_in(reader, content_type, CHUNK, keys)
+    }
+
+    fn read_in(
+        reader: &mut dyn Read,
+        content_type: Option<&str>,
+        chunk: usize,
+        keys: &mut Keys,
+    ) -> Result<Scrape, ReadError> {
         let ct = content_type.unwrap_or("").to_ascii_lowercase();
         let format = scrape::Format::from_content_type(&ct);
         let mut buf: Vec<u8> = Vec::with_capacity(chunk.max(1) * 2);
@@ -377,7 +468,7 @@ impl Scrape {
                 String::from_utf8(buf).map_err(|e| ReadError::Invalid(not_utf8(e.as_bytes(), &e.utf8_error())))?;
             return Scrape::parse(&body, content_type).map_err(ReadError::Invalid);
         }
-        let mut b = TextBuilder::new(format);
+        let mut b = TextBuilder::new(format, keys);
         let mut families = Families::default();
         let mut bytes = 0;
         let mut eof = at_eof;
@@ -434,29 +525,31 @@ fn not_utf8(bytes: &[u8], e: &std::str::Utf8Error) -> String {
 }
 
 /// Builds a [`Scrape`] from text families, piece by piece.
-struct TextBuilder {
+struct TextBuilder<'k> {
     out: Scrape,
     /// Histograms and summaries, grouped over every piece of their family, then added.
     groups: BTreeMap<SeriesKey, LatencyObs>,
+    keys: &'k mut Keys,
 }
 
-impl TextBuilder {
-    fn new(format: scrape::Format) -> TextBuilder {
+impl<'k> TextBuilder<'k> {
+    fn new(format: scrape::Format, keys: &'k mut Keys) -> TextBuilder<'k> {
         let source = match format {
             scrape::Format::Prometheus => Source::Prometheus,
             scrape::Format::OpenMetrics => Source::OpenMetrics,
         };
-        TextBuilder { out: Scrape::empty(source, 0), groups: BTreeMap::new() }
+        keys.start();
+        TextBuilder { out: Scrape::empty(source, 0), groups: BTreeMap::new(), keys }
     }
 
     fn add(&mut self, fam: &scrape::MetricFamily) {
-        let out = &mut self.out;
+        let (out, keys) = (&mut self.out, &mut *self.keys);
         let measure = match fam.unit.as_deref() {
             Some("seconds") => Measure::Seconds,
             Some("bytes") => Measure::Bytes,
             _ => Measure::from_name(&fam.name),
         };
-        let key = |s: &scrape::Sample| SeriesKey::from_parts(&s.name, s.labels.iter().map(|(k, v)| (k, v)));
+        let mut key = |s: &scrape::Sample| keys.key(&s.name, s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         match fam.kind {
             MetricType::Counter => {
                 for s in fam.samples.iter().filter(|s| !s.name.ends_with("_created")) {
@@ -475,11 +568,13 @@ impl TextBuilder {
             // A distribution of `…_time_seconds` is of durations, not of timestamps.
             MetricType::Histogram | MetricType::GaugeHistogram => histogram_family(
                 &mut self.groups,
+                keys,
                 fam,
                 if measure == Measure::Timestamp { Measure::Seconds } else { measure },
             ),
             MetricType::Summary => summary_family(
                 &mut self.groups,
+                keys,
                 fam,
                 if measure == Measure::Timestamp { Measure::Seconds } else { measure },
             ),
@@ -497,7 +592,7 @@ impl TextBuilder {
             }
             self.out.latencies.insert(key, obs);
         }
-        recognise_operations(&mut self.out);
+        recognise_operations(&mut self.out, self.keys);
         self.out.bytes = bytes;
         self.out
     }
@@ -731,11 +826,31 @@ fn unit_scale(unit: &str, name: &str) -> (f64, Measure) {
     }
 }
 
+/// The entry of `groups` for `name` and `labels`, made with `new` (and a key) if there is none:
+/// a histogram's or summary's samples are looked up by text, one key made per group.
+fn group<'a, 'g>(
+    groups: &'g mut BTreeMap<SeriesKey, LatencyObs>,
+    keys: &mut Keys,
+    name: &str,
+    labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    new: impl FnOnce() -> LatencyObs,
+) -> &'g mut LatencyObs {
+    if !groups.contains_key(keys.text(name, labels)) {
+        groups.insert(keys.made(), new());
+    }
+    groups.get_mut(keys.buf.as_str()).expect("inserted")
+}
+
 /// Adds a histogram family's samples to `groups` (one entry per label set without `le`).
-fn histogram_family(groups: &mut BTreeMap<SeriesKey, LatencyObs>, fam: &scrape::MetricFamily, measure: Measure) {
+fn histogram_family(
+    groups: &mut BTreeMap<SeriesKey, LatencyObs>,
+    keys: &mut Keys,
+    fam: &scrape::MetricFamily,
+    measure: Measure,
+) {
     for s in &fam.samples {
-        let labels = s.labels.iter().filter(|(k, _)| k != "le").map(|(k, v)| (k, v));
-        let obs = groups.entry(SeriesKey::from_parts(&fam.name, labels)).or_insert_with(|| LatencyObs {
+        let labels = s.labels.iter().filter(|(k, _)| k != "le").map(|(k, v)| (k.as_str(), v.as_str()));
+        let obs = group(groups, keys, &fam.name, labels, || LatencyObs {
             kind: LatencyKind::Histogram,
             measure,
             count: 0.0,
@@ -756,10 +871,15 @@ fn histogram_family(groups: &mut BTreeMap<SeriesKey, LatencyObs>, fam: &scrape::
 }
 
 /// Adds a summary family's samples to `groups` (one entry per label set without `quantile`).
-fn summary_family(groups: &mut BTreeMap<SeriesKey, LatencyObs>, fam: &scrape::MetricFamily, measure: Measure) {
+fn summary_family(
+    groups: &mut BTreeMap<SeriesKey, LatencyObs>,
+    keys: &mut Keys,
+    fam: &scrape::MetricFamily,
+    measure: Measure,
+) {
     for s in &fam.samples {
-        let labels = s.labels.iter().filter(|(k, _)| k != "quantile").map(|(k, v)| (k, v));
-        let obs = groups.entry(SeriesKey::from_parts(&fam.name, labels)).or_insert_with(|| LatencyObs {
+        let labels = s.labels.iter().filter(|(k, _)| k != "quantile").map(|(k, v)| (k.as_str(), v.as_str()));
+        let obs = group(groups, keys, &fam.name, labels, || LatencyObs {
             kind: LatencyKind::Summary,
             measure,
             count: 0.0,
@@ -797,7 +917,7 @@ fn parse_le(le: &str) -> Option<f64> {
 
 /// shardmetrics exports an operation `x` as `x_duration_seconds` (histogram),
 /// `x_calls_total` and `x_errors_total`: fold the three back into one operation row.
-fn recognise_operations(out: &mut Scrape) {
+fn recognise_operations(out: &mut Scrape, keys: &mut Keys) {
     let candidates: Vec<SeriesKey> = out
         .latencies
         .iter()
@@ -806,15 +926,15 @@ fn recognise_operations(out: &mut Scrape) {
         .collect();
     for key in candidates {
         let base = key.name().strip_suffix("_duration_seconds").unwrap_or(key.name());
-        let Some(calls) = out.counters.get(&key.renamed(&format!("{base}_calls_total"))).map(|c| c.total) else {
+        let Some(calls) = out.counters.get(&keys.renamed(&key, &format!("{base}_calls_total"))).map(|c| c.total) else {
             continue;
         };
-        let errors = out.counters.get(&key.renamed(&format!("{base}_errors_total"))).map(|c| c.total);
+        let errors = out.counters.get(&keys.renamed(&key, &format!("{base}_errors_total"))).map(|c| c.total);
         let Some(mut obs) = out.latencies.remove(&key) else { continue };
         obs.kind = LatencyKind::Operation;
         obs.count = calls;
         obs.errors = errors;
-        out.latencies.insert(key.renamed(base), obs);
+        out.latencies.insert(keys.renamed(&key, base), obs);
     }
 }
 
@@ -841,7 +961,8 @@ mod tests {
     /// The whole body parsed at once, as before slices: what slicing must not change.
     fn whole(body: &str) -> Result<Scrape, String> {
         let families = scrape::parse_prometheus(body).map_err(|e| e.to_string())?;
-        let mut b = TextBuilder::new(scrape::Format::Prometheus);
+        let mut keys = Keys::default();
+        let mut b = TextBuilder::new(scrape::Format::Prometheus, &mut keys);
         families.iter().for_each(|f| b.add(f));
         Ok(b.finish(body.len()))
     }
@@ -862,7 +983,7 @@ mod tests {
     fn sliced(body: &str, chunk: usize) -> Result<Scrape, String> {
         let text = Scrape::from_text_in(body, scrape::Format::Prometheus, chunk);
         let read =
-            Scrape::read_in(&mut Trickle(body.as_bytes(), 0), Some("text/plain; version=0.0.4"), chunk).map_err(|e| {
+            Scrape::read_in(&mut Trickle(body.as_bytes(), 0), Some("text/plain; version=0.0.4"), chunk, &mut Keys::default()).map_err(|e| {
                 match e {
                     ReadError::Invalid(e) => e,
                     ReadError::Io(e) => e.to_string(),
@@ -916,7 +1037,7 @@ mod tests {
                 assert!(s.contains(&format!("line {line}:")), "{bad:?} chunk {chunk}: {s} (whole: {e})");
             }
         }
-        let e = Scrape::read_in(&mut &b"a 1\nb\xff 2\n"[..], None, 1).unwrap_err();
+        let e = Scrape::read_in(&mut &b"a 1\nb\xff 2\n"[..], None, 1, &mut Keys::default()).unwrap_err();
         assert!(matches!(&e, ReadError::Invalid(m) if m.contains("not UTF-8") && m.contains("line 2")), "{e:?}");
     }
 

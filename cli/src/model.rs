@@ -276,15 +276,16 @@ impl<T: Row> Rows<T> {
     /// of a key already here goes through `update(row, value, false)`, a new key gets
     /// `update(make(key), value, true)`, and rows whose key is not in `new` go. No second table
     /// is built while the series stay the same (the usual case), so a model is not briefly two.
-    fn merge<U>(
-        &mut self,
-        new: impl IntoIterator<Item = (SeriesKey, U)>,
-        make: impl Fn(SeriesKey) -> T,
-        mut update: impl FnMut(&mut T, U, bool),
-    ) {
+    fn merge<U, I>(&mut self, new: I, make: impl Fn(SeriesKey) -> T, mut update: impl FnMut(&mut T, U, bool))
+    where
+        I: IntoIterator<Item = (SeriesKey, U)>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let new = new.into_iter();
         let rows = &mut self.0;
         let mut kept = vec![false; rows.len()];
-        let mut added = Vec::new();
+        // The first scrape's rows are all new: made in a table of the right size at once.
+        let mut added = Vec::with_capacity(if rows.is_empty() { new.len() } else { 0 });
         let mut i = 0;
         for (key, v) in new {
             while i < rows.len() && rows[i].key() < &key {
