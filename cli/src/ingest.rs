@@ -982,13 +982,16 @@ mod tests {
 
     fn sliced(body: &str, chunk: usize) -> Result<Scrape, String> {
         let text = Scrape::from_text_in(body, scrape::Format::Prometheus, chunk);
-        let read =
-            Scrape::read_in(&mut Trickle(body.as_bytes(), 0), Some("text/plain; version=0.0.4"), chunk, &mut Keys::default()).map_err(|e| {
-                match e {
-                    ReadError::Invalid(e) => e,
-                    ReadError::Io(e) => e.to_string(),
-                }
-            });
+        let read = Scrape::read_in(
+            &mut Trickle(body.as_bytes(), 0),
+            Some("text/plain; version=0.0.4"),
+            chunk,
+            &mut Keys::default(),
+        )
+        .map_err(|e| match e {
+            ReadError::Invalid(e) => e,
+            ReadError::Io(e) => e.to_string(),
+        });
         assert_eq!(text, read, "chunk {chunk}: a string and a reader give the same");
         text
     }

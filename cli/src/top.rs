@@ -96,7 +96,7 @@ pub fn run(args: TopArgs) -> Result<u8, CliError> {
             fetcher.window = first.windows.first().cloned();
         }
         let first = Update::Scrape { at: epoch.elapsed().as_secs_f64(), scrape: Box::new(first), took };
-        if first_tx.send(Ok(fetcher.url())).is_err() || tx.send(first).is_err() {
+        if first_tx.send(Ok((fetcher.url(), first))).is_err() {
             return;
         }
         let mut failures = 0u32;
@@ -119,13 +119,14 @@ pub fn run(args: TopArgs) -> Result<u8, CliError> {
             }
         }
     })?;
-    let url = match first_rx.recv() {
+    let (url, first) = match first_rx.recv() {
         Ok(first) => first?,
         Err(_) => return Err(CliError::new(EXIT_FAILURE, "the scrape thread stopped before the first scrape")),
     };
     let mut app = App::new(url);
+    let mut first = Some(first);
 
-    let feed = || rx.try_iter().collect();
+    let feed = || first.take().into_iter().chain(rx.try_iter()).collect();
     if !args.no_tui && terminal::interactive() {
         terminal::run_tui(&mut app, feed, deadline)?;
         Ok(0)
