@@ -78,6 +78,8 @@ pub struct Keys {
     remember: bool,
     /// The key being made.
     buf: String,
+    /// Counters and gauges in the last scrape (entries pushed, before any were merged).
+    sizes: (usize, usize),
 }
 
 impl Keys {
@@ -117,10 +119,16 @@ impl Keys {
 
     /// `key`'s labels under another metric name.
     fn renamed(&mut self, key: &SeriesKey, name: &str) -> SeriesKey {
+        self.renamed_text(key, name);
+        self.made()
+    }
+
+    /// The text of [`Keys::renamed`], without making the key.
+    fn renamed_text(&mut self, key: &SeriesKey, name: &str) -> &str {
         self.buf.clear();
         push_part(&mut self.buf, name);
         self.buf.push_str(&key.0[key.name().len()..]);
-        self.made()
+        &self.buf
     }
 }
 
@@ -282,13 +290,137 @@ pub struct LatencyObs {
     pub buckets: Vec<(f64, f64)>,
 }
 
+/// Series and their values in key order: a map in one allocation, for tables of hundreds of
+/// thousands of series (a tree's nodes would cost as much again as the entries). Built by
+/// [`SeriesMap::push`] in any order, then [`SeriesMap::seal`]ed.
+#[derive(Clone, PartialEq)]
+pub struct SeriesMap<V>(Vec<(SeriesKey, V)>);
+
+impl<V> Default for SeriesMap<V> {
+    fn default() -> SeriesMap<V> {
+        SeriesMap(Vec::new())
+    }
+}
+
+impl<V> SeriesMap<V> {
+    fn with_capacity(n: usize) -> SeriesMap<V> {
+        SeriesMap(Vec::with_capacity(n))
+    }
+
+    /// Adds an entry, in any order; [`SeriesMap::seal`] before looking anything up.
+    fn push(&mut self, key: SeriesKey, value: V) {
+        self.0.push((key, value));
+    }
+
+    /// Puts the entries in key order; of entries with the same key the last pushed stays, as
+    /// with a map's `insert`. Sorts an index (4 bytes an entry), not the entries, so that the
+    /// sort's scratch space is small.
+    fn seal(&mut self) {
+        let entries = &mut self.0;
+        let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+        order.sort_by(|&a, &b| entries[a as usize].0.cmp(&entries[b as usize].0));
+        // Entry `order[i]` goes to `i`, one cycle of the permutation at a time.
+        for i in 0..order.len() {
+            let mut j = i;
+            loop {
+                let k = order[j] as usize;
+                order[j] = j as u32;
+                if k == i {
+                    break;
+                }
+                entries.swap(j, k);
+                j = k;
+            }
+        }
+        entries.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        if entries.capacity() > entries.len() + entries.len() / 8 {
+            entries.shrink_to_fit();
+        }
+    }
+
+    /// The value of `key` (a [`SeriesKey`], or its text).
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        SeriesKey: Borrow<Q>,
+    {
+        self.0.binary_search_by(|(k, _)| k.borrow().cmp(key)).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        SeriesKey: Borrow<Q>,
+    {
+        self.get(key).is_some()
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&SeriesKey, &V)> + ExactSizeIterator + '_ {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &SeriesKey> + ExactSizeIterator + '_ {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator + '_ {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<V> std::ops::Index<&SeriesKey> for SeriesMap<V> {
+    type Output = V;
+
+    fn index(&self, key: &SeriesKey) -> &V {
+        self.get(key).unwrap_or_else(|| panic!("no series {key}"))
+    }
+}
+
+impl<V> IntoIterator for SeriesMap<V> {
+    type Item = (SeriesKey, V);
+    type IntoIter = std::vec::IntoIter<(SeriesKey, V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, V> IntoIterator for &'a SeriesMap<V> {
+    type Item = (&'a SeriesKey, &'a V);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (SeriesKey, V)>, fn(&'a (SeriesKey, V)) -> (&'a SeriesKey, &'a V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for SeriesMap<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 /// One scrape, normalised: base units, operations recognised, families split by type.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scrape {
     pub source: Source,
-    pub counters: BTreeMap<SeriesKey, CounterObs>,
-    pub gauges: BTreeMap<SeriesKey, f64>,
-    pub latencies: BTreeMap<SeriesKey, LatencyObs>,
+    pub counters: SeriesMap<CounterObs>,
+    pub gauges: SeriesMap<f64>,
+    pub latencies: SeriesMap<LatencyObs>,
     /// JSON: the aggregator tick that produced it.
     pub seq: Option<u64>,
     /// JSON: the windows the service keeps (`10s`, `1m`, …).
@@ -303,9 +435,9 @@ impl Scrape {
     fn empty(source: Source, bytes: usize) -> Scrape {
         Scrape {
             source,
-            counters: BTreeMap::new(),
-            gauges: BTreeMap::new(),
-            latencies: BTreeMap::new(),
+            counters: SeriesMap::default(),
+            gauges: SeriesMap::default(),
+            latencies: SeriesMap::default(),
             seq: None,
             windows: Vec::new(),
             window: None,
@@ -365,17 +497,17 @@ impl Scrape {
                 "counter" => {
                     let total = num(s.get("value")).unwrap_or(0.0) * scale;
                     let rate = num(window.and_then(|w| w.get("rate"))).or(num(s.get("rate"))).map(|r| r * scale);
-                    out.counters.insert(key, CounterObs { measure, total, rate });
+                    out.counters.push(key, CounterObs { measure, total, rate });
                 }
                 "gauge" => {
                     if let Some(v) = num(s.get("value")) {
-                        out.gauges.insert(key, v * scale);
+                        out.gauges.push(key, v * scale);
                     }
                 }
                 "histogram" if !op_histograms.contains(&key) => {
                     let src = window.unwrap_or(s);
                     let q = |k: &str| num(src.get(k)).map(|v| v * scale);
-                    out.latencies.insert(
+                    out.latencies.push(
                         key,
                         LatencyObs {
                             kind: LatencyKind::Histogram,
@@ -398,7 +530,7 @@ impl Scrape {
             let recent = o.get("window");
             let src = recent.unwrap_or(stats);
             let ns = |k: &str| num(src.get(k)).map(|v| v * 1e-9);
-            out.latencies.insert(
+            out.latencies.push(
                 json_key(name, o.get("labels")),
                 LatencyObs {
                     kind: LatencyKind::Operation,
@@ -417,6 +549,9 @@ impl Scrape {
                 },
             );
         }
+        out.counters.seal();
+        out.gauges.seal();
+        out.latencies.seal();
         Ok(out)
     }
 
@@ -539,7 +674,11 @@ impl<'k> TextBuilder<'k> {
             scrape::Format::OpenMetrics => Source::OpenMetrics,
         };
         keys.start();
-        TextBuilder { out: Scrape::empty(source, 0), groups: BTreeMap::new(), keys }
+        let mut out = Scrape::empty(source, 0);
+        // As many as last time: a big scrape's tables made at their size, not doubled to it.
+        out.counters = SeriesMap::with_capacity(keys.sizes.0);
+        out.gauges = SeriesMap::with_capacity(keys.sizes.1);
+        TextBuilder { out, groups: BTreeMap::new(), keys }
     }
 
     fn add(&mut self, fam: &scrape::MetricFamily) {
@@ -553,15 +692,15 @@ impl<'k> TextBuilder<'k> {
         match fam.kind {
             MetricType::Counter => {
                 for s in fam.samples.iter().filter(|s| !s.name.ends_with("_created")) {
-                    out.counters.insert(key(s), CounterObs { measure, total: s.value, rate: None });
+                    out.counters.push(key(s), CounterObs { measure, total: s.value, rate: None });
                 }
             }
             MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => {
                 for s in &fam.samples {
                     if fam.kind == MetricType::Unknown && s.name.ends_with("_total") {
-                        out.counters.insert(key(s), CounterObs { measure, total: s.value, rate: None });
+                        out.counters.push(key(s), CounterObs { measure, total: s.value, rate: None });
                     } else {
-                        out.gauges.insert(key(s), s.value);
+                        out.gauges.push(key(s), s.value);
                     }
                 }
             }
@@ -590,8 +729,12 @@ impl<'k> TextBuilder<'k> {
                     obs.count = obs.buckets.last().map_or(0.0, |b| b.1);
                 }
             }
-            self.out.latencies.insert(key, obs);
+            self.out.latencies.push(key, obs);
         }
+        let out = &mut self.out;
+        (self.keys.sizes.0, self.keys.sizes.1) = (out.counters.len(), out.gauges.len());
+        out.counters.seal();
+        out.gauges.seal();
         recognise_operations(&mut self.out, self.keys);
         self.out.bytes = bytes;
         self.out
@@ -918,24 +1061,37 @@ fn parse_le(le: &str) -> Option<f64> {
 /// shardmetrics exports an operation `x` as `x_duration_seconds` (histogram),
 /// `x_calls_total` and `x_errors_total`: fold the three back into one operation row.
 fn recognise_operations(out: &mut Scrape, keys: &mut Keys) {
-    let candidates: Vec<SeriesKey> = out
-        .latencies
-        .iter()
-        .filter(|(k, o)| o.kind == LatencyKind::Histogram && k.name().ends_with("_duration_seconds"))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in candidates {
-        let base = key.name().strip_suffix("_duration_seconds").unwrap_or(key.name());
-        let Some(calls) = out.counters.get(&keys.renamed(&key, &format!("{base}_calls_total"))).map(|c| c.total) else {
+    // (index of the histogram, the operation's key, calls, errors)
+    let mut found = Vec::new();
+    for (i, (key, obs)) in out.latencies.0.iter().enumerate() {
+        let Some(base) = key.name().strip_suffix("_duration_seconds") else { continue };
+        if obs.kind != LatencyKind::Histogram {
+            continue;
+        }
+        let Some(calls) = out.counters.get(keys.renamed_text(key, &format!("{base}_calls_total"))).map(|c| c.total)
+        else {
             continue;
         };
-        let errors = out.counters.get(&keys.renamed(&key, &format!("{base}_errors_total"))).map(|c| c.total);
-        let Some(mut obs) = out.latencies.remove(&key) else { continue };
-        obs.kind = LatencyKind::Operation;
-        obs.count = calls;
-        obs.errors = errors;
-        out.latencies.insert(keys.renamed(&key, base), obs);
+        let errors = out.counters.get(keys.renamed_text(key, &format!("{base}_errors_total"))).map(|c| c.total);
+        found.push((i, keys.renamed(key, base), calls, errors));
     }
+    if !found.is_empty() {
+        let mut found = found.into_iter().peekable();
+        let (mut kept, mut ops) = (Vec::with_capacity(out.latencies.len()), Vec::new());
+        for (i, (key, mut obs)) in std::mem::take(&mut out.latencies.0).into_iter().enumerate() {
+            match found.next_if(|f| f.0 == i) {
+                Some((_, op, calls, errors)) => {
+                    (obs.kind, obs.count, obs.errors) = (LatencyKind::Operation, calls, errors);
+                    ops.push((op, obs));
+                }
+                None => kept.push((key, obs)),
+            }
+        }
+        // Pushed last, an operation replaces any other series of its name.
+        kept.extend(ops);
+        out.latencies.0 = kept;
+    }
+    out.latencies.seal();
 }
 
 #[cfg(test)]

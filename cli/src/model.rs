@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::{
     human::Measure,
-    ingest::{LatencyKind, Quantiles, Scrape, SeriesKey, Source},
+    ingest::{LatencyKind, Quantiles, Scrape, SeriesKey, SeriesMap, Source},
 };
 
 /// How many scrapes of p99 history each latency row keeps for the chart.
@@ -24,24 +24,24 @@ pub const TREND: usize = 16;
 
 /// A counter's last [`TREND`] rates, oldest first, kept in the row itself: a big endpoint has
 /// hundreds of thousands of counters, and a separate allocation (or an `f64` and a tag per
-/// point) would cost several times as much. `f32` with NaN for none: a sparkline has eight
+/// point) would cost several times as much. Two bytes a rate ([`Bf16`]): a sparkline has eight
 /// levels.
 #[derive(Clone, Copy)]
 pub struct Trend {
-    values: [f32; TREND],
+    values: [Bf16; TREND],
     len: u8,
     next: u8,
 }
 
 impl Default for Trend {
     fn default() -> Trend {
-        Trend { values: [f32::NAN; TREND], len: 0, next: 0 }
+        Trend { values: [Bf16::NONE; TREND], len: 0, next: 0 }
     }
 }
 
 impl Trend {
     fn push(&mut self, v: Option<f64>) {
-        self.values[self.next as usize] = to_f32(v);
+        self.values[self.next as usize] = Bf16::new(v);
         self.next = ((self.next as usize + 1) % TREND) as u8;
         self.len = (self.len as usize + 1).min(TREND) as u8;
     }
@@ -49,7 +49,7 @@ impl Trend {
     /// The rates, oldest first (`None` where there was none).
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = Option<f64>> + ExactSizeIterator + '_ {
         let start = self.next as usize + TREND - self.len as usize;
-        (start..start + self.len as usize).map(move |i| of_f32(self.values[i % TREND]))
+        (start..start + self.len as usize).map(move |i| self.values[i % TREND].get())
     }
 
     pub fn len(&self) -> usize {
@@ -70,6 +70,30 @@ impl PartialEq for Trend {
 impl std::fmt::Debug for Trend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// An `f32` cut to its upper half ("bfloat16": 8 bits of exponent, 8 of precision, a relative
+/// error within 0.4%), NaN for none.
+#[derive(Clone, Copy)]
+struct Bf16(u16);
+
+impl Bf16 {
+    const NONE: Bf16 = Bf16(0x7FC0);
+
+    fn new(v: Option<f64>) -> Bf16 {
+        match v.map(|v| v as f32) {
+            Some(v) if !v.is_nan() => {
+                // Rounded to nearest, ties to even (past the largest value: infinity).
+                let bits = v.to_bits();
+                Bf16((bits.saturating_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16)
+            }
+            _ => Bf16::NONE,
+        }
+    }
+
+    fn get(self) -> Option<f64> {
+        of_f32(f32::from_bits((self.0 as u32) << 16))
     }
 }
 
@@ -336,7 +360,7 @@ pub struct Model {
     pub bytes: usize,
     pub rates: Rows<RateRow>,
     pub latencies: Rows<LatencyRow>,
-    pub gauges: BTreeMap<SeriesKey, f64>,
+    pub gauges: SeriesMap<f64>,
     /// Times of the last [`HISTORY`] scrapes, oldest first: those of every row's p99 history.
     times: VecDeque<f64>,
 }
@@ -670,6 +694,17 @@ mod tests {
         let times: Vec<f64> = m.p99_history(h).map(|(t, _)| t).collect();
         assert_eq!((times.len(), times[0], times[HISTORY - 1]), (HISTORY, 80.0, 199.0));
         assert_eq!(m.rates.len(), 1);
+    }
+
+    #[test]
+    fn trend_points_keep_three_digits() {
+        for v in [0.0, 1.0, 1234.5, 3.3e-7, 9.99e12, -42.0, f64::INFINITY] {
+            let got = Bf16::new(Some(v)).get().unwrap();
+            assert!(got == v || ((got - v) / v).abs() < 0.004, "{v} -> {got}");
+        }
+        assert_eq!(Bf16::new(None).get(), None);
+        assert_eq!(Bf16::new(Some(f64::NAN)).get(), None);
+        assert_eq!(Bf16::new(Some(f64::MAX)).get(), Some(f64::INFINITY));
     }
 
     #[test]
