@@ -7,7 +7,7 @@
 
 use std::{
     borrow::Borrow,
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     fmt,
     io::{self, Read},
     sync::Arc,
@@ -69,11 +69,12 @@ impl Borrow<str> for SeriesKey {
 /// Series keys shared from one scrape of an endpoint to the next (`top`): a key whose text is
 /// already known is a reference to the known one, not a new allocation. A big scrape's keys
 /// cost about as much as its text; without this the model's keys and the next scrape's would
-/// be two copies of the same. Keys nothing else holds any more are forgotten at the start of
-/// each scrape ([`Keys::start`]), so series that went away do not pile up.
+/// be two copies of the same. Only the last scrape's keys are known, so series that went away
+/// do not pile up.
 #[derive(Default)]
 pub struct Keys {
-    known: HashSet<SeriesKey>,
+    /// The last scrape's keys, sorted (16 bytes a key: less than a hash set's table).
+    known: Vec<SeriesKey>,
     /// Whether keys are kept for the next scrape (not for a one-off: `report`).
     remember: bool,
     /// The key being made.
@@ -86,11 +87,6 @@ impl Keys {
     /// Keys kept from scrape to scrape.
     pub fn shared() -> Keys {
         Keys { remember: true, ..Keys::default() }
-    }
-
-    /// Forgets keys only this holds (their series went away).
-    fn start(&mut self) {
-        self.known.retain(|k| Arc::strong_count(&k.0) > 1);
     }
 
     /// The key of `name` and `labels`.
@@ -107,14 +103,24 @@ impl Keys {
 
     /// The key of the text in `buf`.
     fn made(&mut self) -> SeriesKey {
-        if let Some(k) = self.known.get(self.buf.as_str()) {
-            return k.clone();
+        match self.known.binary_search_by(|k| k.0.as_ref().cmp(self.buf.as_str())) {
+            Ok(i) => self.known[i].clone(),
+            Err(_) => SeriesKey(Arc::from(self.buf.as_str())),
         }
-        let key = SeriesKey(Arc::from(self.buf.as_str()));
-        if self.remember {
-            self.known.insert(key.clone());
+    }
+
+    /// Remembers `scrape`'s keys (and only those) for the next scrape.
+    fn learn(&mut self, scrape: &Scrape) {
+        if !self.remember {
+            return;
         }
-        key
+        // The old list goes first: its keys live on in the scrape and the model.
+        self.known = Vec::new();
+        let mut known = Vec::with_capacity(scrape.counters.len() + scrape.gauges.len() + scrape.latencies.len());
+        known.extend(scrape.counters.keys().chain(scrape.gauges.keys()).chain(scrape.latencies.keys()).cloned());
+        known.sort_unstable();
+        known.dedup();
+        self.known = known;
     }
 
     /// `key`'s labels under another metric name.
@@ -292,7 +298,7 @@ pub struct LatencyObs {
 
 /// Series and their values in key order: a map in one allocation, for tables of hundreds of
 /// thousands of series (a tree's nodes would cost as much again as the entries). Built by
-/// [`SeriesMap::push`] in any order, then [`SeriesMap::seal`]ed.
+/// pushing entries in any order, then sorting them once.
 #[derive(Clone, PartialEq)]
 pub struct SeriesMap<V>(Vec<(SeriesKey, V)>);
 
@@ -673,7 +679,6 @@ impl<'k> TextBuilder<'k> {
             scrape::Format::Prometheus => Source::Prometheus,
             scrape::Format::OpenMetrics => Source::OpenMetrics,
         };
-        keys.start();
         let mut out = Scrape::empty(source, 0);
         // As many as last time: a big scrape's tables made at their size, not doubled to it.
         out.counters = SeriesMap::with_capacity(keys.sizes.0);
@@ -736,6 +741,7 @@ impl<'k> TextBuilder<'k> {
         out.counters.seal();
         out.gauges.seal();
         recognise_operations(&mut self.out, self.keys);
+        self.keys.learn(&self.out);
         self.out.bytes = bytes;
         self.out
     }
@@ -1198,6 +1204,29 @@ mod tests {
         }
         let e = Scrape::read_in(&mut &b"a 1\nb\xff 2\n"[..], None, 1, &mut Keys::default()).unwrap_err();
         assert!(matches!(&e, ReadError::Invalid(m) if m.contains("not UTF-8") && m.contains("line 2")), "{e:?}");
+    }
+
+    #[test]
+    fn keys_are_shared_from_scrape_to_scrape() {
+        let read = |body: &str, keys: &mut Keys| Scrape::read_keyed(&mut body.as_bytes(), None, keys).unwrap();
+        let mut keys = Keys::shared();
+        let first = read(RICH, &mut keys);
+        let again = read(RICH, &mut keys);
+        assert_eq!(first, again);
+        let shared = |a: Vec<&SeriesKey>, b: Vec<&SeriesKey>| a.iter().zip(&b).all(|(a, b)| Arc::ptr_eq(&a.0, &b.0));
+        assert!(shared(first.counters.keys().collect(), again.counters.keys().collect()));
+        assert!(shared(first.gauges.keys().collect(), again.gauges.keys().collect()));
+        assert!(shared(first.latencies.keys().collect(), again.latencies.keys().collect()), "groups, operations");
+        // A series that went away is forgotten: it comes back as a new key.
+        let without = read("# TYPE req_total counter\nreq_total{route=\"/a\",code=\"200\"} 11\n", &mut keys);
+        assert_eq!(without.counters.len(), 1);
+        let back = read(RICH, &mut keys);
+        let fresh = back.counters.keys().zip(first.counters.keys()).filter(|(a, b)| !Arc::ptr_eq(&a.0, &b.0)).count();
+        assert_eq!(fresh, first.counters.len() - 1);
+        // A one-off read keeps nothing.
+        let mut once = Keys::default();
+        read(RICH, &mut once);
+        assert!(once.known.is_empty());
     }
 
     #[test]

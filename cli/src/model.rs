@@ -24,7 +24,7 @@ pub const TREND: usize = 16;
 
 /// A counter's last [`TREND`] rates, oldest first, kept in the row itself: a big endpoint has
 /// hundreds of thousands of counters, and a separate allocation (or an `f64` and a tag per
-/// point) would cost several times as much. Two bytes a rate ([`Bf16`]): a sparkline has eight
+/// point) would cost several times as much. Two bytes a rate (bfloat16): a sparkline has eight
 /// levels.
 #[derive(Clone, Copy)]
 pub struct Trend {
@@ -75,8 +75,14 @@ impl std::fmt::Debug for Trend {
 
 /// An `f32` cut to its upper half ("bfloat16": 8 bits of exponent, 8 of precision, a relative
 /// error within 0.4%), NaN for none.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 struct Bf16(u16);
+
+impl std::fmt::Debug for Bf16 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
 
 impl Bf16 {
     const NONE: Bf16 = Bf16(0x7FC0);
@@ -97,11 +103,7 @@ impl Bf16 {
     }
 }
 
-/// A history point: `f32`, NaN for none.
-fn to_f32(v: Option<f64>) -> f32 {
-    v.map_or(f32::NAN, |v| v as f32)
-}
-
+/// `v`, NaN for none.
 fn of_f32(v: f32) -> Option<f64> {
     (!v.is_nan()).then_some(v as f64)
 }
@@ -199,9 +201,10 @@ pub struct LatencyRow {
     pub error_rate: Option<f64>,
     /// Recent quantiles (`None` entries while idle).
     pub q: Quantiles,
-    /// p99 per scrape since the row appeared, the last [`HISTORY`], oldest first (`f32`, NaN for
-    /// none); their times are the model's ([`Model::p99_history`]).
-    p99s: VecDeque<f32>,
+    /// p99 per scrape since the row appeared, the last [`HISTORY`], oldest first (two bytes
+    /// each, as a [`Trend`]'s rates: drawn, never printed); their times are the model's
+    /// ([`Model::p99_history`]).
+    p99s: VecDeque<Bf16>,
     /// The scrape's cumulative buckets (text sources), for the next scrape's recent quantiles.
     pub buckets: Vec<(f64, f64)>,
 }
@@ -374,7 +377,7 @@ impl Model {
     ///
     /// The scrape is consumed: the rows keep what the next scrape is compared with (totals,
     /// counts, buckets), and share the scrape's keys, so a model costs about one scrape. Rows are
-    /// updated in place ([`Rows::merge`]).
+    /// updated in place: no second table is built while the series stay the same.
     pub fn update(&mut self, at: f64, scrape: Scrape) {
         let dt = self.last_at.map(|t| at - t).filter(|dt| *dt > 0.0);
         let Scrape { source, counters, gauges, latencies, seq, window, bytes, .. } = scrape;
@@ -428,7 +431,7 @@ impl Model {
             if row.p99s.len() == HISTORY {
                 row.p99s.pop_front();
             }
-            row.p99s.push_back(to_f32(q.p99));
+            row.p99s.push_back(Bf16::new(q.p99));
             row.kind = o.kind;
             row.measure = o.measure;
             row.count = o.count;
@@ -460,7 +463,7 @@ impl Model {
     ) -> impl DoubleEndedIterator<Item = (f64, Option<f64>)> + ExactSizeIterator + 'a {
         let n = row.p99s.len().min(self.times.len());
         let times = self.times.range(self.times.len() - n..);
-        times.copied().zip(row.p99s.range(row.p99s.len() - n..).map(|v| of_f32(*v)))
+        times.copied().zip(row.p99s.range(row.p99s.len() - n..).map(|v| v.get()))
     }
 
     /// Latency rows matching `filter`, in `sort` order.
