@@ -166,16 +166,17 @@ fn peak_memory_stays_within_three_times_the_body() {
     let out_s = out.to_str().unwrap();
     let limit = Duration::from_secs(300);
     let mut failures = Vec::new();
-    // `top` over several scrapes holds its model and the next scrape at once: the run of 6 s
-    // must have shown at least two scrapes (one takes about 1.5 s in a debug build here; 6 s
-    // leaves room for a slower machine), so that the peak measured is that of a second scrape
-    // taken in beside the first. (arguments, scrapes `top` must have shown)
+    // `top` over several scrapes holds its model and the next scrape at once: the longer run
+    // must have shown at least two scrapes (one of 20 MB takes about 1.5 s in a debug build
+    // here; 6 s per 20 MB leaves room for a slower machine), so that the peak measured is that
+    // of a second scrape taken in beside the first. (arguments, scrapes `top` must have shown)
+    let long = (6 * mb).div_ceil(20).max(6).to_string();
     for (args, scrapes) in [
         (vec!["report", url.as_str()], 0),
         (vec!["export", url.as_str(), "--format", "prometheus", "--out", out_s], 0),
         (vec!["top", url.as_str(), "--no-tui", "--seconds", "1"], 1),
         (vec!["top", url.as_str(), "--no-tui", "--seconds", "3", "--interval", "500ms"], 1),
-        (vec!["top", url.as_str(), "--no-tui", "--seconds", "6", "--interval", "250ms"], 2),
+        (vec!["top", url.as_str(), "--no-tui", "--seconds", &long, "--interval", "250ms"], 2),
     ] {
         let (code, rss, stdout, stderr) = peak_rss(&args, limit);
         let ratio = rss as f64 / size;
