@@ -6,6 +6,7 @@
 //! tests can replay recorded scrapes.
 
 use std::{
+    borrow::Borrow,
     collections::{BTreeMap, HashMap},
     fmt,
     io::{self, Read},
@@ -37,6 +38,106 @@ fn push_part(out: &mut String, part: &str) {
     }
 }
 
+/// Writes the text of the key of `name` and `labels` to `out` (cleared first).
+fn write_key<'a>(out: &mut String, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)> + Clone) {
+    out.clear();
+    push_part(out, name);
+    let write = |(k, v): (&str, &str)| {
+        out.push(SEP);
+        push_part(out, k);
+        out.push(SEP);
+        push_part(out, v);
+    };
+    // Expositions write labels sorted as a rule: sort (a copy) only when they are not.
+    let mut last = None;
+    if labels.clone().all(|l| last.replace(l).is_none_or(|p| p <= l)) {
+        labels.for_each(write);
+    } else {
+        let mut sorted: Vec<(&str, &str)> = labels.collect();
+        sorted.sort();
+        sorted.into_iter().for_each(write);
+    }
+}
+
+impl Borrow<str> for SeriesKey {
+    /// The key's text (ordered and hashed as the key is), to look a key up without making one.
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Series keys shared from one scrape of an endpoint to the next (`top`): a key whose text is
+/// already known is a reference to the known one, not a new allocation. A big scrape's keys
+/// cost about as much as its text; without this the model's keys and the next scrape's would
+/// be two copies of the same. Only the last scrape's keys are known, so series that went away
+/// do not pile up.
+#[derive(Default)]
+pub struct Keys {
+    /// The last scrape's keys, sorted (16 bytes a key: less than a hash set's table).
+    known: Vec<SeriesKey>,
+    /// Whether keys are kept for the next scrape (not for a one-off: `report`).
+    remember: bool,
+    /// The key being made.
+    buf: String,
+    /// Counters and gauges in the last scrape (entries pushed, before any were merged).
+    sizes: (usize, usize),
+}
+
+impl Keys {
+    /// Keys kept from scrape to scrape.
+    pub fn shared() -> Keys {
+        Keys { remember: true, ..Keys::default() }
+    }
+
+    /// The key of `name` and `labels`.
+    fn key<'a>(&mut self, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> SeriesKey {
+        write_key(&mut self.buf, name, labels);
+        self.made()
+    }
+
+    /// The text of the key of `name` and `labels`, without making the key.
+    fn text<'a>(&mut self, name: &str, labels: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> &str {
+        write_key(&mut self.buf, name, labels);
+        &self.buf
+    }
+
+    /// The key of the text in `buf`.
+    fn made(&mut self) -> SeriesKey {
+        match self.known.binary_search_by(|k| k.0.as_ref().cmp(self.buf.as_str())) {
+            Ok(i) => self.known[i].clone(),
+            Err(_) => SeriesKey(Arc::from(self.buf.as_str())),
+        }
+    }
+
+    /// Remembers `scrape`'s keys (and only those) for the next scrape.
+    fn learn(&mut self, scrape: &Scrape) {
+        if !self.remember {
+            return;
+        }
+        // The old list goes first: its keys live on in the scrape and the model.
+        self.known = Vec::new();
+        let mut known = Vec::with_capacity(scrape.counters.len() + scrape.gauges.len() + scrape.latencies.len());
+        known.extend(scrape.counters.keys().chain(scrape.gauges.keys()).chain(scrape.latencies.keys()).cloned());
+        known.sort_unstable();
+        known.dedup();
+        self.known = known;
+    }
+
+    /// `key`'s labels under another metric name.
+    fn renamed(&mut self, key: &SeriesKey, name: &str) -> SeriesKey {
+        self.renamed_text(key, name);
+        self.made()
+    }
+
+    /// The text of [`Keys::renamed`], without making the key.
+    fn renamed_text(&mut self, key: &SeriesKey, name: &str) -> &str {
+        self.buf.clear();
+        push_part(&mut self.buf, name);
+        self.buf.push_str(&key.0[key.name().len()..]);
+        &self.buf
+    }
+}
+
 impl SeriesKey {
     pub fn new(name: &str, labels: impl IntoIterator<Item = (String, String)>) -> SeriesKey {
         SeriesKey::from_parts(name, labels)
@@ -44,17 +145,9 @@ impl SeriesKey {
 
     /// [`SeriesKey::new`] from borrowed (or any string-like) labels.
     pub fn from_parts<K: AsRef<str>, V: AsRef<str>>(name: &str, labels: impl IntoIterator<Item = (K, V)>) -> SeriesKey {
-        let mut labels: Vec<(K, V)> = labels.into_iter().collect();
-        labels.sort_by(|a, b| (a.0.as_ref(), a.1.as_ref()).cmp(&(b.0.as_ref(), b.1.as_ref())));
-        let len = name.len() + labels.iter().map(|(k, v)| 2 + k.as_ref().len() + v.as_ref().len()).sum::<usize>();
-        let mut key = String::with_capacity(len);
-        push_part(&mut key, name);
-        for (k, v) in &labels {
-            key.push(SEP);
-            push_part(&mut key, k.as_ref());
-            key.push(SEP);
-            push_part(&mut key, v.as_ref());
-        }
+        let labels: Vec<(K, V)> = labels.into_iter().collect();
+        let mut key = String::new();
+        write_key(&mut key, name, labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())));
         SeriesKey(Arc::from(key))
     }
 
@@ -203,13 +296,137 @@ pub struct LatencyObs {
     pub buckets: Vec<(f64, f64)>,
 }
 
+/// Series and their values in key order: a map in one allocation, for tables of hundreds of
+/// thousands of series (a tree's nodes would cost as much again as the entries). Built by
+/// pushing entries in any order, then sorting them once.
+#[derive(Clone, PartialEq)]
+pub struct SeriesMap<V>(Vec<(SeriesKey, V)>);
+
+impl<V> Default for SeriesMap<V> {
+    fn default() -> SeriesMap<V> {
+        SeriesMap(Vec::new())
+    }
+}
+
+impl<V> SeriesMap<V> {
+    fn with_capacity(n: usize) -> SeriesMap<V> {
+        SeriesMap(Vec::with_capacity(n))
+    }
+
+    /// Adds an entry, in any order; [`SeriesMap::seal`] before looking anything up.
+    fn push(&mut self, key: SeriesKey, value: V) {
+        self.0.push((key, value));
+    }
+
+    /// Puts the entries in key order; of entries with the same key the last pushed stays, as
+    /// with a map's `insert`. Sorts an index (4 bytes an entry), not the entries, so that the
+    /// sort's scratch space is small.
+    fn seal(&mut self) {
+        let entries = &mut self.0;
+        let mut order: Vec<u32> = (0..entries.len() as u32).collect();
+        order.sort_by(|&a, &b| entries[a as usize].0.cmp(&entries[b as usize].0));
+        // Entry `order[i]` goes to `i`, one cycle of the permutation at a time.
+        for i in 0..order.len() {
+            let mut j = i;
+            loop {
+                let k = order[j] as usize;
+                order[j] = j as u32;
+                if k == i {
+                    break;
+                }
+                entries.swap(j, k);
+                j = k;
+            }
+        }
+        entries.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        if entries.capacity() > entries.len() + entries.len() / 8 {
+            entries.shrink_to_fit();
+        }
+    }
+
+    /// The value of `key` (a [`SeriesKey`], or its text).
+    pub fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        SeriesKey: Borrow<Q>,
+    {
+        self.0.binary_search_by(|(k, _)| k.borrow().cmp(key)).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains_key<Q: Ord + ?Sized>(&self, key: &Q) -> bool
+    where
+        SeriesKey: Borrow<Q>,
+    {
+        self.get(key).is_some()
+    }
+
+    /// The entries in key order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&SeriesKey, &V)> + ExactSizeIterator + '_ {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &SeriesKey> + ExactSizeIterator + '_ {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator + '_ {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<V> std::ops::Index<&SeriesKey> for SeriesMap<V> {
+    type Output = V;
+
+    fn index(&self, key: &SeriesKey) -> &V {
+        self.get(key).unwrap_or_else(|| panic!("no series {key}"))
+    }
+}
+
+impl<V> IntoIterator for SeriesMap<V> {
+    type Item = (SeriesKey, V);
+    type IntoIter = std::vec::IntoIter<(SeriesKey, V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'a, V> IntoIterator for &'a SeriesMap<V> {
+    type Item = (&'a SeriesKey, &'a V);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, (SeriesKey, V)>, fn(&'a (SeriesKey, V)) -> (&'a SeriesKey, &'a V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<V: fmt::Debug> fmt::Debug for SeriesMap<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 /// One scrape, normalised: base units, operations recognised, families split by type.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scrape {
     pub source: Source,
-    pub counters: BTreeMap<SeriesKey, CounterObs>,
-    pub gauges: BTreeMap<SeriesKey, f64>,
-    pub latencies: BTreeMap<SeriesKey, LatencyObs>,
+    pub counters: SeriesMap<CounterObs>,
+    pub gauges: SeriesMap<f64>,
+    pub latencies: SeriesMap<LatencyObs>,
     /// JSON: the aggregator tick that produced it.
     pub seq: Option<u64>,
     /// JSON: the windows the service keeps (`10s`, `1m`, …).
@@ -224,9 +441,9 @@ impl Scrape {
     fn empty(source: Source, bytes: usize) -> Scrape {
         Scrape {
             source,
-            counters: BTreeMap::new(),
-            gauges: BTreeMap::new(),
-            latencies: BTreeMap::new(),
+            counters: SeriesMap::default(),
+            gauges: SeriesMap::default(),
+            latencies: SeriesMap::default(),
             seq: None,
             windows: Vec::new(),
             window: None,
@@ -286,17 +503,17 @@ impl Scrape {
                 "counter" => {
                     let total = num(s.get("value")).unwrap_or(0.0) * scale;
                     let rate = num(window.and_then(|w| w.get("rate"))).or(num(s.get("rate"))).map(|r| r * scale);
-                    out.counters.insert(key, CounterObs { measure, total, rate });
+                    out.counters.push(key, CounterObs { measure, total, rate });
                 }
                 "gauge" => {
                     if let Some(v) = num(s.get("value")) {
-                        out.gauges.insert(key, v * scale);
+                        out.gauges.push(key, v * scale);
                     }
                 }
                 "histogram" if !op_histograms.contains(&key) => {
                     let src = window.unwrap_or(s);
                     let q = |k: &str| num(src.get(k)).map(|v| v * scale);
-                    out.latencies.insert(
+                    out.latencies.push(
                         key,
                         LatencyObs {
                             kind: LatencyKind::Histogram,
@@ -319,7 +536,7 @@ impl Scrape {
             let recent = o.get("window");
             let src = recent.unwrap_or(stats);
             let ns = |k: &str| num(src.get(k)).map(|v| v * 1e-9);
-            out.latencies.insert(
+            out.latencies.push(
                 json_key(name, o.get("labels")),
                 LatencyObs {
                     kind: LatencyKind::Operation,
@@ -338,6 +555,9 @@ impl Scrape {
                 },
             );
         }
+        out.counters.seal();
+        out.gauges.seal();
+        out.latencies.seal();
         Ok(out)
     }
 
@@ -349,7 +569,8 @@ impl Scrape {
     }
 
     fn from_text_in(body: &str, format: scrape::Format, chunk: usize) -> Result<Scrape, String> {
-        let mut b = TextBuilder::new(format);
+        let mut keys = Keys::default();
+        let mut b = TextBuilder::new(format, &mut keys);
         for_each_family_in(body, format, chunk, |fam| b.add(fam))
             .map_err(|e| format!("cannot parse the exposition: {e}"))?;
         Ok(b.finish(body.len()))
@@ -359,10 +580,21 @@ impl Scrape {
     /// Prometheus text as it arrives, a slice at a time: neither the body nor its parsed
     /// samples are ever whole in memory, only the series (JSON and OpenMetrics are read whole).
     pub fn read(reader: &mut dyn Read, content_type: Option<&str>) -> Result<Scrape, ReadError> {
-        Scrape::read_in(reader, content_type, CHUNK)
+        Scrape::read_in(reader, content_type, CHUNK, &mut Keys::default())
     }
 
-    fn read_in(reader: &mut dyn Read, content_type: Option<&str>, chunk: usize) -> Result<Scrape, ReadError> {
+    /// [`Scrape::read`] with the keys of the same endpoint's previous scrapes: a series seen
+    /// before gets the key it had (see [`Keys`]).
+    pub fn read_keyed(reader: &mut dyn Read, content_type: Option<&str>, keys: &mut Keys) -> Result<Scrape, ReadError> {
+        Scrape::read_in(reader, content_type, CHUNK, keys)
+    }
+
+    fn read_in(
+        reader: &mut dyn Read,
+        content_type: Option<&str>,
+        chunk: usize,
+        keys: &mut Keys,
+    ) -> Result<Scrape, ReadError> {
         let ct = content_type.unwrap_or("").to_ascii_lowercase();
         let format = scrape::Format::from_content_type(&ct);
         let mut buf: Vec<u8> = Vec::with_capacity(chunk.max(1) * 2);
@@ -377,7 +609,7 @@ impl Scrape {
                 String::from_utf8(buf).map_err(|e| ReadError::Invalid(not_utf8(e.as_bytes(), &e.utf8_error())))?;
             return Scrape::parse(&body, content_type).map_err(ReadError::Invalid);
         }
-        let mut b = TextBuilder::new(format);
+        let mut b = TextBuilder::new(format, keys);
         let mut families = Families::default();
         let mut bytes = 0;
         let mut eof = at_eof;
@@ -434,52 +666,59 @@ fn not_utf8(bytes: &[u8], e: &std::str::Utf8Error) -> String {
 }
 
 /// Builds a [`Scrape`] from text families, piece by piece.
-struct TextBuilder {
+struct TextBuilder<'k> {
     out: Scrape,
     /// Histograms and summaries, grouped over every piece of their family, then added.
     groups: BTreeMap<SeriesKey, LatencyObs>,
+    keys: &'k mut Keys,
 }
 
-impl TextBuilder {
-    fn new(format: scrape::Format) -> TextBuilder {
+impl<'k> TextBuilder<'k> {
+    fn new(format: scrape::Format, keys: &'k mut Keys) -> TextBuilder<'k> {
         let source = match format {
             scrape::Format::Prometheus => Source::Prometheus,
             scrape::Format::OpenMetrics => Source::OpenMetrics,
         };
-        TextBuilder { out: Scrape::empty(source, 0), groups: BTreeMap::new() }
+        let mut out = Scrape::empty(source, 0);
+        // As many as last time: a big scrape's tables made at their size, not doubled to it.
+        out.counters = SeriesMap::with_capacity(keys.sizes.0);
+        out.gauges = SeriesMap::with_capacity(keys.sizes.1);
+        TextBuilder { out, groups: BTreeMap::new(), keys }
     }
 
     fn add(&mut self, fam: &scrape::MetricFamily) {
-        let out = &mut self.out;
+        let (out, keys) = (&mut self.out, &mut *self.keys);
         let measure = match fam.unit.as_deref() {
             Some("seconds") => Measure::Seconds,
             Some("bytes") => Measure::Bytes,
             _ => Measure::from_name(&fam.name),
         };
-        let key = |s: &scrape::Sample| SeriesKey::from_parts(&s.name, s.labels.iter().map(|(k, v)| (k, v)));
+        let mut key = |s: &scrape::Sample| keys.key(&s.name, s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         match fam.kind {
             MetricType::Counter => {
                 for s in fam.samples.iter().filter(|s| !s.name.ends_with("_created")) {
-                    out.counters.insert(key(s), CounterObs { measure, total: s.value, rate: None });
+                    out.counters.push(key(s), CounterObs { measure, total: s.value, rate: None });
                 }
             }
             MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => {
                 for s in &fam.samples {
                     if fam.kind == MetricType::Unknown && s.name.ends_with("_total") {
-                        out.counters.insert(key(s), CounterObs { measure, total: s.value, rate: None });
+                        out.counters.push(key(s), CounterObs { measure, total: s.value, rate: None });
                     } else {
-                        out.gauges.insert(key(s), s.value);
+                        out.gauges.push(key(s), s.value);
                     }
                 }
             }
             // A distribution of `…_time_seconds` is of durations, not of timestamps.
             MetricType::Histogram | MetricType::GaugeHistogram => histogram_family(
                 &mut self.groups,
+                keys,
                 fam,
                 if measure == Measure::Timestamp { Measure::Seconds } else { measure },
             ),
             MetricType::Summary => summary_family(
                 &mut self.groups,
+                keys,
                 fam,
                 if measure == Measure::Timestamp { Measure::Seconds } else { measure },
             ),
@@ -495,9 +734,14 @@ impl TextBuilder {
                     obs.count = obs.buckets.last().map_or(0.0, |b| b.1);
                 }
             }
-            self.out.latencies.insert(key, obs);
+            self.out.latencies.push(key, obs);
         }
-        recognise_operations(&mut self.out);
+        let out = &mut self.out;
+        (self.keys.sizes.0, self.keys.sizes.1) = (out.counters.len(), out.gauges.len());
+        out.counters.seal();
+        out.gauges.seal();
+        recognise_operations(&mut self.out, self.keys);
+        self.keys.learn(&self.out);
         self.out.bytes = bytes;
         self.out
     }
@@ -731,11 +975,31 @@ fn unit_scale(unit: &str, name: &str) -> (f64, Measure) {
     }
 }
 
+/// The entry of `groups` for `name` and `labels`, made with `new` (and a key) if there is none:
+/// a histogram's or summary's samples are looked up by text, one key made per group.
+fn group<'a, 'g>(
+    groups: &'g mut BTreeMap<SeriesKey, LatencyObs>,
+    keys: &mut Keys,
+    name: &str,
+    labels: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    new: impl FnOnce() -> LatencyObs,
+) -> &'g mut LatencyObs {
+    if !groups.contains_key(keys.text(name, labels)) {
+        groups.insert(keys.made(), new());
+    }
+    groups.get_mut(keys.buf.as_str()).expect("inserted")
+}
+
 /// Adds a histogram family's samples to `groups` (one entry per label set without `le`).
-fn histogram_family(groups: &mut BTreeMap<SeriesKey, LatencyObs>, fam: &scrape::MetricFamily, measure: Measure) {
+fn histogram_family(
+    groups: &mut BTreeMap<SeriesKey, LatencyObs>,
+    keys: &mut Keys,
+    fam: &scrape::MetricFamily,
+    measure: Measure,
+) {
     for s in &fam.samples {
-        let labels = s.labels.iter().filter(|(k, _)| k != "le").map(|(k, v)| (k, v));
-        let obs = groups.entry(SeriesKey::from_parts(&fam.name, labels)).or_insert_with(|| LatencyObs {
+        let labels = s.labels.iter().filter(|(k, _)| k != "le").map(|(k, v)| (k.as_str(), v.as_str()));
+        let obs = group(groups, keys, &fam.name, labels, || LatencyObs {
             kind: LatencyKind::Histogram,
             measure,
             count: 0.0,
@@ -756,10 +1020,15 @@ fn histogram_family(groups: &mut BTreeMap<SeriesKey, LatencyObs>, fam: &scrape::
 }
 
 /// Adds a summary family's samples to `groups` (one entry per label set without `quantile`).
-fn summary_family(groups: &mut BTreeMap<SeriesKey, LatencyObs>, fam: &scrape::MetricFamily, measure: Measure) {
+fn summary_family(
+    groups: &mut BTreeMap<SeriesKey, LatencyObs>,
+    keys: &mut Keys,
+    fam: &scrape::MetricFamily,
+    measure: Measure,
+) {
     for s in &fam.samples {
-        let labels = s.labels.iter().filter(|(k, _)| k != "quantile").map(|(k, v)| (k, v));
-        let obs = groups.entry(SeriesKey::from_parts(&fam.name, labels)).or_insert_with(|| LatencyObs {
+        let labels = s.labels.iter().filter(|(k, _)| k != "quantile").map(|(k, v)| (k.as_str(), v.as_str()));
+        let obs = group(groups, keys, &fam.name, labels, || LatencyObs {
             kind: LatencyKind::Summary,
             measure,
             count: 0.0,
@@ -797,25 +1066,38 @@ fn parse_le(le: &str) -> Option<f64> {
 
 /// shardmetrics exports an operation `x` as `x_duration_seconds` (histogram),
 /// `x_calls_total` and `x_errors_total`: fold the three back into one operation row.
-fn recognise_operations(out: &mut Scrape) {
-    let candidates: Vec<SeriesKey> = out
-        .latencies
-        .iter()
-        .filter(|(k, o)| o.kind == LatencyKind::Histogram && k.name().ends_with("_duration_seconds"))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in candidates {
-        let base = key.name().strip_suffix("_duration_seconds").unwrap_or(key.name());
-        let Some(calls) = out.counters.get(&key.renamed(&format!("{base}_calls_total"))).map(|c| c.total) else {
+fn recognise_operations(out: &mut Scrape, keys: &mut Keys) {
+    // (index of the histogram, the operation's key, calls, errors)
+    let mut found = Vec::new();
+    for (i, (key, obs)) in out.latencies.0.iter().enumerate() {
+        let Some(base) = key.name().strip_suffix("_duration_seconds") else { continue };
+        if obs.kind != LatencyKind::Histogram {
+            continue;
+        }
+        let Some(calls) = out.counters.get(keys.renamed_text(key, &format!("{base}_calls_total"))).map(|c| c.total)
+        else {
             continue;
         };
-        let errors = out.counters.get(&key.renamed(&format!("{base}_errors_total"))).map(|c| c.total);
-        let Some(mut obs) = out.latencies.remove(&key) else { continue };
-        obs.kind = LatencyKind::Operation;
-        obs.count = calls;
-        obs.errors = errors;
-        out.latencies.insert(key.renamed(base), obs);
+        let errors = out.counters.get(keys.renamed_text(key, &format!("{base}_errors_total"))).map(|c| c.total);
+        found.push((i, keys.renamed(key, base), calls, errors));
     }
+    if !found.is_empty() {
+        let mut found = found.into_iter().peekable();
+        let (mut kept, mut ops) = (Vec::with_capacity(out.latencies.len()), Vec::new());
+        for (i, (key, mut obs)) in std::mem::take(&mut out.latencies.0).into_iter().enumerate() {
+            match found.next_if(|f| f.0 == i) {
+                Some((_, op, calls, errors)) => {
+                    (obs.kind, obs.count, obs.errors) = (LatencyKind::Operation, calls, errors);
+                    ops.push((op, obs));
+                }
+                None => kept.push((key, obs)),
+            }
+        }
+        // Pushed last, an operation replaces any other series of its name.
+        kept.extend(ops);
+        out.latencies.0 = kept;
+    }
+    out.latencies.seal();
 }
 
 #[cfg(test)]
@@ -841,7 +1123,8 @@ mod tests {
     /// The whole body parsed at once, as before slices: what slicing must not change.
     fn whole(body: &str) -> Result<Scrape, String> {
         let families = scrape::parse_prometheus(body).map_err(|e| e.to_string())?;
-        let mut b = TextBuilder::new(scrape::Format::Prometheus);
+        let mut keys = Keys::default();
+        let mut b = TextBuilder::new(scrape::Format::Prometheus, &mut keys);
         families.iter().for_each(|f| b.add(f));
         Ok(b.finish(body.len()))
     }
@@ -861,13 +1144,16 @@ mod tests {
 
     fn sliced(body: &str, chunk: usize) -> Result<Scrape, String> {
         let text = Scrape::from_text_in(body, scrape::Format::Prometheus, chunk);
-        let read =
-            Scrape::read_in(&mut Trickle(body.as_bytes(), 0), Some("text/plain; version=0.0.4"), chunk).map_err(|e| {
-                match e {
-                    ReadError::Invalid(e) => e,
-                    ReadError::Io(e) => e.to_string(),
-                }
-            });
+        let read = Scrape::read_in(
+            &mut Trickle(body.as_bytes(), 0),
+            Some("text/plain; version=0.0.4"),
+            chunk,
+            &mut Keys::default(),
+        )
+        .map_err(|e| match e {
+            ReadError::Invalid(e) => e,
+            ReadError::Io(e) => e.to_string(),
+        });
         assert_eq!(text, read, "chunk {chunk}: a string and a reader give the same");
         text
     }
@@ -916,8 +1202,31 @@ mod tests {
                 assert!(s.contains(&format!("line {line}:")), "{bad:?} chunk {chunk}: {s} (whole: {e})");
             }
         }
-        let e = Scrape::read_in(&mut &b"a 1\nb\xff 2\n"[..], None, 1).unwrap_err();
+        let e = Scrape::read_in(&mut &b"a 1\nb\xff 2\n"[..], None, 1, &mut Keys::default()).unwrap_err();
         assert!(matches!(&e, ReadError::Invalid(m) if m.contains("not UTF-8") && m.contains("line 2")), "{e:?}");
+    }
+
+    #[test]
+    fn keys_are_shared_from_scrape_to_scrape() {
+        let read = |body: &str, keys: &mut Keys| Scrape::read_keyed(&mut body.as_bytes(), None, keys).unwrap();
+        let mut keys = Keys::shared();
+        let first = read(RICH, &mut keys);
+        let again = read(RICH, &mut keys);
+        assert_eq!(first, again);
+        let shared = |a: Vec<&SeriesKey>, b: Vec<&SeriesKey>| a.iter().zip(&b).all(|(a, b)| Arc::ptr_eq(&a.0, &b.0));
+        assert!(shared(first.counters.keys().collect(), again.counters.keys().collect()));
+        assert!(shared(first.gauges.keys().collect(), again.gauges.keys().collect()));
+        assert!(shared(first.latencies.keys().collect(), again.latencies.keys().collect()), "groups, operations");
+        // A series that went away is forgotten: it comes back as a new key.
+        let without = read("# TYPE req_total counter\nreq_total{route=\"/a\",code=\"200\"} 11\n", &mut keys);
+        assert_eq!(without.counters.len(), 1);
+        let back = read(RICH, &mut keys);
+        let fresh = back.counters.keys().zip(first.counters.keys()).filter(|(a, b)| !Arc::ptr_eq(&a.0, &b.0)).count();
+        assert_eq!(fresh, first.counters.len() - 1);
+        // A one-off read keeps nothing.
+        let mut once = Keys::default();
+        read(RICH, &mut once);
+        assert!(once.known.is_empty());
     }
 
     #[test]

@@ -12,11 +12,101 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::{
     human::Measure,
-    ingest::{LatencyKind, Quantiles, Scrape, SeriesKey, Source},
+    ingest::{LatencyKind, Quantiles, Scrape, SeriesKey, SeriesMap, Source},
 };
 
-/// How many scrapes of history each row keeps for its sparkline and the chart.
+/// How many scrapes of p99 history each latency row keeps for the chart.
 pub const HISTORY: usize = 120;
+
+/// How many scrapes of rate history each counter row keeps: the width of its sparkline, which
+/// shows no more.
+pub const TREND: usize = 16;
+
+/// A counter's last [`TREND`] rates, oldest first, kept in the row itself: a big endpoint has
+/// hundreds of thousands of counters, and a separate allocation (or an `f64` and a tag per
+/// point) would cost several times as much. Two bytes a rate (bfloat16): a sparkline has eight
+/// levels.
+#[derive(Clone, Copy)]
+pub struct Trend {
+    values: [Bf16; TREND],
+    len: u8,
+    next: u8,
+}
+
+impl Default for Trend {
+    fn default() -> Trend {
+        Trend { values: [Bf16::NONE; TREND], len: 0, next: 0 }
+    }
+}
+
+impl Trend {
+    fn push(&mut self, v: Option<f64>) {
+        self.values[self.next as usize] = Bf16::new(v);
+        self.next = ((self.next as usize + 1) % TREND) as u8;
+        self.len = (self.len as usize + 1).min(TREND) as u8;
+    }
+
+    /// The rates, oldest first (`None` where there was none).
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Option<f64>> + ExactSizeIterator + '_ {
+        let start = self.next as usize + TREND - self.len as usize;
+        (start..start + self.len as usize).map(move |i| self.values[i % TREND].get())
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl PartialEq for Trend {
+    fn eq(&self, other: &Trend) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl std::fmt::Debug for Trend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// An `f32` cut to its upper half ("bfloat16": 8 bits of exponent, 8 of precision, a relative
+/// error within 0.4%), NaN for none.
+#[derive(Clone, Copy, PartialEq)]
+struct Bf16(u16);
+
+impl std::fmt::Debug for Bf16 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl Bf16 {
+    const NONE: Bf16 = Bf16(0x7FC0);
+
+    fn new(v: Option<f64>) -> Bf16 {
+        match v.map(|v| v as f32) {
+            Some(v) if !v.is_nan() => {
+                // Rounded to nearest, ties to even (past the largest value: infinity).
+                let bits = v.to_bits();
+                Bf16((bits.saturating_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16)
+            }
+            _ => Bf16::NONE,
+        }
+    }
+
+    fn get(self) -> Option<f64> {
+        of_f32(f32::from_bits((self.0 as u32) << 16))
+    }
+}
+
+/// `v`, NaN for none.
+fn of_f32(v: f32) -> Option<f64> {
+    (!v.is_nan()).then_some(v as f64)
+}
 
 /// The value at quantile `q` of cumulative buckets, interpolating linearly inside the bucket
 /// like PromQL's `histogram_quantile`; the highest finite bound when the rank falls in `+Inf`.
@@ -93,7 +183,8 @@ pub struct RateRow {
     pub total: f64,
     /// Per second; `None` until two scrapes of a text source.
     pub rate: Option<f64>,
-    pub history: VecDeque<Option<f64>>,
+    /// The last [`TREND`] rates.
+    pub history: Trend,
 }
 
 /// An operation, histogram or summary on screen.
@@ -110,8 +201,10 @@ pub struct LatencyRow {
     pub error_rate: Option<f64>,
     /// Recent quantiles (`None` entries while idle).
     pub q: Quantiles,
-    /// `(scrape time, p99)`, oldest first.
-    pub p99_history: VecDeque<(f64, Option<f64>)>,
+    /// p99 per scrape since the row appeared, the last [`HISTORY`], oldest first (two bytes
+    /// each, as a [`Trend`]'s rates: drawn, never printed); their times are the model's
+    /// ([`Model::p99_history`]).
+    p99s: VecDeque<Bf16>,
     /// The scrape's cumulative buckets (text sources), for the next scrape's recent quantiles.
     pub buckets: Vec<(f64, f64)>,
 }
@@ -205,26 +298,56 @@ impl<T: Row> Rows<T> {
     }
 }
 
+impl<T: Row> Rows<T> {
+    /// Takes in the next scrape's `new` entries (in key order, each key once), in place: the row
+    /// of a key already here goes through `update(row, value, false)`, a new key gets
+    /// `update(make(key), value, true)`, and rows whose key is not in `new` go. No second table
+    /// is built while the series stay the same (the usual case), so a model is not briefly two.
+    fn merge<U, I>(&mut self, new: I, make: impl Fn(SeriesKey) -> T, mut update: impl FnMut(&mut T, U, bool))
+    where
+        I: IntoIterator<Item = (SeriesKey, U)>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let new = new.into_iter();
+        let rows = &mut self.0;
+        let mut kept = vec![false; rows.len()];
+        // The first scrape's rows are all new: made in a table of the right size at once.
+        let mut added = Vec::with_capacity(if rows.is_empty() { new.len() } else { 0 });
+        let mut i = 0;
+        for (key, v) in new {
+            while i < rows.len() && rows[i].key() < &key {
+                i += 1;
+            }
+            if i < rows.len() && rows[i].key() == &key {
+                update(&mut rows[i], v, false);
+                kept[i] = true;
+                i += 1;
+            } else {
+                let mut row = make(key);
+                update(&mut row, v, true);
+                added.push(row);
+            }
+        }
+        if kept.iter().any(|k| !k) {
+            let mut kept = kept.into_iter();
+            rows.retain(|_| kept.next().unwrap_or(false));
+        }
+        if rows.is_empty() {
+            *rows = added;
+        } else if !added.is_empty() {
+            rows.reserve_exact(added.len());
+            rows.extend(added);
+            rows.sort_unstable_by(|a, b| a.key().cmp(b.key()));
+        }
+    }
+}
+
 impl<T: Row> std::ops::Index<&SeriesKey> for Rows<T> {
     type Output = T;
 
     fn index(&self, key: &SeriesKey) -> &T {
         self.get(key).unwrap_or_else(|| panic!("no row {key}"))
     }
-}
-
-/// Pairs each of `new` (in key order) with the row of the same key in `old` (sorted), taking
-/// the old rows out as it goes.
-fn join<'a, T: Row + 'a, U: 'a>(
-    old: Rows<T>,
-    new: impl Iterator<Item = (SeriesKey, U)> + 'a,
-) -> impl Iterator<Item = (SeriesKey, U, Option<T>)> + 'a {
-    let mut old = old.0.into_iter().peekable();
-    new.map(move |(key, v)| {
-        while old.next_if(|r| r.key() < &key).is_some() {}
-        let prev = old.next_if(|r| r.key() == &key);
-        (key, v, prev)
-    })
 }
 
 /// Everything the dashboard shows, updated one scrape at a time.
@@ -240,7 +363,9 @@ pub struct Model {
     pub bytes: usize,
     pub rates: Rows<RateRow>,
     pub latencies: Rows<LatencyRow>,
-    pub gauges: BTreeMap<SeriesKey, f64>,
+    pub gauges: SeriesMap<f64>,
+    /// Times of the last [`HISTORY`] scrapes, oldest first: those of every row's p99 history.
+    times: VecDeque<f64>,
 }
 
 impl Model {
@@ -251,62 +376,75 @@ impl Model {
     /// Takes in a scrape made at `at` seconds (any monotonic clock, the same for every call).
     ///
     /// The scrape is consumed: the rows keep what the next scrape is compared with (totals,
-    /// counts, buckets), and share the scrape's keys, so a model costs about one scrape.
+    /// counts, buckets), and share the scrape's keys, so a model costs about one scrape. Rows are
+    /// updated in place: no second table is built while the series stay the same.
     pub fn update(&mut self, at: f64, scrape: Scrape) {
         let dt = self.last_at.map(|t| at - t).filter(|dt| *dt > 0.0);
         let Scrape { source, counters, gauges, latencies, seq, window, bytes, .. } = scrape;
 
-        let mut rates = Vec::with_capacity(counters.len());
-        rates.extend(join(std::mem::take(&mut self.rates), counters.into_iter()).map(|(key, c, old)| {
+        let new_rate =
+            |key| RateRow { key, measure: Measure::Plain, total: 0.0, rate: None, history: Trend::default() };
+        self.rates.merge(counters, new_rate, |row, c, fresh| {
             let rate = c.rate.or_else(|| {
-                let old = old.as_ref()?.total;
+                if fresh {
+                    return None;
+                }
                 // A counter that went down was reset: everything since is new.
-                let inc = if c.total >= old { c.total - old } else { c.total };
+                let inc = if c.total >= row.total { c.total - row.total } else { c.total };
                 Some(inc / dt?)
             });
-            // Room for one value at first: most `report`s and many rows never get a second.
-            let mut history = old.map(|r| r.history).unwrap_or_else(|| VecDeque::with_capacity(1));
-            push(&mut history, rate);
-            RateRow { key, measure: c.measure, total: c.total, rate, history }
-        }));
-        self.rates = Rows(rates);
+            row.measure = c.measure;
+            row.total = c.total;
+            row.rate = rate;
+            row.history.push(rate);
+        });
 
-        let mut rows = Vec::with_capacity(latencies.len());
-        rows.extend(join(std::mem::take(&mut self.latencies), latencies.into_iter()).map(|(key, o, old)| {
-            let delta_count = old.as_ref().map(|old| if o.count >= old.count { o.count - old.count } else { o.count });
+        let new_latency = |key| LatencyRow {
+            key,
+            kind: LatencyKind::Histogram,
+            measure: Measure::Plain,
+            count: 0.0,
+            errors: None,
+            rate: None,
+            error_rate: None,
+            q: Quantiles::default(),
+            // Room for one value at first: most `report`s and many rows never get a second.
+            p99s: VecDeque::with_capacity(1),
+            buckets: Vec::new(),
+        };
+        self.latencies.merge(latencies, new_latency, |row, o, fresh| {
+            let delta_count = (!fresh).then_some(if o.count >= row.count { o.count - row.count } else { o.count });
             let rate = o.rate.or_else(|| Some(delta_count? / dt?));
             let error_rate = o.recent_error_rate.or_else(|| {
                 let errors = o.errors?;
-                match (&old, delta_count) {
-                    (Some(old), Some(n)) if n > 0.0 => Some((errors - old.errors.unwrap_or(0.0)).max(0.0) / n),
-                    (Some(_), _) => None,
-                    (None, _) => (o.count > 0.0).then(|| errors / o.count),
+                match delta_count {
+                    Some(n) if n > 0.0 => Some((errors - row.errors.unwrap_or(0.0)).max(0.0) / n),
+                    Some(_) => None,
+                    None => (o.count > 0.0).then(|| errors / o.count),
                 }
             });
-            let q = match (&o.quantiles, &old) {
-                (Some(q), _) => *q,
-                (None, Some(old)) if !o.buckets.is_empty() => quantiles_of(&bucket_delta(&o.buckets, &old.buckets)),
-                (None, _) => quantiles_of(&o.buckets),
+            let q = match &o.quantiles {
+                Some(q) => *q,
+                None if !fresh && !o.buckets.is_empty() => quantiles_of(&bucket_delta(&o.buckets, &row.buckets)),
+                None => quantiles_of(&o.buckets),
             };
-            let mut p99_history = old.map(|r| r.p99_history).unwrap_or_else(|| VecDeque::with_capacity(1));
-            p99_history.push_back((at, q.p99));
-            while p99_history.len() > HISTORY {
-                p99_history.pop_front();
+            if row.p99s.len() == HISTORY {
+                row.p99s.pop_front();
             }
-            LatencyRow {
-                key,
-                kind: o.kind,
-                measure: o.measure,
-                count: o.count,
-                errors: o.errors,
-                rate,
-                error_rate,
-                q,
-                p99_history,
-                buckets: o.buckets,
-            }
-        }));
-        self.latencies = Rows(rows);
+            row.p99s.push_back(Bf16::new(q.p99));
+            row.kind = o.kind;
+            row.measure = o.measure;
+            row.count = o.count;
+            row.errors = o.errors;
+            row.rate = rate;
+            row.error_rate = error_rate;
+            row.q = q;
+            row.buckets = o.buckets;
+        });
+        if self.times.len() == HISTORY {
+            self.times.pop_front();
+        }
+        self.times.push_back(at);
 
         self.gauges = gauges;
         self.source = Some(source);
@@ -315,6 +453,17 @@ impl Model {
         self.bytes = bytes;
         self.scrapes += 1;
         self.last_at = Some(at);
+    }
+
+    /// `(scrape time, p99)` of `row` per scrape since it appeared, the last [`HISTORY`], oldest
+    /// first.
+    pub fn p99_history<'a>(
+        &'a self,
+        row: &'a LatencyRow,
+    ) -> impl DoubleEndedIterator<Item = (f64, Option<f64>)> + ExactSizeIterator + 'a {
+        let n = row.p99s.len().min(self.times.len());
+        let times = self.times.range(self.times.len() - n..);
+        times.copied().zip(row.p99s.range(row.p99s.len() - n..).map(|v| v.get()))
     }
 
     /// Latency rows matching `filter`, in `sort` order.
@@ -473,13 +622,6 @@ fn quantiles_of(buckets: &[(f64, f64)]) -> Quantiles {
     }
 }
 
-fn push(history: &mut VecDeque<Option<f64>>, v: Option<f64>) {
-    history.push_back(v);
-    while history.len() > HISTORY {
-        history.pop_front();
-    }
-}
-
 /// Descending order with `None` (and NaN) last.
 fn desc(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
     let a = a.filter(|v| !v.is_nan());
@@ -519,6 +661,53 @@ mod tests {
         // first bucket the cumulative counts would point at.
         let p50 = lat.q.p50.unwrap();
         assert!((0.1..=1.0).contains(&p50) && (p50 - 0.55).abs() < 1e-9, "{p50}");
+    }
+
+    #[test]
+    fn series_come_and_go_between_scrapes() {
+        let text = |keys: &[(&str, f64)]| {
+            let mut t = String::from("# TYPE c_total counter\n");
+            for (k, v) in keys {
+                t.push_str(&format!("c_total{{k=\"{k}\"}} {v}\n"));
+            }
+            t.push_str("# TYPE h_seconds histogram\nh_seconds_bucket{le=\"1\"} 1\nh_seconds_bucket{le=\"+Inf\"} 1\n");
+            Scrape::from_text(&t, scrape::Format::Prometheus).unwrap()
+        };
+        let key = |k: &str| SeriesKey::new("c_total", [("k".to_owned(), k.to_owned())]);
+        let mut m = Model::new();
+        m.update(0.0, text(&[("b", 10.0), ("d", 10.0)]));
+        m.update(1.0, text(&[("a", 5.0), ("b", 20.0), ("c", 1.0), ("d", 30.0)]));
+        m.update(2.0, text(&[("a", 6.0), ("c", 3.0), ("d", 40.0), ("e", 1.0)]));
+        let keys: Vec<String> = m.rates.values().map(|r| r.key.label("k").unwrap().to_owned()).collect();
+        assert_eq!(keys, ["a", "c", "d", "e"], "in key order, `b` gone");
+        assert_eq!(m.rates[&key("d")].history.iter().collect::<Vec<_>>(), [None, Some(20.0), Some(10.0)]);
+        assert_eq!(m.rates[&key("a")].history.iter().collect::<Vec<_>>(), [None, Some(1.0)]);
+        assert_eq!(m.rates[&key("e")].history.iter().collect::<Vec<_>>(), [None]);
+        assert_eq!(m.rates[&key("c")].rate, Some(2.0));
+        let h = &m.latencies[&SeriesKey::new("h_seconds", [])];
+        assert_eq!(m.p99_history(h).map(|(t, _)| t).collect::<Vec<_>>(), [0.0, 1.0, 2.0]);
+        // Long runs keep the last TREND rates and HISTORY p99s, with their times.
+        for i in 3..200 {
+            m.update(i as f64, text(&[("a", 6.0 + i as f64)]));
+        }
+        let a = &m.rates[&key("a")];
+        assert_eq!(a.history.len(), TREND);
+        assert!(a.history.iter().all(|r| r == Some(1.0)));
+        let h = &m.latencies[&SeriesKey::new("h_seconds", [])];
+        let times: Vec<f64> = m.p99_history(h).map(|(t, _)| t).collect();
+        assert_eq!((times.len(), times[0], times[HISTORY - 1]), (HISTORY, 80.0, 199.0));
+        assert_eq!(m.rates.len(), 1);
+    }
+
+    #[test]
+    fn trend_points_keep_three_digits() {
+        for v in [0.0, 1.0, 1234.5, 3.3e-7, 9.99e12, -42.0, f64::INFINITY] {
+            let got = Bf16::new(Some(v)).get().unwrap();
+            assert!(got == v || ((got - v) / v).abs() < 0.004, "{v} -> {got}");
+        }
+        assert_eq!(Bf16::new(None).get(), None);
+        assert_eq!(Bf16::new(Some(f64::NAN)).get(), None);
+        assert_eq!(Bf16::new(Some(f64::MAX)).get(), Some(f64::INFINITY));
     }
 
     #[test]

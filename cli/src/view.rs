@@ -28,7 +28,7 @@ use super::{
     app::{App, Status},
     human::{self, Measure},
     ingest::LatencyKind,
-    model::{LatencyRow, Sort},
+    model::{self, LatencyRow, Model, Sort},
 };
 
 /// Error ratio above which a row is shown as failing.
@@ -37,7 +37,7 @@ pub const ERROR_WARN: f64 = 0.05;
 pub const P99_WARN: f64 = 1.0;
 
 const CHART_COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Yellow, Color::Green];
-const TREND_WIDTH: usize = 16;
+const TREND_WIDTH: usize = model::TREND;
 
 /// Draws the whole dashboard.
 pub fn draw(f: &mut Frame<'_>, app: &App) {
@@ -231,7 +231,7 @@ impl Col {
         }
     }
 
-    fn cell(self, r: &LatencyRow, name_width: usize) -> Cell<'static> {
+    fn cell(self, model: &Model, r: &LatencyRow, name_width: usize) -> Cell<'static> {
         match self {
             Col::Name => Cell::from(match r.kind {
                 LatencyKind::Operation => r.key.fit(name_width),
@@ -260,7 +260,7 @@ impl Col {
                 })
             }
             Col::Max => right(r.measure.format(r.q.max)),
-            Col::Trend => Cell::from(human::sparkline(r.p99_history.iter().map(|(_, v)| *v), TREND_WIDTH))
+            Col::Trend => Cell::from(human::sparkline(model.p99_history(r).map(|(_, v)| v), TREND_WIDTH))
                 .style(Style::default().fg(Color::Cyan)),
         }
     }
@@ -279,7 +279,7 @@ fn draw_latency(f: &mut Frame<'_>, area: Rect, app: &App, rows: &[&LatencyRow]) 
     let name_width = rest_width(area, &fixed, 1);
     // Only the rows that fit are built (a node_exporter scrape has thousands).
     let visible = area.height.saturating_sub(3) as usize;
-    let body = rows.iter().take(visible).map(|r| Row::new(cols.iter().map(|c| c.cell(r, name_width))));
+    let body = rows.iter().take(visible).map(|r| Row::new(cols.iter().map(|c| c.cell(&app.model, r, name_width))));
     let title = format!("Latency — {} of {} series, by {}", rows.len(), app.model.latencies.len(), s.as_str());
     let table =
         Table::new(body, cols.iter().map(|c| c.width())).header(header).block(block(title, app)).column_spacing(1);
@@ -305,16 +305,19 @@ fn draw_chart(f: &mut Frame<'_>, area: Rect, app: &App, rows: &[&LatencyRow]) {
     let now = app.model.last_at.unwrap_or(0.0);
     let shown: Vec<&LatencyRow> = rows
         .iter()
-        .filter(|r| r.measure == Measure::Seconds && r.p99_history.iter().any(|(_, v)| v.is_some()))
+        .filter(|r| r.measure == Measure::Seconds && app.model.p99_history(r).any(|(_, v)| v.is_some()))
         .take(CHART_COLORS.len())
         .copied()
         .collect();
     // Log scale: latencies of 200 µs and 150 ms both stay readable on one chart.
     let series: Vec<Vec<(f64, f64)>> = shown
         .iter()
-        .map(|r| r.p99_history.iter().filter_map(|(t, v)| Some((t - now, v.filter(|v| *v > 0.0)?.log10()))).collect())
+        .map(|r| {
+            app.model.p99_history(r).filter_map(|(t, v)| Some((t - now, v.filter(|v| *v > 0.0)?.log10()))).collect()
+        })
         .collect();
-    let span = shown.iter().filter_map(|r| r.p99_history.front()).map(|(t, _)| now - t).fold(10.0f64, f64::max);
+    let span =
+        shown.iter().filter_map(|r| app.model.p99_history(r).next()).map(|(t, _)| now - t).fold(10.0f64, f64::max);
     let (lo, hi) =
         series.iter().flatten().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
     let (lo, hi) =
@@ -400,8 +403,7 @@ fn draw_rates(f: &mut Frame<'_>, area: Rect, app: &App) {
         ];
         if trend > 0 {
             cells.push(
-                Cell::from(human::sparkline(r.history.iter().copied(), TREND_WIDTH))
-                    .style(Style::default().fg(Color::Green)),
+                Cell::from(human::sparkline(r.history.iter(), TREND_WIDTH)).style(Style::default().fg(Color::Green)),
             );
         }
         Row::new(cells)
