@@ -15,12 +15,9 @@ use std::{fmt, marker::PhantomData, sync::Arc as StdArc};
 
 use crate::{
     error::Error,
-    metric::{
-        label_index::{LabelIndex, Writer},
-        Metric,
-    },
+    metric::{label_index::LabelIndex, Metric},
     store::{Core, Store},
-    sync::{lock, Arc, Mutex, OnceBox},
+    sync::{lock, Arc, OnceBox},
     Unit,
 };
 
@@ -33,22 +30,9 @@ pub(crate) struct FamilyInner {
     unit: Unit,
     /// Label values → series: lock-free, write-free reads.
     series: LabelIndex,
-    /// Serialises inserts into `series` and owns its allocations.
-    writer: Mutex<Writer>,
     /// Set once a cap refused a label set: the overflow series every later new label set goes
     /// to (published with Release, read with Acquire; see [`OnceBox`]).
     overflow: OnceBox<Store>,
-}
-
-impl Drop for FamilyInner {
-    fn drop(&mut self) {
-        let writer = self.writer.get_mut();
-        #[cfg(not(shardmetrics_loom))]
-        let writer = writer.unwrap_or_else(std::sync::PoisonError::into_inner);
-        #[cfg(shardmetrics_loom)]
-        let writer = writer.unwrap();
-        self.series.free(writer);
-    }
 }
 
 impl FamilyInner {
@@ -60,7 +44,6 @@ impl FamilyInner {
             names: names.into(),
             unit,
             series: LabelIndex::new(),
-            writer: Mutex::new(Writer::default()),
             overflow: OnceBox::new(),
         }
     }
@@ -75,8 +58,8 @@ impl FamilyInner {
             self.core.count_overflow();
             return Ok(overflow);
         }
-        let mut writer = lock(&self.writer);
-        if let Some(s) = self.series.get(values) {
+        let mut writer = self.series.write();
+        if let Some(s) = writer.get(values) {
             return Ok(s);
         }
         let mut overflowed = false;
@@ -88,7 +71,7 @@ impl FamilyInner {
         if overflowed {
             self.overflow.get_or_init(|| store);
         } else {
-            self.series.insert(&mut writer, values, store);
+            writer.insert(values, store);
         }
         Ok(store)
     }

@@ -9,7 +9,8 @@
 //! all tables together hold fewer than twice the slots of the current one: memory stays O(n).
 //!
 //! # Synchronization
-//! * Writers are serialised by the caller (the family's mutex): `insert` takes `&mut Writer`.
+//! * Writers are serialised by the index's own mutex: inserting needs the [`IndexWriter`] guard
+//!   from [`LabelIndex::write`], so there is one writer at a time by construction.
 //! * An entry is fully written before its pointer is stored into a slot with **Release**; a
 //!   reader loads slots with **Acquire**, so it sees the entry's contents.
 //! * A grown table is filled completely before it is published with a **Release** store of
@@ -23,7 +24,7 @@ use std::{hash::BuildHasher, marker::PhantomData};
 
 use crate::{
     store::Store,
-    sync::{AtomicPtr, Ordering},
+    sync::{lock, AtomicPtr, Mutex, MutexGuard, Ordering},
 };
 
 /// One label set and its series. Immutable once published.
@@ -96,17 +97,17 @@ impl Table {
     }
 }
 
-/// The writer's side, kept under the caller's mutex: every entry and every retired table,
+/// The writer's side, kept under the index's mutex: every entry and every retired table,
 /// freed when the index drops.
 #[derive(Default)]
-pub(crate) struct Writer {
+struct Writer {
     entries: Vec<*mut Entry>,
     retired: Vec<*mut Table>,
 }
 
 // SAFETY: the raw pointers in `Writer` are owned allocations (from `Box::into_raw`) that are
-// only dereferenced by the index they belong to, under the caller's mutex or in `Drop`; moving
-// the bookkeeping to another thread is as safe as moving the boxes themselves.
+// only dereferenced by the index they belong to, under its mutex or in `Drop`; moving the
+// bookkeeping to another thread is as safe as moving the boxes themselves.
 unsafe impl Send for Writer {}
 
 /// A grow-only map from label values to series with lock-free, write-free reads.
@@ -116,6 +117,8 @@ pub(crate) struct LabelIndex {
     seeds: [u64; 2],
     /// Hashes values longer than [`SHORT`] bytes (foldhash, randomly seeded).
     hasher: LongHasher,
+    /// Serialises inserts and owns every entry and table (see [`IndexWriter`]).
+    writer: Mutex<Writer>,
     /// The tables and entries the pointers own (see the `Send`/`Sync` note below).
     _owns: PhantomData<(Box<Table>, Box<Entry>)>,
 }
@@ -174,6 +177,7 @@ impl LabelIndex {
             table: AtomicPtr::new(Box::into_raw(Table::with_capacity(8))),
             seeds: [hasher.hash_one(0u64), hasher.hash_one(1u64) | 1],
             hasher,
+            writer: Mutex::new(Writer::default()),
             _owns: PhantomData,
         }
     }
@@ -268,9 +272,14 @@ impl LabelIndex {
         }
     }
 
-    /// Adds `values → store`. The caller serialises writers (holds the mutex that guards
-    /// `writer`) and has checked that `values` is absent.
-    pub(crate) fn insert(&self, writer: &mut Writer, values: &[&str], store: Store) {
+    /// The writer: the index's mutex, held until the guard drops (the family holds it while it
+    /// checks for a label set and registers it).
+    pub(crate) fn write(&self) -> IndexWriter<'_> {
+        IndexWriter { index: self, writer: lock(&self.writer) }
+    }
+
+    /// Adds `values → store`; `writer` is the index's own (held through its mutex).
+    fn insert(&self, writer: &mut Writer, values: &[&str], store: Store) {
         let hash = self.hash(values);
         let entry = Box::into_raw(Box::new(Entry {
             hash,
@@ -297,9 +306,35 @@ impl LabelIndex {
             unsafe { &*current }.place(entry, hash);
         }
     }
+}
 
-    /// Frees every table and entry. Called from the owner's `Drop` with the writer state.
-    pub(crate) fn free(&mut self, writer: &mut Writer) {
+/// One writer of a [`LabelIndex`] at a time: the guard of its mutex.
+pub(crate) struct IndexWriter<'a> {
+    index: &'a LabelIndex,
+    writer: MutexGuard<'a, Writer>,
+}
+
+impl IndexWriter<'_> {
+    /// The series for `values`, if inserted (under the lock: sees every insert).
+    pub(crate) fn get(&self, values: &[&str]) -> Option<Store> {
+        self.index.get(values)
+    }
+
+    /// Adds `values → store`. The caller has checked that `values` is absent (with `get`
+    /// under this guard).
+    pub(crate) fn insert(&mut self, values: &[&str], store: Store) {
+        self.index.insert(&mut self.writer, values, store);
+    }
+}
+
+impl Drop for LabelIndex {
+    /// Frees every table and entry (`&mut self`: no reader or writer is left).
+    fn drop(&mut self) {
+        let writer = self.writer.get_mut();
+        #[cfg(not(shardmetrics_loom))]
+        let writer = writer.unwrap_or_else(std::sync::PoisonError::into_inner);
+        #[cfg(shardmetrics_loom)]
+        let writer = writer.unwrap();
         let current = self.table.load(Ordering::Relaxed);
         for t in writer.retired.drain(..).chain(std::iter::once(current)) {
             // SAFETY: each table pointer came from `Box::into_raw` and is freed exactly once
@@ -335,11 +370,10 @@ mod tests {
     #[test]
     fn grows_and_finds_everything() {
         let idx = LabelIndex::new();
-        let mut w = Writer::default();
         let keys: Vec<String> = (0..5000).map(|i| format!("v{i}")).collect();
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(idx.get(&[k, "x"]), None);
-            idx.insert(&mut w, &[k, "x"], store(i));
+            idx.write().insert(&[k, "x"], store(i));
             assert_eq!(idx.get(&[k, "x"]), Some(store(i)));
         }
         for (i, k) in keys.iter().enumerate() {
@@ -349,14 +383,12 @@ mod tests {
         }
         // Tuples too long for the packed hash take the value-by-value path, consistently.
         let long = "x".repeat(100);
-        idx.insert(&mut w, &[&long, "y"], store(9999));
+        idx.write().insert(&[&long, "y"], store(9999));
         assert_eq!(idx.get(&[&long, "y"]), Some(store(9999)));
         assert_eq!(idx.get(&[&long, "z"]), None);
         // Packing is unambiguous: ("ab", "c") is not ("a", "bc").
-        idx.insert(&mut w, &["ab", "c"], store(1));
+        idx.write().insert(&["ab", "c"], store(1));
         assert_eq!(idx.get(&["a", "bc"]), None);
-        let mut idx = idx;
-        idx.free(&mut w);
     }
 
     #[test]
@@ -379,7 +411,6 @@ mod tests {
     #[test]
     fn every_arity_finds_its_own_key_and_nothing_else() {
         let idx = LabelIndex::new();
-        let mut w = Writer::default();
         // Arities 1..=4 take `get_n`, longer ones `get_any`; values cover every `words` case
         // (empty, 1–3, 4–7, 8–16 bytes) and long ones (foldhash plus a byte compare).
         let pool = ["", "a", "200", "/api", "GET /x", "exactly8", "sixteen-bytes-ok", "a-value-longer-than-16-bytes"];
@@ -393,7 +424,7 @@ mod tests {
             }
         }
         for (i, k) in keys.iter().enumerate() {
-            idx.insert(&mut w, k, store(i));
+            idx.write().insert(k, store(i));
         }
         for (i, k) in keys.iter().enumerate() {
             assert_eq!(idx.get(k), Some(store(i)), "{k:?}");
@@ -412,8 +443,6 @@ mod tests {
                 }
             }
         }
-        let mut idx = idx;
-        idx.free(&mut w);
     }
 
     /// The hash spreads realistic label sets (routes × status codes, sequential ids of equal
@@ -422,7 +451,6 @@ mod tests {
     #[test]
     fn probe_chains_stay_short_for_similar_values() {
         let idx = LabelIndex::new();
-        let mut w = Writer::default();
         let mut keys: Vec<Vec<String>> = Vec::new();
         for r in 0..400 {
             for status in ["200", "404", "500"] {
@@ -436,10 +464,10 @@ mod tests {
         for (i, k) in keys.iter().enumerate() {
             let k: Vec<&str> = k.iter().map(String::as_str).collect();
             if idx.get(&k).is_none() {
-                idx.insert(&mut w, &k, store(i));
+                idx.write().insert(&k, store(i));
             }
         }
-        // SAFETY: the table is live (freed only by `free` below) and no writer runs.
+        // SAFETY: the table is live (freed only when `idx` drops) and no writer runs.
         let table = unsafe { &*idx.table.load(Ordering::Acquire) };
         let (mut total, mut longest) = (0usize, 0usize);
         for k in &keys {
@@ -447,7 +475,7 @@ mod tests {
             let hash = idx.hash(&k);
             let mut i = hash as usize & table.mask;
             let mut steps = 1;
-            // SAFETY: slots are non-null entries owned by `w` until `free`.
+            // SAFETY: slots are non-null entries owned by the index until it drops.
             while unsafe { &*table.slots[i].load(Ordering::Acquire) }.hash != hash {
                 i = (i + 1) & table.mask;
                 steps += 1;
@@ -458,20 +486,17 @@ mod tests {
         let mean = total as f64 / keys.len() as f64;
         // Linear probing at load factor ≤ 1/2 averages ≤ 1.5 probes for a uniform hash.
         assert!(mean < 2.0 && longest < 40, "mean probe length {mean:.2}, longest {longest}");
-        let mut idx = idx;
-        idx.free(&mut w);
     }
 
     #[test]
     fn readers_during_growth_find_what_was_inserted_before_they_looked() {
         let idx = LabelIndex::new();
-        let w = std::sync::Mutex::new(Writer::default());
         let keys: Vec<String> = (0..3000).map(|i| format!("k{i}")).collect();
         let inserted = crate::sync::AtomicUsize::new(0);
         std::thread::scope(|s| {
             s.spawn(|| {
                 for (i, k) in keys.iter().enumerate() {
-                    idx.insert(&mut w.lock().unwrap(), &[k], store(i));
+                    idx.write().insert(&[k], store(i));
                     inserted.store(i + 1, crate::sync::Ordering::Release);
                 }
             });
@@ -484,7 +509,5 @@ mod tests {
                 }
             });
         });
-        let mut idx = idx;
-        idx.free(&mut w.into_inner().unwrap());
     }
 }
