@@ -15,7 +15,7 @@ use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex, OnceLock,
+        Arc,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -26,6 +26,7 @@ use shardmetrics::{
     export::{pushgateway::Pushgateway, remote_write::RemoteWrite, Backoff, ExportError, ExporterBuilder},
     Registry,
 };
+use shardmetrics_test_support::logs::{capture_logs, logged};
 
 /// What a loaded 2-core machine may add to a bound on wall time.
 const SLACK: Duration = Duration::from_millis(1500);
@@ -120,35 +121,6 @@ fn read_request(stream: &mut TcpStream) {
             Ok(n) => have += n,
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Log capture.
-
-struct Capture;
-
-static RECORDS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push((record.level(), record.args().to_string()));
-    }
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        log::set_logger(&Capture).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Debug);
-    });
-}
-
-fn logged(level: log::Level, needle: &str) -> usize {
-    RECORDS.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(l, m)| *l == level && m.contains(needle)).count()
 }
 
 fn failed_samples(registry: &Registry, exporter: &str) -> Option<u64> {

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Mutex, OnceLock,
+        Arc,
     },
     time::{Duration, Instant, SystemTime},
 };
@@ -19,6 +19,7 @@ use shardmetrics::{
     },
     Registry, Unit,
 };
+use shardmetrics_test_support::logs::logged;
 
 /// A directory removed on drop.
 struct TempDir(PathBuf);
@@ -259,30 +260,6 @@ fn retention_deletes_old_and_surplus_rotated_files() {
     assert_eq!(records(&dir.path("m.prom.2")), [3]);
     assert_eq!(records(&dir.path("m.prom.1")), [4]);
     assert_eq!(records(&path), [5]);
-}
-
-/// Every log record of this test binary, for the error path's "logged".
-struct Capture;
-
-static RECORDS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push((record.level(), record.args().to_string()));
-    }
-    fn flush(&self) {}
-}
-
-fn logged(level: log::Level, needle: &str) -> usize {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        log::set_logger(&Capture).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Debug);
-    });
-    RECORDS.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(l, m)| *l == level && m.contains(needle)).count()
 }
 
 #[test]

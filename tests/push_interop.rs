@@ -14,10 +14,7 @@ use std::{
     net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Mutex, OnceLock,
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -31,6 +28,7 @@ use shardmetrics::{
     },
     Registry, Unit,
 };
+use shardmetrics_test_support::logs::{capture_logs, logged};
 
 // ---------------------------------------------------------------------------------------------
 // Harness: binaries, temp dirs, servers, HTTP.
@@ -173,35 +171,6 @@ fn query_value(prom: &Server, q: &str) -> f64 {
     let result = query(prom, q);
     assert_eq!(result.len(), 1, "{q}: {result:?}");
     result[0]["value"][1].as_str().expect("value string").parse().expect("number")
-}
-
-// ---------------------------------------------------------------------------------------------
-// Log capture: failures must be reported through `log`.
-
-struct Capture;
-
-static RECORDS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push((record.level(), record.args().to_string()));
-    }
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static INIT: OnceLock<()> = OnceLock::new();
-    INIT.get_or_init(|| {
-        log::set_logger(&Capture).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Debug);
-    });
-}
-
-fn logged(level: log::Level, needle: &str) -> usize {
-    RECORDS.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|(l, m)| *l == level && m.contains(needle)).count()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -308,3 +308,43 @@ impl Drop for SlowClients {
         }
     }
 }
+
+/// Every `log` record of the test binary, so a test can check that a failure was reported
+/// through `log`. One logger per process: the first call installs it.
+pub mod logs {
+    use std::sync::{Mutex, OnceLock};
+
+    struct Capture;
+
+    static RECORDS: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            RECORDS.lock().unwrap_or_else(|e| e.into_inner()).push((record.level(), record.args().to_string()));
+        }
+        fn flush(&self) {}
+    }
+
+    /// Installs the capturing logger (once per test binary; no other logger may be set).
+    pub fn capture_logs() {
+        static INIT: OnceLock<()> = OnceLock::new();
+        INIT.get_or_init(|| {
+            log::set_logger(&Capture).expect("no other logger in this test binary");
+            log::set_max_level(log::LevelFilter::Debug);
+        });
+    }
+
+    /// How many records at `level` contain `needle` (installs the logger if needed).
+    pub fn logged(level: log::Level, needle: &str) -> usize {
+        capture_logs();
+        RECORDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(l, m)| *l == level && m.contains(needle))
+            .count()
+    }
+}
