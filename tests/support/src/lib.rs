@@ -32,19 +32,10 @@ impl Reply {
     }
 }
 
-/// A one-shot HTTP/1.1 request with `Connection: close`, read to EOF.
+/// A one-shot HTTP/1.1 request with `Connection: close`, read to EOF ([`request_within`] with
+/// 10 s for connecting, writing and each read).
 pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Reply> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    parse(&raw).ok_or_else(|| std::io::Error::other("incomplete HTTP response"))
+    request_within(addr, method, path, headers, Duration::from_secs(10))
 }
 
 pub fn parse(raw: &[u8]) -> Option<Reply> {
@@ -190,8 +181,9 @@ pub fn wait_for<T>(timeout: Duration, guard: &ChildGuard, what: &str, mut f: imp
     }
 }
 
-/// [`request`] with one `timeout` for the connect and for each read and write, so a caller
-/// measuring a server under load is never stuck longer than that on one request.
+/// A one-shot HTTP/1.1 request with `Connection: close`, read to EOF, with one `timeout` for the
+/// connect and for each read and write, so a caller measuring a server under load is never
+/// stuck longer than that on one request.
 pub fn request_within(
     addr: SocketAddr,
     method: &str,
