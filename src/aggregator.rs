@@ -9,15 +9,12 @@
 //! shard reads, so coherence guarantees the reads see it (Relaxed cell loads suffice).
 //! Histogram buckets are loaded with Acquire before the slot's sum/min/max (see `shard.rs`).
 
-use std::{
-    collections::VecDeque,
-    time::{Duration, Instant, SystemTime},
-};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::{
     buckets,
     catalogue::View,
-    history::{subtract, HistDelta, TickDelta, MAX_TICKS},
+    history::{Base, Bases, HistPoints, Level, Point},
     shard::HistLoc,
     snapshot::{CounterValue, HistogramSnapshot, Series, Snapshot, Value},
     store::{Core, Store},
@@ -69,41 +66,41 @@ pub(crate) struct Aggregator {
     last_hists: Vec<Option<LastHist>>,
     scratch: Vec<u64>,
     windows: std::sync::Arc<[Duration]>,
-    history: VecDeque<std::sync::Arc<TickDelta>>,
+    /// One level of checkpoints per window (see `history`), shared with snapshots.
+    levels: std::sync::Arc<Vec<Level>>,
+    /// The previous tick: where a level places its next boundary.
+    prev: Point,
     /// Idle-series expiry (see `expired`): ticks without change per series id, whether the
     /// series is hidden, and the cumulative value it restarts from.
     expire_after: Option<u32>,
     idle: Vec<u32>,
     hidden: Vec<bool>,
-    bases: std::collections::HashMap<u32, Base>,
+    bases: Bases,
 }
 
 /// A histogram's last merge.
 struct LastHist {
     /// The sum over shards of the slot's record counts when it was merged.
     version: u64,
-    merged: HistogramSnapshot,
-}
-
-/// The cumulative value an expired series restarts from.
-enum Base {
-    Counter(u64),
-    Histogram(HistogramSnapshot),
+    /// Raw cumulative (shared with window checkpoints).
+    merged: std::sync::Arc<HistogramSnapshot>,
 }
 
 impl Aggregator {
     pub(crate) fn new(windows: Vec<Duration>, expire_after: Option<u32>) -> Self {
+        let now = Instant::now();
         Aggregator {
             expire_after,
             idle: Vec::new(),
             hidden: Vec::new(),
-            bases: std::collections::HashMap::new(),
+            bases: Bases::default(),
+            levels: std::sync::Arc::new(windows.iter().map(|&w| Level::new(w, now)).collect()),
+            prev: Point { at: now, seq: 0 },
             windows: windows.into(),
-            history: VecDeque::new(),
             collectors: Vec::new(),
             observers: Vec::new(),
             seq: 0,
-            last: Instant::now(),
+            last: now,
             totals: Vec::new(),
             prev_counters: Vec::new(),
             last_hists: Vec::new(),
@@ -148,7 +145,7 @@ impl Aggregator {
         if self.idle[i] >= n {
             if !self.hidden[i] {
                 self.hidden[i] = true;
-                self.bases.insert(id, base());
+                std::sync::Arc::make_mut(&mut self.bases).insert(id, base());
             }
             return true;
         }
@@ -160,6 +157,7 @@ impl Aggregator {
         let secs = interval.as_secs_f64();
         self.last = start;
         self.seq += 1;
+        self.place_boundaries(start);
 
         // Counters, shard-major: each shard's chunks are summed as contiguous runs.
         self.totals.clear();
@@ -171,7 +169,6 @@ impl Aggregator {
         }
         self.prev_counters.resize(view.counters, 0);
         self.last_hists.resize_with(view.histograms, || None);
-        let mut delta = TickDelta { at: start, interval, counters: Vec::new(), histograms: Vec::new() };
 
         let exemplars_in_use = core.exemplars.in_use();
         let mut series = Vec::with_capacity(view.entries.len());
@@ -181,9 +178,6 @@ impl Aggregator {
                     let total = self.totals[index];
                     let d = total.saturating_sub(self.prev_counters[index]);
                     self.prev_counters[index] = total;
-                    if d != 0 {
-                        delta.counters.push((e.id, d));
-                    }
                     if self.expired(e.id, d != 0, || Base::Counter(total)) {
                         continue;
                     }
@@ -199,19 +193,12 @@ impl Aggregator {
                     let version = histogram_version(core, loc);
                     let last = &mut self.last_hists[index];
                     let mut h = match last {
-                        Some(l) if l.version == version => l.merged.clone(),
+                        Some(l) if l.version == version => HistogramSnapshot::clone(&l.merged),
                         _ => {
                             let mut h = merge_histogram(core, loc, precision, &mut self.scratch);
                             let (pc, ps) = last.as_ref().map_or((0, 0), |l| (l.merged.count, l.merged.sum));
                             let (dc, ds) = (h.count.saturating_sub(pc), h.sum.saturating_sub(ps));
-                            if dc != 0 {
-                                let buckets = match last {
-                                    Some(l) => subtract(&h.buckets, &l.merged.buckets),
-                                    None => h.buckets.iter().copied().collect(),
-                                };
-                                delta.histograms.push((e.id, HistDelta { count: dc, sum: ds, buckets }));
-                            }
-                            *last = Some(LastHist { version, merged: h.clone() });
+                            *last = Some(LastHist { version, merged: std::sync::Arc::new(h.clone()) });
                             h.delta_count = dc;
                             h.delta_sum = ds;
                             h
@@ -233,23 +220,17 @@ impl Aggregator {
                 Store::Histogram { index, .. } => core.exemplars.histogram(index),
                 Store::Gauge(_) => None,
             };
-            series.push(Series { id: e.id, meta: e.meta.clone(), family: e.family.clone(), value, exemplars });
+            let slot = match e.store {
+                Store::Counter { index, .. } | Store::Histogram { index, .. } => index as u32,
+                Store::Gauge(_) => u32::MAX,
+            };
+            series.push(Series { id: e.id, slot, meta: e.meta.clone(), family: e.family.clone(), value, exemplars });
         }
-        // The view is sorted by name, not id; window look-ups binary-search by id.
-        delta.counters.sort_unstable_by_key(|&(id, _)| id);
-        delta.histograms.sort_unstable_by_key(|(id, _)| *id);
-        self.history.push_back(std::sync::Arc::new(delta));
-        let keep = self.windows.last().copied().unwrap_or(Duration::ZERO);
-        while self.history.len() > MAX_TICKS
-            || self
-                .history
-                .front()
-                .is_some_and(|t| start.saturating_duration_since(t.at) > keep.saturating_add(interval))
-        {
-            self.history.pop_front();
-        }
+        self.prev = Point { at: start, seq: self.seq };
         Snapshot {
-            history: self.history.iter().cloned().collect(),
+            levels: self.levels.clone(),
+            at: start,
+            bases: self.bases.clone(),
             windows: self.windows.clone(),
             operations: view.operations.clone(),
             seq: self.seq,
@@ -258,6 +239,27 @@ impl Aggregator {
             tick_duration: start.elapsed(),
             shards,
             series,
+        }
+    }
+}
+
+impl Aggregator {
+    /// Window checkpoints: every level whose segment since its latest boundary would grow past
+    /// its width with this tick (at `now`) places a boundary at the previous tick, from the raw
+    /// values that tick left (`prev_counters`, `last_hists`). Levels placing one on the same
+    /// tick share the copy of the totals. Ticks that place none do no window work.
+    fn place_boundaries(&mut self, now: Instant) {
+        let prev = self.prev;
+        if !self.levels.iter().any(|l| l.due(now, prev)) {
+            return;
+        }
+        let totals: std::sync::Arc<[u64]> = self.prev_counters.as_slice().into();
+        let hists: HistPoints = self.last_hists.iter().map(|l| l.as_ref().map(|l| l.merged.clone())).collect();
+        // Copies the levels (a few `Arc`s each) only if a snapshot still holds them.
+        for level in std::sync::Arc::make_mut(&mut self.levels).iter_mut() {
+            if level.due(now, prev) {
+                level.place(prev, &totals, &hists);
+            }
         }
     }
 }

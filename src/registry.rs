@@ -115,7 +115,8 @@ impl RegistryBuilder {
     }
 
     /// Window lengths served by [`Snapshot::window`] and the JSON endpoint (default 10 s, 1 min,
-    /// 5 min). History for the longest is kept, up to [`crate::window::MAX_TICKS`] ticks.
+    /// 5 min). Each costs a bounded set of checkpoints per counter and histogram (see
+    /// [`crate::window`] for the resolution), whatever the number of ticks.
     pub fn windows(mut self, windows: &[Duration]) -> Self {
         let mut w: Vec<Duration> = windows.iter().copied().filter(|d| !d.is_zero()).collect();
         w.sort();

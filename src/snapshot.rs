@@ -379,8 +379,10 @@ pub enum Value {
 /// One series in a snapshot.
 #[derive(Debug, Clone)]
 pub struct Series {
-    /// Catalogue index: keys the per-tick deltas of windows.
+    /// Catalogue index (keys expiry bases).
     pub(crate) id: u32,
+    /// Dense counter or histogram number (keys window checkpoints); `u32::MAX` for gauges.
+    pub(crate) slot: u32,
     pub(crate) meta: Arc<SeriesMeta>,
     pub(crate) family: Arc<FamilyInfo>,
     pub(crate) value: Value,
@@ -427,8 +429,12 @@ pub struct Snapshot {
     pub(crate) shards: usize,
     /// Sorted by name, then labels.
     pub(crate) series: Vec<Series>,
-    /// Per-tick deltas of the longest window, oldest first (shared between snapshots).
-    pub(crate) history: Arc<[Arc<crate::history::TickDelta>]>,
+    /// Window checkpoints, one level per configured window (shared between snapshots).
+    pub(crate) levels: Arc<Vec<crate::history::Level>>,
+    /// The tick's monotonic time (windows measure from it).
+    pub(crate) at: std::time::Instant,
+    /// Bases of series that expired and came back (windows add them back to get raw values).
+    pub(crate) bases: crate::history::Bases,
     /// Configured window lengths, shortest first.
     pub(crate) windows: Arc<[Duration]>,
     /// Base names of registered operations.
@@ -444,7 +450,9 @@ impl Snapshot {
             tick_duration: Duration::ZERO,
             shards: 0,
             series: Vec::new(),
-            history: Arc::new([]),
+            levels: Arc::default(),
+            at: std::time::Instant::now(),
+            bases: crate::history::Bases::default(),
             windows: Arc::from(crate::history::DEFAULT_WINDOWS),
             operations: Arc::new([]),
         }

@@ -1,67 +1,36 @@
-//! Windowed views: what happened in the last 10 s, 1 min, 5 min — computed from a bounded ring
-//! of per-tick deltas that every snapshot carries (shared `Arc`s, nothing copied per tick).
+//! Windowed views: what happened in the last 10 s, 1 min, 5 min — computed from cumulative
+//! checkpoints that every snapshot shares (see the `history` module): memory bounded in series ×
+//! windows, whatever the number of ticks.
 //!
 //! # Semantics
-//! * A window of length `d` covers the ticks that ended within `d` of the snapshot's tick; a
-//!   tick that straddles the boundary is included whole. [`Window::covered`] is the time those
-//!   ticks span and [`Window::ticks`] how many there are, so a rate is exact for what it covers.
+//! * A window is the exact difference between two ticks: the snapshot's tick (or, for
+//!   [`Snapshot::window_before`], a checkpoint about one window earlier) and a checkpoint about
+//!   `length` before it. [`Window::covered`] is the time between the two and [`Window::ticks`]
+//!   the number of ticks in between; every value (increase, rate, histogram) is exact for that
+//!   span, ticks included whole.
+//! * Resolution: the registry keeps, per configured window `W` ([`crate::RegistryBuilder::windows`]),
+//!   checkpoints about `W / 4` apart ([`SLOTS`]) for two windows' worth. A length `L` is served by
+//!   the smallest configured `W ≥ L` (a length beyond the longest configured window is served as
+//!   that window), so `covered` is within about `W / 8` plus one tick of `L` once the registry has
+//!   run that long, and shorter before.
 //! * An empty window (no tick, or nothing recorded) reports `increase` 0 and rate 0 for counters
 //!   and a histogram with `count() == 0` whose min/max/mean/quantiles are `None` — never the
 //!   last value, never a zero latency.
 //! * A window's histogram min and max are bucket bounds (within the histogram's precision),
 //!   clamped by the cumulative min and max: exact per-window extremes would need per-tick resets
 //!   of single-writer cells.
-//! * Memory is bounded: the ring keeps the ticks of the longest configured window (and at most
-//!   [`MAX_TICKS`]); a tick stores only the series that changed in it.
 
 #![forbid(unsafe_code)]
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use crate::{
     buckets,
-    snapshot::{HistogramSnapshot, Snapshot, Value},
+    history::{self, Base, Level},
+    snapshot::{HistogramSnapshot, Series, Snapshot, Value},
 };
 
-use crate::history::TickDelta;
-pub use crate::history::{DEFAULT_WINDOWS, MAX_TICKS};
-
-/// Merges sparse ascending bucket lists into `acc`.
-fn add_into(acc: &mut Vec<(u32, u64)>, add: &[(u32, u64)]) {
-    if acc.is_empty() {
-        acc.extend_from_slice(add);
-        return;
-    }
-    let mut out = Vec::with_capacity(acc.len() + add.len());
-    let (mut a, mut b) = (acc.iter().peekable(), add.iter().peekable());
-    loop {
-        match (a.peek(), b.peek()) {
-            (Some(&&(i, n)), Some(&&(j, m))) => {
-                if i == j {
-                    out.push((i, n + m));
-                    a.next();
-                    b.next();
-                } else if i < j {
-                    out.push((i, n));
-                    a.next();
-                } else {
-                    out.push((j, m));
-                    b.next();
-                }
-            }
-            (Some(&&x), None) => {
-                out.push(x);
-                a.next();
-            }
-            (None, Some(&&y)) => {
-                out.push(y);
-                b.next();
-            }
-            (None, None) => break,
-        }
-    }
-    *acc = out;
-}
+pub use crate::history::{DEFAULT_WINDOWS, KEEP, SLOTS};
 
 /// A counter over a window.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,8 +46,19 @@ pub struct WindowCounter {
 pub struct Window<'a> {
     snapshot: &'a Snapshot,
     length: Duration,
-    ticks: &'a [Arc<TickDelta>],
-    /// Σ of the ticks' intervals (computed once: every per-series rate divides by it).
+    /// `None`: an empty window.
+    span: Option<Span<'a>>,
+}
+
+/// The two points a non-empty window lies between.
+#[derive(Debug, Clone, Copy)]
+struct Span<'a> {
+    level: &'a Level,
+    /// Index into `level.points`.
+    start: usize,
+    /// `None`: the snapshot's own tick; `Some(i)`: `level.points[i]`.
+    end: Option<usize>,
+    ticks: u64,
     covered: Duration,
 }
 
@@ -94,33 +74,47 @@ impl Snapshot {
     }
 }
 
+/// The point of `candidates` (ages before the snapshot's tick) closest to `target`, preferring
+/// the later (younger) on a tie.
+fn closest(
+    candidates: impl Iterator<Item = (Option<usize>, Duration)>,
+    target: Duration,
+) -> Option<(Option<usize>, Duration)> {
+    candidates.min_by(|a, b| a.1.abs_diff(target).cmp(&b.1.abs_diff(target)).then(a.1.cmp(&b.1)))
+}
+
 impl<'a> Window<'a> {
     pub(crate) fn new(snapshot: &'a Snapshot, length: Duration) -> Window<'a> {
         Window::ending(snapshot, Duration::ZERO, length)
     }
 
-    /// The window of `length` that ends `offset` before the snapshot's tick.
+    /// The window of `length` that ends about `offset` before the snapshot's tick.
     pub(crate) fn ending(snapshot: &'a Snapshot, offset: Duration, length: Duration) -> Window<'a> {
-        let history = &snapshot.history[..];
-        let Some(last) = history.last() else {
-            return Window { snapshot, length, ticks: &[], covered: Duration::ZERO };
+        let levels = &snapshot.levels;
+        let Some(level) = levels.iter().find(|l| l.window >= length).or(levels.last()) else {
+            return Window { snapshot, length, span: None };
         };
-        // Ticks with `end - length < at <= end`.
-        let end = last.at.checked_sub(offset);
-        let start = end.and_then(|e| e.checked_sub(length));
-        let lo = history.partition_point(|t| start.is_some_and(|s| t.at <= s));
-        let hi = history.partition_point(|t| end.is_some_and(|e| t.at <= e));
-        let ticks = &history[lo..hi.max(lo)];
-        Window { snapshot, length, ticks, covered: ticks.iter().map(|t| t.interval).sum() }
+        let served = length.min(level.window);
+        let age = |i: usize| snapshot.at.saturating_duration_since(level.points[i].at);
+        let points = || (0..level.points.len()).map(|i| (Some(i), age(i)));
+        let Some((end, end_age)) = closest(points().chain([(None, Duration::ZERO)]), offset) else {
+            return Window { snapshot, length, span: None };
+        };
+        let earlier = points().filter(|&(_, a)| a > end_age);
+        let span = closest(earlier, end_age + served).map(|(start, start_age)| {
+            let start = start.expect("the snapshot's tick is the youngest point");
+            let seq = |p: Option<usize>| p.map_or(snapshot.seq, |i| level.points[i].seq);
+            Span { level, start, end, ticks: seq(end) - seq(Some(start)), covered: start_age - end_age }
+        });
+        Window { snapshot, length, span }
     }
 
     /// An operation's statistics over the window; `None` if it does not exist.
     pub fn operation(&self, name: &str, labels: &[(&str, &str)]) -> Option<crate::snapshot::OperationStats> {
         let (calls, errors, latency) = self.snapshot.operation_series(name, labels)?;
-        let Value::Histogram(cumulative) = latency.value() else { return None };
-        let calls_w = self.counter_by_id(calls.id);
-        let errors_w = self.counter_by_id(errors.id);
-        let h = self.histogram_by_id(latency.id, cumulative);
+        let calls_w = self.counter_of(calls)?;
+        let errors_w = self.counter_of(errors)?;
+        let h = self.histogram_of(latency)?;
         Some(crate::snapshot::OperationStats::new(calls_w.increase, errors_w.increase, &h, self.covered()))
     }
 
@@ -129,75 +123,97 @@ impl<'a> Window<'a> {
         self.length
     }
 
-    /// Number of ticks in the window (its sample count).
+    /// Number of ticks in the window.
     pub fn ticks(&self) -> usize {
-        self.ticks.len()
+        self.span.map_or(0, |s| s.ticks as usize)
     }
 
-    /// Time the included ticks span (may be less than [`Window::length`] early on).
+    /// Time the window spans (see the module docs: close to [`Window::length`] once the
+    /// registry has run that long, less before).
     pub fn covered(&self) -> Duration {
-        self.covered
+        self.span.map_or(Duration::ZERO, |s| s.covered)
     }
 
     /// A counter's increase and rate over the window; `None` if the series does not exist.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<WindowCounter> {
-        let s = self.snapshot.find(name, labels)?;
-        matches!(s.value(), Value::Counter(_)).then(|| self.counter_by_id(s.id))
+        self.counter_of(self.snapshot.find(name, labels)?)
     }
 
-    pub(crate) fn counter_by_id(&self, id: u32) -> WindowCounter {
-        let increase: u64 = self
-            .ticks
-            .iter()
-            .filter_map(|t| t.counters.binary_search_by_key(&id, |&(i, _)| i).ok().map(|k| t.counters[k].1))
-            .sum();
-        self.counter_from(increase)
-    }
-
-    /// Every counter's increase over the window, indexed by series id, in one pass over the
-    /// ticks: for renders of every series, where [`Window::counter_by_id`] per series would
-    /// binary-search every tick for each one.
-    #[cfg(feature = "json")]
-    pub(crate) fn counter_increases(&self) -> Vec<u64> {
-        let len = self.ticks.iter().filter_map(|t| t.counters.last()).map(|&(id, _)| id as usize + 1).max();
-        let mut out = vec![0u64; len.unwrap_or(0)];
-        for t in self.ticks {
-            for &(id, d) in &t.counters {
-                out[id as usize] += d;
+    /// Series `s`'s (of this window's snapshot) increase over the window; `None` if it is not a
+    /// counter.
+    pub(crate) fn counter_of(&self, s: &Series) -> Option<WindowCounter> {
+        let Value::Counter(c) = s.value() else { return None };
+        let Some(span) = self.span else { return Some(self.counter_from(0)) };
+        let (level, i) = (span.level, s.slot as usize);
+        let last = level.points.len() - 1;
+        // Σ of the segments from `start` to `end`; to the snapshot's tick also the part since
+        // the latest point: raw total now − raw total there.
+        let (to, tail) = match span.end {
+            Some(e) => (e, 0),
+            None => {
+                let raw = match self.snapshot.bases.get(&s.id) {
+                    Some(Base::Counter(b)) => c.total.saturating_add(*b),
+                    _ => c.total,
+                };
+                (last, raw.saturating_sub(level.latest.get(i).copied().unwrap_or(0)))
             }
-        }
-        out
+        };
+        let increase = (span.start..to).fold(tail, |acc, k| acc.saturating_add(level.segments[k].get(i)));
+        Some(self.counter_from(increase))
     }
 
-    /// A counter's window view from its increase (see [`Window::counter_increases`]).
-    pub(crate) fn counter_from(&self, increase: u64) -> WindowCounter {
-        let secs = self.covered.as_secs_f64();
+    /// A counter's window view from its increase.
+    fn counter_from(&self, increase: u64) -> WindowCounter {
+        let secs = self.covered().as_secs_f64();
         WindowCounter { increase, rate: if secs > 0.0 { increase as f64 / secs } else { 0.0 } }
     }
 
     /// A histogram of the values recorded during the window; `None` if the series does not
     /// exist. Empty windows give `count() == 0` and `None` quantiles.
     pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Option<HistogramSnapshot> {
-        let s = self.snapshot.find(name, labels)?;
-        match s.value() {
-            Value::Histogram(cumulative) => Some(self.histogram_by_id(s.id, cumulative)),
-            _ => None,
-        }
+        self.histogram_of(self.snapshot.find(name, labels)?)
     }
 
-    pub(crate) fn histogram_by_id(&self, id: u32, cumulative: &HistogramSnapshot) -> HistogramSnapshot {
+    /// Series `s`'s (of this window's snapshot) values recorded during the window; `None` if
+    /// it is not a histogram.
+    pub(crate) fn histogram_of(&self, s: &Series) -> Option<HistogramSnapshot> {
+        let Value::Histogram(cumulative) = s.value() else { return None };
         let p = cumulative.precision;
         let mut h = HistogramSnapshot::empty(p);
-        let mut acc = Vec::new();
-        for t in self.ticks {
-            if let Ok(k) = t.histograms.binary_search_by_key(&id, |(i, _)| *i) {
-                let d = &t.histograms[k].1;
-                h.count += d.count;
-                h.sum = h.sum.saturating_add(d.sum);
-                add_into(&mut acc, &d.buckets);
-            }
+        let Some(span) = self.span else { return Some(h) };
+        let i = s.slot as usize;
+        let at = |k: usize| span.level.hists[k].get(i).cloned().flatten();
+        let raw_now;
+        let later: &HistogramSnapshot = match span.end {
+            Some(e) => match at(e) {
+                Some(l) => {
+                    raw_now = HistogramSnapshot::clone(&l);
+                    &raw_now
+                }
+                None => return Some(h),
+            },
+            None => match self.snapshot.bases.get(&s.id) {
+                Some(Base::Histogram(b)) => {
+                    raw_now = plus(cumulative, b);
+                    &raw_now
+                }
+                _ => cumulative,
+            },
+        };
+        let (count, sum, buckets) = match at(span.start) {
+            Some(earlier) => (
+                later.count.saturating_sub(earlier.count),
+                later.sum.saturating_sub(earlier.sum),
+                history::subtract(&later.buckets, &earlier.buckets),
+            ),
+            None => (later.count, later.sum, later.buckets.iter().copied().collect()),
+        };
+        if count == 0 {
+            return Some(h);
         }
-        if let (Some(&(lo, _)), Some(&(hi, _))) = (acc.first(), acc.last()) {
+        h.count = count;
+        h.sum = sum;
+        if let (Some(&(lo, _)), Some(&(hi, _))) = (buckets.first(), buckets.last()) {
             h.min = buckets::lowest(lo as usize, p).max(cumulative.min);
             h.max = buckets::highest(hi as usize, p).min(cumulative.max);
             if h.min > h.max {
@@ -206,11 +222,20 @@ impl<'a> Window<'a> {
         }
         h.delta_count = h.count;
         h.delta_sum = h.sum;
-        let secs = self.covered.as_secs_f64();
+        let secs = self.covered().as_secs_f64();
         h.rate = if secs > 0.0 { h.count as f64 / secs } else { 0.0 };
-        h.buckets = acc.into();
-        h
+        h.buckets = buckets.into();
+        Some(h)
     }
+}
+
+/// `a + b` (counts, sums and buckets): a histogram shown from a base, made raw again.
+fn plus(a: &HistogramSnapshot, b: &HistogramSnapshot) -> HistogramSnapshot {
+    let mut h = a.clone();
+    h.count = a.count.saturating_add(b.count);
+    h.sum = a.sum.saturating_add(b.sum);
+    h.buckets = history::add(&a.buckets, &b.buckets).into();
+    h
 }
 
 /// Parses a window length such as `10s`, `1m`, `5m`, `1h`, `500ms`.
@@ -246,15 +271,6 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::subtract;
-
-    #[test]
-    fn sparse_math() {
-        assert_eq!(&*subtract(&[(1, 5), (3, 2), (9, 4)], &[(1, 5), (9, 1)]), &[(3, 2), (9, 3)]);
-        let mut acc = vec![(1, 1), (5, 1)];
-        add_into(&mut acc, &[(0, 2), (5, 3), (7, 1)]);
-        assert_eq!(acc, vec![(0, 2), (1, 1), (5, 4), (7, 1)]);
-    }
 
     #[test]
     fn durations() {

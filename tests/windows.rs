@@ -77,3 +77,70 @@ fn history_is_bounded_by_the_longest_window() {
     assert!(w.ticks() <= 15, "kept {} ticks", w.ticks());
     assert!(w.counter("b_total", &[]).unwrap().increase <= 15);
 }
+
+/// Windows come from checkpoints about a quarter window apart (`shardmetrics::window::SLOTS`),
+/// not from every tick: each answer must still be the exact sum over the ticks it reports
+/// covering, and the span it covers must be within W/8 plus one tick of the length asked for.
+#[test]
+fn checkpointed_windows_are_exact_for_the_span_they_cover() {
+    let (short, long) = (Duration::from_millis(100), Duration::from_millis(400));
+    let r = Registry::builder().manual().windows(&[short, long]).build();
+    let c = r.counter("cp_total").build().unwrap();
+    let h = r.histogram("cp_hist").build().unwrap();
+    // Per tick: its interval, the counter's increase, the histogram's count and sum.
+    let mut ticks: Vec<(Duration, u64, u64, u64)> = Vec::new();
+    let mut checked = 0;
+    for i in 0..160u64 {
+        let inc = (i * 7919) % 13 + if i % 37 == 0 { 1 << 40 } else { 0 };
+        c.add(inc);
+        let values: Vec<u64> = (0..i % 4).map(|k| 1000 + 250 * k + i).collect();
+        for &v in &values {
+            h.record(v);
+        }
+        let snap = r.flush();
+        ticks.push((snap.interval(), inc, values.len() as u64, values.iter().sum()));
+        std::thread::sleep(Duration::from_millis(2 + i % 5));
+        let elapsed: Duration = ticks.iter().map(|t| t.0).sum();
+        for (len, w) in
+            [(short, short), (long, long), (Duration::from_millis(250), long), (Duration::from_secs(9), long)]
+        {
+            // The ticks `from..to` (indices into `ticks`) the window reports.
+            let check = |win: shardmetrics::window::Window<'_>, to: usize| {
+                let from = to - win.ticks();
+                let span = &ticks[from..to];
+                assert_eq!(span.iter().map(|t| t.0).sum::<Duration>(), win.covered(), "tick {i}, {len:?}");
+                let wc = win.counter("cp_total", &[]).unwrap();
+                assert_eq!(wc.increase, span.iter().map(|t| t.1).sum::<u64>(), "tick {i}, {len:?}");
+                let wh = win.histogram("cp_hist", &[]).unwrap();
+                assert_eq!(wh.count(), span.iter().map(|t| t.2).sum::<u64>(), "tick {i}, {len:?}");
+                assert_eq!(wh.sum(), span.iter().map(|t| t.3).sum::<u64>(), "tick {i}, {len:?}");
+                if win.ticks() > 0 {
+                    assert!(wh.count() == 0 || wh.quantile(0.5).is_some());
+                }
+            };
+            let win = snap.window(len);
+            check(win, ticks.len());
+            let max_tick = ticks.iter().map(|t| t.0).max().unwrap();
+            let served = len.min(long);
+            let slack = w / 8 + max_tick;
+            if elapsed > 2 * w + slack {
+                assert!(win.covered().abs_diff(served) <= slack, "tick {i}: {len:?} covers {:?}", win.covered());
+                // The window before: ends about `len` before this tick.
+                let before = snap.window_before(served);
+                let mut age = Duration::ZERO;
+                let mut to = ticks.len();
+                while age < served.saturating_sub(slack) || {
+                    let span: Duration = ticks[to - before.ticks()..to].iter().map(|t| t.0).sum();
+                    span != before.covered()
+                } {
+                    to -= 1;
+                    age += ticks[to].0;
+                    assert!(age <= served + slack, "tick {i}: no run of ticks matches the window before {served:?}");
+                }
+                check(before, to);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 50, "checked {checked} windows after warm-up");
+}

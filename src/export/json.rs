@@ -114,14 +114,12 @@ fn document(snapshot: &Snapshot, window: Option<Duration>) -> String {
     key!(out, "series");
     out.push('[');
     let mut head = FamilyHead::default();
-    // One pass over the window's ticks for every counter, not a search per series and tick.
-    let increases = w.as_ref().map(Window::counter_increases).unwrap_or_default();
     for (i, s) in snapshot.series().iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str(head.of(s));
-        series(&mut out, s, w.as_ref().map(|w| (w, increases.as_slice())));
+        series(&mut out, s, w.as_ref());
     }
     out.push(']');
 
@@ -187,8 +185,7 @@ impl<'a> FamilyHead<'a> {
 }
 
 /// The rest of a series object after its family head: labels, value fields, window, exemplars.
-/// One series; `window` with every counter's increase over it, by series id.
-fn series(out: &mut String, s: &Series, window: Option<(&Window<'_>, &[u64])>) {
+fn series(out: &mut String, s: &Series, window: Option<&Window<'_>>) {
     label_members(out, s.labels().iter());
     out.push('}');
     match s.value() {
@@ -199,8 +196,7 @@ fn series(out: &mut String, s: &Series, window: Option<(&Window<'_>, &[u64])>) {
             uint(out, c.delta);
             key!(out, "rate");
             float(out, c.rate);
-            if let Some((w, increases)) = window {
-                let wc = w.counter_from(increases.get(s.id as usize).copied().unwrap_or(0));
+            if let Some(wc) = window.and_then(|w| w.counter_of(s)) {
                 key!(out, "window");
                 out.push_str("{\"increase\":");
                 uint(out, wc.increase);
@@ -220,8 +216,7 @@ fn series(out: &mut String, s: &Series, window: Option<(&Window<'_>, &[u64])>) {
             uint(out, h.delta_count());
             key!(out, "rate");
             float(out, h.rate());
-            if let Some((w, _)) = window {
-                let wh = w.histogram_by_id(s.id, h);
+            if let Some(wh) = window.and_then(|w| w.histogram_of(s)) {
                 key!(out, "window");
                 out.push('{');
                 histogram_fields(out, &wh);
@@ -562,8 +557,7 @@ mod tests {
                 m.insert("value".into(), json!(c.total));
                 m.insert("delta".into(), json!(c.delta));
                 m.insert("rate".into(), ref_finite(c.rate));
-                if let Some(w) = window {
-                    let wc = w.counter_by_id(s.id);
+                if let Some(wc) = window.and_then(|w| w.counter_of(s)) {
                     m.insert("window".into(), json!({ "increase": wc.increase, "rate": ref_finite(wc.rate) }));
                 }
             }
@@ -574,8 +568,7 @@ mod tests {
                 ref_histogram_fields(&mut m, h);
                 m.insert("delta_count".into(), json!(h.delta_count()));
                 m.insert("rate".into(), ref_finite(h.rate()));
-                if let Some(w) = window {
-                    let wh = w.histogram_by_id(s.id, h);
+                if let Some(wh) = window.and_then(|w| w.histogram_of(s)) {
                     let mut wm = Map::new();
                     ref_histogram_fields(&mut wm, &wh);
                     wm.insert("rate".into(), ref_finite(wh.rate()));
@@ -691,7 +684,9 @@ mod tests {
             tick_duration: snap.tick_duration,
             shards: snap.shards,
             series,
-            history: snap.history.clone(),
+            levels: snap.levels.clone(),
+            at: snap.at,
+            bases: snap.bases.clone(),
             windows: snap.windows.clone(),
             operations: snap.operations.clone(),
         })

@@ -167,7 +167,7 @@ pub(crate) fn write_quantile_family(
     let mut q = String::new();
     for s in series {
         let crate::snapshot::Value::Histogram(cumulative) = s.value() else { continue };
-        let windowed = window.as_ref().map(|w| w.histogram_by_id(s.id, cumulative));
+        let windowed = window.as_ref().and_then(|w| w.histogram_of(s));
         let h = windowed.as_ref().unwrap_or(cumulative);
         let labels = s.rendered_labels();
         for &quantile in qs {

@@ -245,7 +245,7 @@ pub fn write_request(
                     push(2, None, sum);
                     push(3, None, h.count() as f64);
                     if !quantiles.is_empty() {
-                        let windowed = window.as_ref().map(|w| w.histogram_by_id(s.id, h));
+                        let windowed = window.as_ref().and_then(|w| w.histogram_of(s));
                         let hq = windowed.as_ref().unwrap_or(h);
                         for (q, text) in &quantiles {
                             let v = hq.quantile(*q).map_or(f64::NAN, |v| unit.value_in_base(v));
