@@ -16,7 +16,7 @@ use crate::{
     catalogue::View,
     history::{Base, Bases, HistPoints, Level, Point},
     shard::HistLoc,
-    snapshot::{CounterValue, HistogramSnapshot, Series, Snapshot, Value},
+    snapshot::{CounterCell, HistogramSnapshot, Snapshot},
     store::{Core, Store},
     sync::{lock, Arc, Ordering},
 };
@@ -152,7 +152,7 @@ impl Aggregator {
         false
     }
 
-    fn merge(&mut self, core: &Core, view: &View, start: Instant) -> Snapshot {
+    fn merge(&mut self, core: &Core, view: &std::sync::Arc<View>, start: Instant) -> Snapshot {
         let interval = start.duration_since(self.last);
         let secs = interval.as_secs_f64();
         self.last = start;
@@ -170,61 +170,92 @@ impl Aggregator {
         self.prev_counters.resize(view.counters, 0);
         self.last_hists.resize_with(view.histograms, || None);
 
-        let exemplars_in_use = core.exemplars.in_use();
-        let mut series = Vec::with_capacity(view.entries.len());
-        for e in &view.entries {
-            let value = match e.store {
-                Store::Counter { index, .. } => {
-                    let total = self.totals[index];
-                    let d = total.saturating_sub(self.prev_counters[index]);
-                    self.prev_counters[index] = total;
-                    if self.expired(e.id, d != 0, || Base::Counter(total)) {
-                        continue;
-                    }
-                    let total = match self.bases.get(&e.id) {
-                        Some(Base::Counter(b)) => total.saturating_sub(*b),
-                        _ => total,
-                    };
-                    Value::Counter(CounterValue { total, delta: d, rate: rate(d, secs) })
+        // Counters by counter number: a tight pass, no metadata touched.
+        let counters: Box<[CounterCell]> = self
+            .totals
+            .iter()
+            .zip(self.prev_counters.iter_mut())
+            .map(|(&total, prev)| {
+                let delta = total.saturating_sub(*prev);
+                *prev = total;
+                CounterCell { total, delta }
+            })
+            .collect();
+        let mut counters = counters;
+        let mut gauges = vec![0.0; view.gauges];
+        // Histograms by histogram number (the view is sorted by name).
+        let mut histograms = vec![None; view.histograms];
+        if view.gauges + view.histograms > 0 {
+            for e in &view.entries {
+                match e.store {
+                    Store::Counter { .. } => {}
+                    Store::Gauge(loc) => gauges[e.slot as usize] = core.gauges.read(loc),
+                    Store::Histogram { index, loc, precision } => histograms[index] = Some((loc, precision)),
                 }
-                Store::Gauge(loc) => Value::Gauge(core.gauges.read(loc)),
-                Store::Histogram { index, loc, precision } => {
-                    // Read before any bucket: a merge covers every record this count includes.
-                    let version = histogram_version(core, loc);
-                    let last = &mut self.last_hists[index];
-                    let mut h = match last {
-                        Some(l) if l.version == version => HistogramSnapshot::clone(&l.merged),
-                        _ => {
-                            let mut h = merge_histogram(core, loc, precision, &mut self.scratch);
-                            let (pc, ps) = last.as_ref().map_or((0, 0), |l| (l.merged.count, l.merged.sum));
-                            let (dc, ds) = (h.count.saturating_sub(pc), h.sum.saturating_sub(ps));
-                            *last = Some(LastHist { version, merged: std::sync::Arc::new(h.clone()) });
-                            h.delta_count = dc;
-                            h.delta_sum = ds;
-                            h
-                        }
-                    };
-                    h.rate = rate(h.delta_count, secs);
-                    if self.expired(e.id, h.delta_count != 0, || Base::Histogram(h.clone())) {
-                        continue;
-                    }
-                    match self.bases.get(&e.id) {
-                        Some(Base::Histogram(b)) => Value::Histogram(h.since(b)),
-                        _ => Value::Histogram(h),
-                    }
+            }
+        }
+        let mut merged: Vec<HistogramSnapshot> = Vec::with_capacity(view.histograms);
+        for (index, &(loc, precision)) in histograms.iter().flatten().enumerate() {
+            // Read before any bucket: a merge covers every record this count includes.
+            let version = histogram_version(core, loc);
+            let last = &mut self.last_hists[index];
+            let mut h = match last {
+                Some(l) if l.version == version => HistogramSnapshot::clone(&l.merged),
+                _ => {
+                    let mut h = merge_histogram(core, loc, precision, &mut self.scratch);
+                    let (pc, ps) = last.as_ref().map_or((0, 0), |l| (l.merged.count, l.merged.sum));
+                    let (dc, ds) = (h.count.saturating_sub(pc), h.sum.saturating_sub(ps));
+                    *last = Some(LastHist { version, merged: std::sync::Arc::new(h.clone()) });
+                    h.delta_count = dc;
+                    h.delta_sum = ds;
+                    h
                 }
             };
-            let exemplars = match e.store {
-                _ if !exemplars_in_use => None,
-                Store::Counter { index, .. } => core.exemplars.counter(index),
-                Store::Histogram { index, .. } => core.exemplars.histogram(index),
-                Store::Gauge(_) => None,
-            };
-            let slot = match e.store {
-                Store::Counter { index, .. } | Store::Histogram { index, .. } => index as u32,
-                Store::Gauge(_) => u32::MAX,
-            };
-            series.push(Series { id: e.id, slot, meta: e.meta.clone(), family: e.family.clone(), value, exemplars });
+            h.rate = rate(h.delta_count, secs);
+            merged.push(h);
+        }
+        // Idle expiry: hide, and show returning series from their base.
+        let mut hidden = Vec::new();
+        if self.expire_after.is_some() {
+            hidden = vec![false; view.entries.len()];
+            for (pos, e) in view.entries.iter().enumerate() {
+                let i = e.slot as usize;
+                let hide = match e.store {
+                    Store::Counter { .. } => {
+                        let c = counters[i];
+                        self.expired(e.id, c.delta != 0, || Base::Counter(c.total))
+                    }
+                    Store::Histogram { .. } => {
+                        let h = &merged[i];
+                        self.expired(e.id, h.delta_count != 0, || Base::Histogram(h.clone()))
+                    }
+                    Store::Gauge(_) => false,
+                };
+                hidden[pos] = hide;
+                match (self.bases.get(&e.id), e.store) {
+                    (Some(Base::Counter(b)), Store::Counter { .. }) => {
+                        counters[i].total = counters[i].total.saturating_sub(*b);
+                    }
+                    (Some(Base::Histogram(b)), Store::Histogram { .. }) => merged[i] = merged[i].since(b),
+                    _ => {}
+                }
+            }
+            if !hidden.contains(&true) {
+                hidden = Vec::new();
+            }
+        }
+        let mut exemplars = Vec::new();
+        if core.exemplars.in_use() {
+            for (pos, e) in view.entries.iter().enumerate() {
+                let ex = match e.store {
+                    Store::Counter { index, .. } => core.exemplars.counter(index),
+                    Store::Histogram { index, .. } => core.exemplars.histogram(index),
+                    Store::Gauge(_) => None,
+                };
+                if let Some(ex) = ex {
+                    exemplars.push((pos as u32, ex));
+                }
+            }
         }
         self.prev = Point { at: start, seq: self.seq };
         Snapshot {
@@ -232,13 +263,17 @@ impl Aggregator {
             at: start,
             bases: self.bases.clone(),
             windows: self.windows.clone(),
-            operations: view.operations.clone(),
+            view: view.clone(),
+            counters,
+            gauges: gauges.into(),
+            histograms: merged.into(),
+            exemplars: exemplars.into(),
+            hidden: hidden.into(),
             seq: self.seq,
             taken_at: SystemTime::now(),
             interval,
             tick_duration: start.elapsed(),
             shards,
-            series,
         }
     }
 }

@@ -66,24 +66,37 @@ pub(crate) struct SeriesEntry {
     pub(crate) meta: Arc<SeriesMeta>,
     pub(crate) family: usize,
     pub(crate) store: Store,
+    /// Dense number among the series of its kind (keys snapshot values and windows).
+    pub(crate) slot: u32,
 }
 
 /// One entry of the aggregator's view: everything to merge and label one series.
 #[derive(Clone)]
 pub(crate) struct ViewEntry {
     pub(crate) id: u32,
+    /// Dense number among the series of its kind: counter, gauge or histogram number.
+    pub(crate) slot: u32,
     pub(crate) meta: Arc<SeriesMeta>,
     pub(crate) family: Arc<FamilyInfo>,
     pub(crate) store: Store,
 }
 
-/// The catalogue as the aggregator sees it, rebuilt only when something was registered.
+/// The catalogue as the aggregator sees it, rebuilt only when something was registered; shared
+/// by every snapshot taken until then.
+#[derive(Default)]
 pub(crate) struct View {
     /// Sorted by name, then labels.
     pub(crate) entries: Vec<ViewEntry>,
     pub(crate) counters: usize,
+    pub(crate) gauges: usize,
     pub(crate) histograms: usize,
     pub(crate) operations: Arc<[Arc<str>]>,
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View").field("series", &self.entries.len()).finish_non_exhaustive()
+    }
 }
 
 type SeriesKey = (Arc<str>, Labels);
@@ -161,7 +174,13 @@ impl Catalogue {
             hist_families: Vec::new(),
             max_series,
             max_per_family,
-            view: Arc::new(View { entries: Vec::new(), counters: 0, histograms: 0, operations: Arc::new([]) }),
+            view: Arc::new(View {
+                entries: Vec::new(),
+                counters: 0,
+                gauges: 0,
+                histograms: 0,
+                operations: Arc::new([]),
+            }),
             dirty: true,
             operations: Vec::new(),
         }
@@ -176,6 +195,7 @@ impl Catalogue {
                 .enumerate()
                 .map(|(id, s)| ViewEntry {
                     id: id as u32,
+                    slot: s.slot,
                     meta: s.meta.clone(),
                     family: self.families[s.family].info.clone(),
                     store: s.store,
@@ -185,6 +205,7 @@ impl Catalogue {
             self.view = Arc::new(View {
                 entries,
                 counters: self.counters,
+                gauges: self.gauges,
                 histograms: self.hist_precisions.len(),
                 operations: self.operations.iter().cloned().collect(),
             });
@@ -407,29 +428,31 @@ impl Catalogue {
     fn allocate(&mut self, f: usize, labels: Labels) -> Result<Store, Error> {
         let info = self.families[f].info.clone();
         let exhausted = || Error::StorageExhausted { name: info.name.to_string() };
-        let store = match info.kind {
+        let (store, slot) = match info.kind {
             Kind::Counter => {
                 let index = self.counters;
                 let loc = CounterLoc::new(index).ok_or_else(exhausted)?;
                 self.counters += 1;
-                Store::Counter { index, loc }
+                (Store::Counter { index, loc }, index)
             }
             Kind::Gauge => {
-                let loc = GaugeStore::loc(self.gauges).ok_or_else(exhausted)?;
+                let index = self.gauges;
+                let loc = GaugeStore::loc(index).ok_or_else(exhausted)?;
                 self.gauges += 1;
-                Store::Gauge(loc)
+                (Store::Gauge(loc), index)
             }
             Kind::Histogram => {
                 let index = self.hist_precisions.len();
                 let loc = HistLoc::new(index).ok_or_else(exhausted)?;
                 self.hist_precisions.push(info.precision);
                 self.hist_families.push(f as u32);
-                Store::Histogram { index, loc, precision: info.precision }
+                (Store::Histogram { index, loc, precision: info.precision }, index)
             }
         };
+        let slot = u32::try_from(slot).map_err(|_| exhausted())?;
         let meta = Arc::new(SeriesMeta::new(info.name.clone(), labels.clone()));
         self.by_key.insert((info.name.clone(), labels), self.series.len());
-        self.series.push(SeriesEntry { meta, family: f, store });
+        self.series.push(SeriesEntry { meta, family: f, store, slot });
         self.families[f].series += 1;
         self.dirty = true;
         Ok(store)

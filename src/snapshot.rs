@@ -14,7 +14,9 @@ use std::{
 
 use crate::{
     buckets,
+    catalogue::{View, ViewEntry},
     exposition::{le_bounds, Desc, Headers},
+    store::Store,
     sync::OnceBox,
     Kind, Unit,
 };
@@ -368,58 +370,173 @@ impl fmt::Debug for HistogramSnapshot {
     }
 }
 
-/// A series' value at a tick.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+/// A series' value at a tick (borrowed from its snapshot).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
     Counter(CounterValue),
     Gauge(f64),
-    Histogram(HistogramSnapshot),
+    Histogram(&'a HistogramSnapshot),
 }
 
-/// One series in a snapshot.
-#[derive(Debug, Clone)]
-pub struct Series {
-    /// Catalogue index (keys expiry bases).
-    pub(crate) id: u32,
-    /// Dense counter or histogram number (keys window checkpoints); `u32::MAX` for gauges.
-    pub(crate) slot: u32,
-    pub(crate) meta: Arc<SeriesMeta>,
-    pub(crate) family: Arc<FamilyInfo>,
-    pub(crate) value: Value,
-    /// Latest exemplars (see [`Series::exemplars`]); `None` if the series never recorded one.
-    pub(crate) exemplars: Option<crate::exemplar::Exemplars>,
+/// A counter's value as a snapshot stores it (the rate is derived from the interval).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct CounterCell {
+    pub(crate) total: u64,
+    pub(crate) delta: u64,
 }
 
-impl Series {
-    pub fn name(&self) -> &str {
-        &self.meta.name
+/// One series in a snapshot: a borrowed view of the registry's static metadata (shared by every
+/// snapshot until a series is registered) and of this tick's value. Cheap to copy.
+#[derive(Clone, Copy)]
+pub struct Series<'a> {
+    snap: &'a Snapshot,
+    entry: &'a ViewEntry,
+    /// Position in the view.
+    pos: usize,
+}
+
+impl fmt::Debug for Series<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Series")
+            .field("name", &self.name())
+            .field("labels", self.labels())
+            .field("value", &self.value())
+            .finish_non_exhaustive()
     }
-    pub fn labels(&self) -> &Labels {
-        &self.meta.labels
+}
+
+impl<'a> Series<'a> {
+    pub fn name(&self) -> &'a str {
+        &self.entry.meta.name
     }
-    pub fn family(&self) -> &FamilyInfo {
-        &self.family
+    pub fn labels(&self) -> &'a Labels {
+        &self.entry.meta.labels
+    }
+    pub fn family(&self) -> &'a FamilyInfo {
+        &self.entry.family
     }
     pub fn kind(&self) -> Kind {
-        self.family.kind
+        self.entry.family.kind
     }
-    pub fn value(&self) -> &Value {
-        &self.value
+    /// The series' value at the snapshot's tick.
+    pub fn value(&self) -> Value<'a> {
+        let snap = self.snap;
+        let i = self.entry.slot as usize;
+        match self.entry.store {
+            Store::Counter { .. } => {
+                let c = snap.counters.get(i).copied().unwrap_or_default();
+                let secs = snap.interval.as_secs_f64();
+                let rate = if secs > 0.0 { c.delta as f64 / secs } else { 0.0 };
+                Value::Counter(CounterValue { total: c.total, delta: c.delta, rate })
+            }
+            Store::Gauge(_) => Value::Gauge(snap.gauges.get(i).copied().unwrap_or(0.0)),
+            Store::Histogram { .. } => Value::Histogram(&snap.histograms[i]),
+        }
     }
     /// The series' latest exemplars (empty if it never recorded one): for a counter one entry;
     /// for a histogram one per exported `le` bound ([`FamilyInfo::export_buckets`] or the
     /// default) and a last one for `+Inf`, each the latest exemplar whose value fell in that
     /// bucket (`None` if none did).
-    pub fn exemplars(&self) -> &[Option<std::sync::Arc<crate::exemplar::Exemplar>>] {
-        self.exemplars.as_deref().unwrap_or(&[])
+    pub fn exemplars(&self) -> &'a [Option<std::sync::Arc<crate::exemplar::Exemplar>>] {
+        let ex = &self.snap.exemplars;
+        match ex.binary_search_by_key(&(self.pos as u32), |(p, _)| *p) {
+            Ok(k) => &ex[k].1,
+            Err(_) => &[],
+        }
     }
 
-    pub(crate) fn rendered_labels(&self) -> &str {
-        &self.meta.rendered_labels
+    pub(crate) fn rendered_labels(&self) -> &'a str {
+        &self.entry.meta.rendered_labels
+    }
+
+    /// Catalogue index (keys expiry bases).
+    pub(crate) fn id(&self) -> u32 {
+        self.entry.id
+    }
+
+    /// Dense number among the series of its kind (keys window checkpoints).
+    pub(crate) fn slot(&self) -> u32 {
+        self.entry.slot
     }
 }
 
-/// Everything one aggregator tick merged, immutable.
+/// Series of a snapshot, sorted by name then labels: all of them ([`Snapshot::series`]) or one
+/// metric's ([`Snapshot::family`]). Cheap to copy; iterate with `.iter()` or `for`.
+#[derive(Clone, Copy)]
+pub struct SeriesList<'a> {
+    snap: &'a Snapshot,
+    /// View positions `start..end`.
+    start: usize,
+    end: usize,
+}
+
+impl fmt::Debug for SeriesList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> SeriesList<'a> {
+    fn visible(&self, pos: usize) -> bool {
+        !self.snap.hidden.get(pos).copied().unwrap_or(false)
+    }
+
+    /// The series, in order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Series<'a>> + 'a {
+        let (snap, entries) = (self.snap, &self.snap.view.entries[self.start..self.end]);
+        let start = self.start;
+        let list = *self;
+        entries
+            .iter()
+            .enumerate()
+            .map(move |(i, entry)| Series { snap, entry, pos: start + i })
+            .filter(move |s| list.visible(s.pos))
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        if self.snap.hidden.is_empty() {
+            self.end - self.start
+        } else {
+            (self.start..self.end).filter(|&p| self.visible(p)).count()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first series.
+    pub fn first(&self) -> Option<Series<'a>> {
+        self.iter().next()
+    }
+
+    /// The last series.
+    pub fn last(&self) -> Option<Series<'a>> {
+        self.iter().next_back()
+    }
+
+    /// The `i`-th series.
+    pub fn get(&self, i: usize) -> Option<Series<'a>> {
+        if self.snap.hidden.is_empty() {
+            let pos = self.start.checked_add(i).filter(|&p| p < self.end)?;
+            return Some(Series { snap: self.snap, entry: &self.snap.view.entries[pos], pos });
+        }
+        self.iter().nth(i)
+    }
+}
+
+impl<'a> IntoIterator for SeriesList<'a> {
+    type Item = Series<'a>;
+    type IntoIter = Box<dyn DoubleEndedIterator<Item = Series<'a>> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// Everything one aggregator tick merged, immutable. Series metadata is the catalogue's view,
+/// shared by every snapshot until a series is registered; values are stored by kind, by dense
+/// series number (16 B per counter, 8 per gauge).
 #[derive(Debug)]
 pub struct Snapshot {
     pub(crate) seq: u64,
@@ -427,8 +544,18 @@ pub struct Snapshot {
     pub(crate) interval: Duration,
     pub(crate) tick_duration: Duration,
     pub(crate) shards: usize,
-    /// Sorted by name, then labels.
-    pub(crate) series: Vec<Series>,
+    /// The series' metadata, sorted by name, then labels.
+    pub(crate) view: Arc<View>,
+    /// By counter number.
+    pub(crate) counters: Box<[CounterCell]>,
+    /// By gauge number.
+    pub(crate) gauges: Box<[f64]>,
+    /// By histogram number.
+    pub(crate) histograms: Box<[HistogramSnapshot]>,
+    /// Series (by view position, ascending) with exemplars.
+    pub(crate) exemplars: Box<[(u32, crate::exemplar::Exemplars)]>,
+    /// By view position: expired series (idle expiry); empty when none is.
+    pub(crate) hidden: Box<[bool]>,
     /// Window checkpoints, one level per configured window (shared between snapshots).
     pub(crate) levels: Arc<Vec<crate::history::Level>>,
     /// The tick's monotonic time (windows measure from it).
@@ -437,8 +564,6 @@ pub struct Snapshot {
     pub(crate) bases: crate::history::Bases,
     /// Configured window lengths, shortest first.
     pub(crate) windows: Arc<[Duration]>,
-    /// Base names of registered operations.
-    pub(crate) operations: Arc<[Arc<str>]>,
 }
 
 impl Snapshot {
@@ -449,17 +574,25 @@ impl Snapshot {
             interval: Duration::ZERO,
             tick_duration: Duration::ZERO,
             shards: 0,
-            series: Vec::new(),
+            view: Arc::new(View::default()),
+            counters: Box::new([]),
+            gauges: Box::new([]),
+            histograms: Box::new([]),
+            exemplars: Box::new([]),
+            hidden: Box::new([]),
             levels: Arc::default(),
             at: std::time::Instant::now(),
             bases: crate::history::Bases::default(),
             windows: Arc::from(crate::history::DEFAULT_WINDOWS),
-            operations: Arc::new([]),
         }
     }
 
     /// The three series of operation `name` with these labels: calls, errors, latency.
-    pub(crate) fn operation_series(&self, name: &str, labels: &[(&str, &str)]) -> Option<(&Series, &Series, &Series)> {
+    pub(crate) fn operation_series(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<(Series<'_>, Series<'_>, Series<'_>)> {
         Some((
             self.find(&format!("{name}_calls_total"), labels)?,
             self.find(&format!("{name}_errors_total"), labels)?,
@@ -470,7 +603,8 @@ impl Snapshot {
     /// An operation's cumulative statistics (throughput over the last interval).
     pub fn operation(&self, name: &str, labels: &[(&str, &str)]) -> Option<OperationStats> {
         let (calls, errors, latency) = self.operation_series(name, labels)?;
-        let (Value::Counter(c), Value::Counter(e), Value::Histogram(h)) = (&calls.value, &errors.value, &latency.value)
+        let (Value::Counter(c), Value::Counter(e), Value::Histogram(h)) =
+            (calls.value(), errors.value(), latency.value())
         else {
             return None;
         };
@@ -481,7 +615,7 @@ impl Snapshot {
 
     /// Every operation: `(name, labels, stats)`.
     pub fn operations(&self) -> impl Iterator<Item = (&str, &Labels, OperationStats)> + '_ {
-        self.operations.iter().flat_map(move |name| {
+        self.view.operations.iter().flat_map(move |name| {
             self.family(&format!("{name}_calls_total")).iter().filter_map(move |s| {
                 let labels: Vec<(&str, &str)> = s.labels().iter().collect();
                 Some((&**name, s.labels(), self.operation(name, &labels)?))
@@ -536,25 +670,40 @@ impl Snapshot {
     }
 
     /// Every series, sorted by name then labels (series of one metric are adjacent).
-    pub fn series(&self) -> &[Series] {
-        &self.series
+    pub fn series(&self) -> SeriesList<'_> {
+        SeriesList { snap: self, start: 0, end: self.view.entries.len() }
     }
 
-    /// The series of metric `name` (adjacent in [`Snapshot::series`]).
-    pub fn family(&self, name: &str) -> &[Series] {
-        let lo = self.series.partition_point(|s| &*s.meta.name < name);
-        let hi = lo + self.series[lo..].partition_point(|s| &*s.meta.name == name);
-        &self.series[lo..hi]
+    /// The series of metric `name`.
+    pub fn family(&self, name: &str) -> SeriesList<'_> {
+        let e = &self.view.entries;
+        let lo = e.partition_point(|s| &*s.meta.name < name);
+        let hi = lo + e[lo..].partition_point(|s| &*s.meta.name == name);
+        SeriesList { snap: self, start: lo, end: hi }
     }
 
-    /// Groups of adjacent series sharing a metric name.
-    pub fn families(&self) -> impl Iterator<Item = &[Series]> {
-        self.series.chunk_by(|a, b| a.meta.name == b.meta.name)
+    /// Groups of adjacent series sharing a metric name (families whose series all expired are
+    /// left out).
+    pub fn families(&self) -> impl Iterator<Item = SeriesList<'_>> {
+        let e = &self.view.entries;
+        let mut start = 0;
+        std::iter::from_fn(move || {
+            while start < e.len() {
+                let name = &e[start].meta.name;
+                let end = start + e[start..].partition_point(|s| &s.meta.name == name);
+                let list = SeriesList { snap: self, start, end };
+                start = end;
+                if !list.is_empty() {
+                    return Some(list);
+                }
+            }
+            None
+        })
     }
 
     /// The series `name` with exactly these labels (in any order).
-    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<&Series> {
-        self.family(name).iter().find(|s| s.meta.labels.matches(labels))
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Option<Series<'_>> {
+        self.family(name).iter().find(|s| s.labels().matches(labels))
     }
 
     /// A counter's cumulative total.
@@ -564,7 +713,7 @@ impl Snapshot {
 
     /// A counter's total, delta and rate.
     pub fn counter_value(&self, name: &str, labels: &[(&str, &str)]) -> Option<CounterValue> {
-        match self.find(name, labels)?.value {
+        match self.find(name, labels)?.value() {
             Value::Counter(c) => Some(c),
             _ => None,
         }
@@ -572,7 +721,7 @@ impl Snapshot {
 
     /// A gauge's value.
     pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        match self.find(name, labels)?.value {
+        match self.find(name, labels)?.value() {
             Value::Gauge(g) => Some(g),
             _ => None,
         }
@@ -580,7 +729,7 @@ impl Snapshot {
 
     /// A histogram.
     pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Option<&HistogramSnapshot> {
-        match &self.find(name, labels)?.value {
+        match self.find(name, labels)?.value() {
             Value::Histogram(h) => Some(h),
             _ => None,
         }

@@ -112,9 +112,9 @@ impl<'a> Window<'a> {
     /// An operation's statistics over the window; `None` if it does not exist.
     pub fn operation(&self, name: &str, labels: &[(&str, &str)]) -> Option<crate::snapshot::OperationStats> {
         let (calls, errors, latency) = self.snapshot.operation_series(name, labels)?;
-        let calls_w = self.counter_of(calls)?;
-        let errors_w = self.counter_of(errors)?;
-        let h = self.histogram_of(latency)?;
+        let calls_w = self.counter_of(&calls)?;
+        let errors_w = self.counter_of(&errors)?;
+        let h = self.histogram_of(&latency)?;
         Some(crate::snapshot::OperationStats::new(calls_w.increase, errors_w.increase, &h, self.covered()))
     }
 
@@ -136,7 +136,7 @@ impl<'a> Window<'a> {
 
     /// A counter's increase and rate over the window; `None` if the series does not exist.
     pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<WindowCounter> {
-        self.counter_of(self.snapshot.find(name, labels)?)
+        self.counter_of(&self.snapshot.find(name, labels)?)
     }
 
     /// Series `s`'s (of this window's snapshot) increase over the window; `None` if it is not a
@@ -144,14 +144,14 @@ impl<'a> Window<'a> {
     pub(crate) fn counter_of(&self, s: &Series) -> Option<WindowCounter> {
         let Value::Counter(c) = s.value() else { return None };
         let Some(span) = self.span else { return Some(self.counter_from(0)) };
-        let (level, i) = (span.level, s.slot as usize);
+        let (level, i) = (span.level, s.slot() as usize);
         let last = level.points.len() - 1;
         // Σ of the segments from `start` to `end`; to the snapshot's tick also the part since
         // the latest point: raw total now − raw total there.
         let (to, tail) = match span.end {
             Some(e) => (e, 0),
             None => {
-                let raw = match self.snapshot.bases.get(&s.id) {
+                let raw = match self.snapshot.bases.get(&s.id()) {
                     Some(Base::Counter(b)) => c.total.saturating_add(*b),
                     _ => c.total,
                 };
@@ -171,7 +171,7 @@ impl<'a> Window<'a> {
     /// A histogram of the values recorded during the window; `None` if the series does not
     /// exist. Empty windows give `count() == 0` and `None` quantiles.
     pub fn histogram(&self, name: &str, labels: &[(&str, &str)]) -> Option<HistogramSnapshot> {
-        self.histogram_of(self.snapshot.find(name, labels)?)
+        self.histogram_of(&self.snapshot.find(name, labels)?)
     }
 
     /// Series `s`'s (of this window's snapshot) values recorded during the window; `None` if
@@ -181,7 +181,7 @@ impl<'a> Window<'a> {
         let p = cumulative.precision;
         let mut h = HistogramSnapshot::empty(p);
         let Some(span) = self.span else { return Some(h) };
-        let i = s.slot as usize;
+        let i = s.slot() as usize;
         let at = |k: usize| span.level.hists[k].get(i).cloned().flatten();
         let raw_now;
         let later: &HistogramSnapshot = match span.end {
@@ -192,7 +192,7 @@ impl<'a> Window<'a> {
                 }
                 None => return Some(h),
             },
-            None => match self.snapshot.bases.get(&s.id) {
+            None => match self.snapshot.bases.get(&s.id()) {
                 Some(Base::Histogram(b)) => {
                     raw_now = plus(cumulative, b);
                     &raw_now

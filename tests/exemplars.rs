@@ -10,7 +10,7 @@ fn lines_with<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
 }
 
 fn rejected(r: &Registry) -> u64 {
-    match r.snapshot().series().iter().find(|s| s.name() == self_metrics::REJECTED).map(|s| s.value().clone()) {
+    match r.snapshot().series().iter().find(|s| s.name() == self_metrics::REJECTED).map(|s| s.value()) {
         Some(Value::Counter(c)) => c.total,
         other => panic!("no rejected counter: {other:?}"),
     }
@@ -105,7 +105,7 @@ fn invalid_exemplars_are_dropped_and_counted_but_the_value_is_recorded() {
     h.record_with_exemplar(7, &[("__reserved", "1")]);
     let snap = r.flush();
     let c = snap.series().iter().find(|s| s.name() == "ex_bad_total").unwrap();
-    assert_eq!(c.value(), &Value::Counter(shardmetrics::series::CounterValue { total: 2, delta: 2, rate: c_rate(c) }));
+    assert_eq!(c.value(), Value::Counter(shardmetrics::series::CounterValue { total: 2, delta: 2, rate: c_rate(&c) }));
     assert!(c.exemplars().iter().all(Option::is_none));
     let h = snap.series().iter().find(|s| s.name() == "ex_bad_hist").unwrap();
     let Value::Histogram(hs) = h.value() else { panic!() };
@@ -115,7 +115,7 @@ fn invalid_exemplars_are_dropped_and_counted_but_the_value_is_recorded() {
     assert!(!export::openmetrics::render(&snap).contains(" # {"));
 }
 
-fn c_rate(s: &shardmetrics::series::Series) -> f64 {
+fn c_rate(s: &shardmetrics::series::Series<'_>) -> f64 {
     match s.value() {
         Value::Counter(c) => c.rate,
         _ => unreachable!(),

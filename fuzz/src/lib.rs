@@ -239,7 +239,7 @@ pub fn render_and_parse(snap: &Snapshot) -> (Vec<MetricFamily>, Vec<MetricFamily
 }
 
 /// The sample names a series is exported under in each format: (Prometheus, OpenMetrics).
-fn exported_sample(series: &shardmetrics::series::Series) -> (String, String) {
+fn exported_sample(series: &shardmetrics::series::Series<'_>) -> (String, String) {
     let info = series.family();
     let (p, o) = (prometheus::exported_name(info), openmetrics::sample_name(info));
     match info.kind() {
@@ -326,7 +326,7 @@ fn names_body(data: &[u8]) {
     let (prom, om) = render_and_parse(&snap);
     let (prom, om) = (index(&prom), index(&om));
     for s in snap.series() {
-        let (p, o) = exported_sample(s);
+        let (p, o) = exported_sample(&s);
         let labels: Vec<(String, String)> = s.labels().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
         assert!(prom.contains_key(&(p.clone(), labels.clone())), "{p} {labels:?} missing from the Prometheus render");
         assert!(om.contains_key(&(o.clone(), labels.clone())), "{o} {labels:?} missing from the OpenMetrics render");
@@ -573,8 +573,8 @@ fn json_body(data: &[u8]) {
             }
             Value::Gauge(g) => {
                 let got = f64_of(&j["value"]);
-                assert!(same_f64(got, *g), "gauge {labels:?}: {got:?} != {g:?}");
-                assert!(got.to_bits() == g.to_bits() || *g == 0.0, "gauge {labels:?}: {got:?} != {g:?} (bits)");
+                assert!(same_f64(got, g), "gauge {labels:?}: {got:?} != {g:?}");
+                assert!(got.to_bits() == g.to_bits() || g == 0.0, "gauge {labels:?}: {got:?} != {g:?} (bits)");
             }
             Value::Histogram(h) => {
                 assert_eq!(j["count"].as_u64(), Some(h.count()));

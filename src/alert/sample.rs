@@ -15,7 +15,7 @@ fn unit_dim(u: Unit) -> Dim {
     }
 }
 
-fn kind_name(v: &Value) -> &'static str {
+fn kind_name(v: Value) -> &'static str {
     match v {
         Value::Counter(_) => "a counter",
         Value::Gauge(_) => "a gauge",
@@ -50,7 +50,7 @@ pub(super) fn sample(q: &Query, snap: &Snapshot) -> Result<Option<(f64, Dim)>, S
     }
     let win = q.window.map(|d| snap.window(d));
     let series = snap.find(&q.metric, &labels);
-    let mismatch = |what: &str, v: &Value| format!("{}() needs {what}, and `{}` is {}", q.stat, q.metric, kind_name(v));
+    let mismatch = |what: &str, v: Value| format!("{}() needs {what}, and `{}` is {}", q.stat, q.metric, kind_name(v));
     match q.stat {
         Stat::Value => {
             let Some(s) = series else { return Ok(None) };
@@ -103,7 +103,7 @@ pub(super) fn sample(q: &Query, snap: &Snapshot) -> Result<Option<(f64, Dim)>, S
     }
 }
 
-fn hit_rate_missing(q: &Query, series: Option<&crate::snapshot::Series>) -> Result<Option<(f64, Dim)>, String> {
+fn hit_rate_missing(q: &Query, series: Option<crate::snapshot::Series<'_>>) -> Result<Option<(f64, Dim)>, String> {
     match series {
         Some(s) => Err(format!(
             "hit_rate() needs a cache (Registry::cache_stats), and `{}` is {}",
@@ -119,7 +119,7 @@ fn hit_rate_missing(q: &Query, series: Option<&crate::snapshot::Series>) -> Resu
 fn hist_or_counter(
     q: &Query,
     snap: &Snapshot,
-    series: Option<&crate::snapshot::Series>,
+    series: Option<crate::snapshot::Series<'_>>,
     labels: &[(&str, &str)],
     win: Option<&crate::window::Window<'_>>,
 ) -> Result<Option<(f64, Dim)>, String> {

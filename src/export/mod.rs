@@ -66,10 +66,10 @@ pub(crate) enum Dialect {
 ///
 /// OpenMetrics samples of counters and histogram buckets carry the series' latest exemplar for
 /// them, if any (`… # {trace_id="…"} value timestamp`); Prometheus 0.0.4 has no exemplars.
-pub(crate) fn write_samples(out: &mut String, series: &[crate::snapshot::Series], name: &str, dialect: Dialect) {
-    let info = series[0].family();
+pub(crate) fn write_samples(out: &mut String, series: crate::snapshot::SeriesList<'_>, name: &str, dialect: Dialect) {
+    let Some(info) = series.first().map(|s| s.family()) else { return };
     let mut le = String::new();
-    let exemplar = |out: &mut String, s: &crate::snapshot::Series, i: usize| {
+    let exemplar = |out: &mut String, s: crate::snapshot::Series<'_>, i: usize| {
         if dialect == Dialect::OpenMetrics {
             if let Some(Some(e)) = s.exemplars().get(i) {
                 write_exemplar(out, e, info.unit());
@@ -87,7 +87,7 @@ pub(crate) fn write_samples(out: &mut String, series: &[crate::snapshot::Series]
             }
             crate::snapshot::Value::Gauge(g) => {
                 sample_start(out, name, "", labels, None);
-                write_f64(out, *g);
+                write_f64(out, g);
                 out.push('\n');
             }
             crate::snapshot::Value::Histogram(h) => {
@@ -157,17 +157,17 @@ fn write_exemplar(out: &mut String, e: &crate::exemplar::Exemplar, unit: Unit) {
 pub(crate) fn write_quantile_family(
     out: &mut String,
     snapshot: &crate::Snapshot,
-    series: &[crate::snapshot::Series],
+    series: crate::snapshot::SeriesList<'_>,
     dialect: Dialect,
 ) {
-    let info = series[0].family();
+    let Some(info) = series.first().map(|s| s.family()) else { return };
     let (Some(qs), Some((name, prom, om))) = (info.quantiles(), &info.headers().quantiles) else { return };
     out.push_str(if dialect == Dialect::Prometheus { prom } else { om });
     let window = info.quantile_window().map(|d| snapshot.window(d));
     let mut q = String::new();
     for s in series {
         let crate::snapshot::Value::Histogram(cumulative) = s.value() else { continue };
-        let windowed = window.as_ref().and_then(|w| w.histogram_of(s));
+        let windowed = window.as_ref().and_then(|w| w.histogram_of(&s));
         let h = windowed.as_ref().unwrap_or(cumulative);
         let labels = s.rendered_labels();
         for &quantile in qs {

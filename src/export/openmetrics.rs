@@ -16,7 +16,7 @@
 //! * floats are `NaN`, `+Inf`, `-Inf` or the shortest round-tripping decimal;
 //! * the text ends with `# EOF`.
 
-use crate::snapshot::{FamilyInfo, Series, Snapshot};
+use crate::snapshot::{FamilyInfo, SeriesList, Snapshot};
 
 /// The Content-Type of this format.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -49,8 +49,8 @@ pub fn render(snapshot: &Snapshot) -> String {
     out
 }
 
-fn render_family(out: &mut String, snapshot: &Snapshot, series: &[Series]) {
-    let info = series[0].family();
+fn render_family(out: &mut String, snapshot: &Snapshot, series: SeriesList<'_>) {
+    let Some(info) = series.first().map(|s| s.family()) else { return };
     let headers = info.headers();
     let name = &headers.om_name;
     out.push_str(&headers.om);

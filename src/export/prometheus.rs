@@ -8,7 +8,7 @@
 
 use crate::{
     export::{write_f64, write_u64},
-    snapshot::{FamilyInfo, Series, Snapshot},
+    snapshot::{FamilyInfo, SeriesList, Snapshot},
     Unit,
 };
 
@@ -36,8 +36,8 @@ pub fn render(snapshot: &Snapshot) -> String {
     out
 }
 
-fn render_family(out: &mut String, snapshot: &Snapshot, series: &[Series]) {
-    let info = series[0].family();
+fn render_family(out: &mut String, snapshot: &Snapshot, series: SeriesList<'_>) {
+    let Some(info) = series.first().map(|s| s.family()) else { return };
     let headers = info.headers();
     let name = &headers.prom_name;
     out.push_str(&headers.prom);

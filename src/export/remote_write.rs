@@ -144,7 +144,7 @@ pub fn write_request(
     let mut req = WriteRequest { timeseries: Vec::with_capacity(snapshot.series().len()), metadata: Vec::new() };
     let mut le = String::new();
     for family in snapshot.families() {
-        let info = family[0].family();
+        let Some(info) = family.first().map(|s| s.family()) else { continue };
         let name = exported_name(info);
         if metadata {
             req.metadata.push(MetricMetadata {
@@ -234,7 +234,7 @@ pub fn write_request(
             match s.value() {
                 // Counters in a time unit are exported in seconds, as in the text formats.
                 Value::Counter(c) => push(0, None, info.unit().value_in_base(c.total)),
-                Value::Gauge(g) => push(0, None, *g),
+                Value::Gauge(g) => push(0, None, g),
                 Value::Histogram(h) => {
                     let unit = info.unit();
                     for (&bound, le) in export_buckets(info).iter().zip(&les) {
@@ -245,7 +245,7 @@ pub fn write_request(
                     push(2, None, sum);
                     push(3, None, h.count() as f64);
                     if !quantiles.is_empty() {
-                        let windowed = window.as_ref().and_then(|w| w.histogram_of(s));
+                        let windowed = window.as_ref().and_then(|w| w.histogram_of(&s));
                         let hq = windowed.as_ref().unwrap_or(h);
                         for (q, text) in &quantiles {
                             let v = hq.quantile(*q).map_or(f64::NAN, |v| unit.value_in_base(v));
