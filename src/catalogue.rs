@@ -10,7 +10,7 @@ use crate::{
     error::{validate_label_name, validate_metric_name, Error},
     metric::gauge::GaugeStore,
     shard::{CounterLoc, HistLoc},
-    snapshot::{FamilyInfo, Labels, SeriesMeta},
+    snapshot::{FamilyInfo, Labels},
     store::Store,
     sync::OnceBox,
     Kind, Unit,
@@ -63,7 +63,7 @@ struct FamilyEntry {
 }
 
 pub(crate) struct SeriesEntry {
-    pub(crate) meta: Arc<SeriesMeta>,
+    pub(crate) labels: Labels,
     pub(crate) family: usize,
     pub(crate) store: Store,
     /// Dense number among the series of its kind (keys snapshot values and windows).
@@ -76,7 +76,7 @@ pub(crate) struct ViewEntry {
     pub(crate) id: u32,
     /// Dense number among the series of its kind: counter, gauge or histogram number.
     pub(crate) slot: u32,
-    pub(crate) meta: Arc<SeriesMeta>,
+    pub(crate) labels: Labels,
     pub(crate) family: Arc<FamilyInfo>,
     pub(crate) store: Store,
 }
@@ -99,7 +99,6 @@ impl std::fmt::Debug for View {
     }
 }
 
-type SeriesKey = (Arc<str>, Labels);
 
 /// The registry's catalogue. Behind a mutex: only registration and the aggregator's view
 /// refresh take it, never the recording path.
@@ -110,7 +109,9 @@ pub(crate) struct Catalogue {
     /// Every family and sample name the text renders use, with the family that uses it.
     exposed: HashMap<String, Arc<str>>,
     pub(crate) series: Vec<SeriesEntry>,
-    by_key: HashMap<SeriesKey, usize>,
+    /// Series ids by (family, labels): 4 bytes a series, keys read from `series`.
+    by_key: hashbrown::HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
     counters: usize,
     gauges: usize,
     pub(crate) hist_precisions: Vec<u8>,
@@ -150,7 +151,16 @@ pub(crate) struct Registered {
     pub(crate) overflowed: bool,
 }
 
+fn key_hash(hasher: &hashbrown::DefaultHashBuilder, family: usize, labels: &Labels) -> u64 {
+    use std::hash::BuildHasher;
+    hasher.hash_one((family, labels))
+}
+
 impl Catalogue {
+    fn key_hash(&self, family: usize, labels: &Labels) -> u64 {
+        key_hash(&self.hasher, family, labels)
+    }
+
     /// Remembers `name` as an operation (for `Snapshot::operations`), once.
     pub(crate) fn note_operation(&mut self, name: &str) {
         if !self.operations.iter().any(|o| &**o == name) {
@@ -167,7 +177,8 @@ impl Catalogue {
             family_by_name: HashMap::new(),
             exposed: HashMap::new(),
             series: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: hashbrown::HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
             counters: 0,
             gauges: 0,
             hist_precisions: Vec::new(),
@@ -196,12 +207,12 @@ impl Catalogue {
                 .map(|(id, s)| ViewEntry {
                     id: id as u32,
                     slot: s.slot,
-                    meta: s.meta.clone(),
+                    labels: s.labels.clone(),
                     family: self.families[s.family].info.clone(),
                     store: s.store,
                 })
                 .collect();
-            entries.sort_by(|a, b| (&a.meta.name, &a.meta.labels).cmp(&(&b.meta.name, &b.meta.labels)));
+            entries.sort_by(|a, b| (&a.family.name, &a.labels).cmp(&(&b.family.name, &b.labels)));
             self.view = Arc::new(View {
                 entries,
                 counters: self.counters,
@@ -356,8 +367,12 @@ impl Catalogue {
     pub(crate) fn register(&mut self, def: Def) -> Result<Registered, Error> {
         let names: Vec<Arc<str>> = def.labels.iter().map(|(k, _)| Arc::from(k.as_str())).collect();
         let f = self.family_for(&def, &names)?;
-        let labels = def.labels.iter().map(|(k, v)| (Arc::from(k.as_str()), Arc::from(v.as_str()))).collect();
-        self.series_in(f, labels)
+        for (_, v) in &def.labels {
+            self.limits.check(&def.name, "label value", v, self.limits.label_value)?;
+        }
+        let mut pairs: Vec<(&str, &str)> = def.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        pairs.sort_unstable();
+        self.series_in(f, Labels::from_sorted(pairs.into_iter()))
     }
 
     /// Registers (or finds) a family without series.
@@ -382,8 +397,12 @@ impl Catalogue {
                 got: values.len(),
             });
         }
-        let labels = names.iter().zip(values).map(|(k, v)| (k.clone(), Arc::from(*v))).collect();
-        self.series_in(f, labels)
+        for v in values {
+            self.limits.check(&self.families[f].info.name, "label value", v, self.limits.label_value)?;
+        }
+        let mut pairs: Vec<(&str, &str)> = names.iter().map(|k| &**k).zip(values.iter().copied()).collect();
+        pairs.sort_unstable();
+        self.series_in(f, Labels::from_sorted(pairs.into_iter()))
     }
 
     /// The exported `le` bounds of histogram `index`, converted into its recording unit.
@@ -409,19 +428,17 @@ impl Catalogue {
         self.series.iter().find(|s| s.family == f).map(|s| s.store).expect("storage exhausted on an empty family")
     }
 
-    fn series_in(&mut self, f: usize, labels: Vec<(Arc<str>, Arc<str>)>) -> Result<Registered, Error> {
-        for (_, v) in &labels {
-            self.limits.check(&self.families[f].info.name, "label value", v, self.limits.label_value)?;
-        }
-        let labels = Labels::new(labels);
-        let key = (self.families[f].info.name.clone(), labels);
-        if let Some(&i) = self.by_key.get(&key) {
-            return Ok(Registered { store: self.series[i].store, overflowed: false });
+    /// The series of family `f` with these labels (values already checked against the limits).
+    fn series_in(&mut self, f: usize, labels: Labels) -> Result<Registered, Error> {
+        let hash = self.key_hash(f, &labels);
+        let series = &self.series;
+        if let Some(&i) = self.by_key.find(hash, |&i| series[i as usize].family == f && series[i as usize].labels == labels) {
+            return Ok(Registered { store: self.series[i as usize].store, overflowed: false });
         }
         if self.families[f].series >= self.max_per_family || self.series.len() >= self.max_series {
             return Ok(Registered { store: self.overflow_series(f), overflowed: true });
         }
-        let store = self.allocate(f, key.1)?;
+        let store = self.allocate(f, labels)?;
         Ok(Registered { store, overflowed: false })
     }
 
@@ -450,9 +467,14 @@ impl Catalogue {
             }
         };
         let slot = u32::try_from(slot).map_err(|_| exhausted())?;
-        let meta = Arc::new(SeriesMeta::new(info.name.clone(), labels.clone()));
-        self.by_key.insert((info.name.clone(), labels), self.series.len());
-        self.series.push(SeriesEntry { meta, family: f, store, slot });
+        let hash = self.key_hash(f, &labels);
+        let id = self.series.len() as u32;
+        let (series, hasher) = (&self.series, &self.hasher);
+        self.by_key.insert_unique(hash, id, |&i| {
+            let s = &series[i as usize];
+            key_hash(hasher, s.family, &s.labels)
+        });
+        self.series.push(SeriesEntry { labels, family: f, store, slot });
         self.families[f].series += 1;
         self.dirty = true;
         Ok(store)

@@ -22,69 +22,164 @@ use crate::{
 };
 
 /// A series' labels, sorted by name. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Labels(Arc<[(Arc<str>, Arc<str>)]>);
+///
+/// One allocation holds the exposition label block (`k="v",k2="v2"`, values escaped for the
+/// text formats), which renders copy as is and which the pairs are read from; when a value
+/// needed escaping, the raw values follow it.
+#[derive(Clone, Default)]
+pub struct Labels {
+    text: Arc<str>,
+    /// Length of the rendered block at the start of `text`.
+    rendered: u32,
+    len: u32,
+}
 
 impl Labels {
     /// Sorts the pairs by name.
     pub fn new(mut pairs: Vec<(Arc<str>, Arc<str>)>) -> Labels {
         pairs.sort();
-        Labels(pairs.into())
+        Labels::from_sorted(pairs.iter().map(|(k, v)| (&**k, &**v)))
+    }
+
+    /// From pairs already sorted by name.
+    pub(crate) fn from_sorted<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Labels {
+        let escaped = pairs.clone().any(|(_, v)| v.contains(['\\', '"', '\n']));
+        let cap: usize = pairs.clone().map(|(k, v)| k.len() + 4 + if escaped { 3 * v.len() } else { v.len() }).sum();
+        let mut text = String::with_capacity(cap);
+        let mut len = 0u32;
+        for (k, v) in pairs.clone() {
+            if len > 0 {
+                text.push(',');
+            }
+            text.push_str(k);
+            text.push_str("=\"");
+            crate::exposition::escape_label_value(&mut text, v);
+            text.push('"');
+            len += 1;
+        }
+        let rendered = text.len() as u32;
+        if escaped {
+            for (_, v) in pairs {
+                text.push_str(v);
+            }
+        }
+        Labels { text: Arc::from(text), rendered, len }
     }
 
     /// `(name, value)` pairs, sorted by name.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
+    pub fn iter(&self) -> LabelsIter<'_> {
+        let escaped = self.text.len() > self.rendered as usize;
+        LabelsIter { text: &self.text, pos: 0, raw: escaped.then_some(self.rendered as usize), left: self.len }
     }
 
     /// The value of label `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.binary_search_by(|(k, _)| (**k).cmp(name)).ok().map(|i| &*self.0[i].1)
+        self.iter().find(|&(k, _)| k == name).map(|(_, v)| v)
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.len as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len == 0
     }
 
     /// Whether these labels are exactly `query`, in any order.
     pub fn matches(&self, query: &[(&str, &str)]) -> bool {
-        query.len() == self.0.len() && query.iter().all(|(k, v)| self.get(k) == Some(*v))
+        query.len() == self.len() && query.iter().all(|(k, v)| self.get(k) == Some(*v))
+    }
+
+    /// `k="v",k2="v2"` with values escaped for the text formats, no braces.
+    pub(crate) fn rendered(&self) -> &str {
+        &self.text[..self.rendered as usize]
+    }
+}
+
+/// The pairs of a [`Labels`], parsed from its rendered block.
+#[derive(Debug, Clone)]
+pub struct LabelsIter<'a> {
+    text: &'a str,
+    /// Next pair's start in the rendered block.
+    pos: usize,
+    /// Next raw value's start, when values needed escaping.
+    raw: Option<usize>,
+    left: u32,
+}
+
+impl<'a> Iterator for LabelsIter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let text = self.text;
+        // Label names never hold `=`; escaped values never hold a bare `"`.
+        let eq = self.pos + text[self.pos..].find('=')?;
+        let name = &text[self.pos..eq];
+        let start = eq + 2;
+        let bytes = text.as_bytes();
+        let (mut i, mut escapes) = (start, 0);
+        while bytes[i] != b'"' {
+            if bytes[i] == b'\\' {
+                i += 1;
+                escapes += 1;
+            }
+            i += 1;
+        }
+        self.pos = i + 2;
+        let value = match &mut self.raw {
+            None => &text[start..i],
+            Some(raw) => {
+                let len = i - start - escapes;
+                let v = &text[*raw..*raw + len];
+                *raw += len;
+                v
+            }
+        };
+        Some((name, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+impl ExactSizeIterator for LabelsIter<'_> {}
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Labels) -> bool {
+        // The encoding is canonical: equal pairs, equal text.
+        self.text == other.text
+    }
+}
+
+impl Eq for Labels {}
+
+impl std::hash::Hash for Labels {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state)
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Labels) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Labels {
+    /// By pairs, name then value.
+    fn cmp(&self, other: &Labels) -> std::cmp::Ordering {
+        self.iter().cmp(other.iter())
     }
 }
 
 impl fmt::Debug for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-/// Identity of one series: metric name and labels, plus its exposition label block rendered
-/// once at registration (so renders only copy bytes).
-#[derive(Debug)]
-pub struct SeriesMeta {
-    pub(crate) name: Arc<str>,
-    pub(crate) labels: Labels,
-    /// `k="v",k2="v2"` with values escaped for the text formats, no braces.
-    pub(crate) rendered_labels: Box<str>,
-}
-
-impl SeriesMeta {
-    pub(crate) fn new(name: Arc<str>, labels: Labels) -> SeriesMeta {
-        let mut r = String::new();
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                r.push(',');
-            }
-            r.push_str(k);
-            r.push_str("=\"");
-            crate::exposition::escape_label_value(&mut r, v);
-            r.push('"');
-        }
-        SeriesMeta { name, labels, rendered_labels: r.into() }
     }
 }
 
@@ -407,10 +502,10 @@ impl fmt::Debug for Series<'_> {
 
 impl<'a> Series<'a> {
     pub fn name(&self) -> &'a str {
-        &self.entry.meta.name
+        &self.entry.family.name
     }
     pub fn labels(&self) -> &'a Labels {
-        &self.entry.meta.labels
+        &self.entry.labels
     }
     pub fn family(&self) -> &'a FamilyInfo {
         &self.entry.family
@@ -446,7 +541,7 @@ impl<'a> Series<'a> {
     }
 
     pub(crate) fn rendered_labels(&self) -> &'a str {
-        &self.entry.meta.rendered_labels
+        self.entry.labels.rendered()
     }
 
     /// Catalogue index (keys expiry bases).
@@ -677,8 +772,8 @@ impl Snapshot {
     /// The series of metric `name`.
     pub fn family(&self, name: &str) -> SeriesList<'_> {
         let e = &self.view.entries;
-        let lo = e.partition_point(|s| &*s.meta.name < name);
-        let hi = lo + e[lo..].partition_point(|s| &*s.meta.name == name);
+        let lo = e.partition_point(|s| &*s.family.name < name);
+        let hi = lo + e[lo..].partition_point(|s| &*s.family.name == name);
         SeriesList { snap: self, start: lo, end: hi }
     }
 
@@ -689,8 +784,8 @@ impl Snapshot {
         let mut start = 0;
         std::iter::from_fn(move || {
             while start < e.len() {
-                let name = &e[start].meta.name;
-                let end = start + e[start..].partition_point(|s| &s.meta.name == name);
+                let name = &e[start].family.name;
+                let end = start + e[start..].partition_point(|s| &s.family.name == name);
                 let list = SeriesList { snap: self, start, end };
                 start = end;
                 if !list.is_empty() {
@@ -796,4 +891,52 @@ pub struct CacheSnapshot {
     pub size: f64,
     /// `hits / (hits + misses)`; `None` before the first look-up.
     pub hit_rate: Option<f64>,
+}
+
+#[cfg(test)]
+mod labels_tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::new(pairs.iter().map(|&(k, v)| (Arc::from(k), Arc::from(v))).collect())
+    }
+
+    #[test]
+    fn pairs_survive_the_one_allocation_encoding() {
+        let awkward = ["", "plain", "a\"b", "back\\slash", "new\nline", "\\\"\n", "ü ✓", "=\",", "\"", "\\"];
+        for a in awkward {
+            for b in awkward {
+                let l = labels(&[("zeta", b), ("alpha", a), ("mid", "x")]);
+                let pairs: Vec<_> = l.iter().collect();
+                assert_eq!(pairs, [("alpha", a), ("mid", "x"), ("zeta", b)], "{a:?} {b:?}");
+                assert_eq!(l.iter().len(), 3);
+                assert_eq!((l.get("alpha"), l.get("zeta"), l.get("nope")), (Some(a), Some(b), None));
+                assert!(l.matches(&[("mid", "x"), ("zeta", b), ("alpha", a)]));
+                assert!(!l.matches(&[("mid", "x"), ("alpha", a)]));
+                let mut want = String::from("alpha=\"");
+                crate::exposition::escape_label_value(&mut want, a);
+                want.push_str("\",mid=\"x\",zeta=\"");
+                crate::exposition::escape_label_value(&mut want, b);
+                want.push('"');
+                assert_eq!(l.rendered(), want);
+            }
+        }
+        let empty = labels(&[]);
+        assert_eq!((empty.len(), empty.iter().next(), empty.rendered()), (0, None, ""));
+        assert_eq!(empty, Labels::default());
+    }
+
+    #[test]
+    fn order_and_equality_follow_the_pairs() {
+        let values = ["", "a", "a b", "a\"", "a\\", "b", "ab"];
+        let all: Vec<Labels> = values.iter().map(|v| labels(&[("k", v)])).collect();
+        for (x, lx) in values.iter().zip(&all) {
+            for (y, ly) in values.iter().zip(&all) {
+                assert_eq!(lx.cmp(ly), x.cmp(y), "{x:?} vs {y:?}");
+                assert_eq!(lx == ly, x == y);
+            }
+        }
+        assert!(labels(&[("a", "z")]) < labels(&[("b", "a")]));
+        assert!(labels(&[("a", "1")]) < labels(&[("a", "1"), ("b", "0")]));
+    }
 }
