@@ -99,7 +99,6 @@ impl std::fmt::Debug for View {
     }
 }
 
-
 /// The registry's catalogue. Behind a mutex: only registration and the aggregator's view
 /// refresh take it, never the recording path.
 pub(crate) struct Catalogue {
@@ -432,7 +431,9 @@ impl Catalogue {
     fn series_in(&mut self, f: usize, labels: Labels) -> Result<Registered, Error> {
         let hash = self.key_hash(f, &labels);
         let series = &self.series;
-        if let Some(&i) = self.by_key.find(hash, |&i| series[i as usize].family == f && series[i as usize].labels == labels) {
+        if let Some(&i) =
+            self.by_key.find(hash, |&i| series[i as usize].family == f && series[i as usize].labels == labels)
+        {
             return Ok(Registered { store: self.series[i as usize].store, overflowed: false });
         }
         if self.families[f].series >= self.max_per_family || self.series.len() >= self.max_series {

@@ -112,7 +112,9 @@ pub use unit::{Kind, Unit};
 /// What a [`Snapshot`] holds: its series, their values and histogram views, and each family's
 /// metadata.
 pub mod series {
-    pub use crate::snapshot::{Bucket, CounterValue, FamilyInfo, HistogramSnapshot, Labels, LabelsIter, Series, SeriesList, Value};
+    pub use crate::snapshot::{
+        Bucket, CounterValue, FamilyInfo, HistogramSnapshot, Labels, LabelsIter, Series, SeriesList, Value,
+    };
 }
 
 /// Operations, caches and state sets: several series under one name with derived statistics

@@ -3,8 +3,9 @@
 //!
 //! # Structure
 //! An open-addressing table (linear probing, load factor ≤ 1/2) of pointers to entries. Each
-//! entry (hash, series, and per value its owned text plus a three-word [`View`] that the
-//! look-up compares instead of the text) is boxed once and never moves or changes; tables only grow
+//! entry (hash, series, and a key of words: per value a three-word [`View`] that the look-up
+//! compares instead of the text, plus the packed text of values too long for a view to
+//! determine) is boxed once and never moves or changes; tables only grow
 //! (×2), and a replaced table is kept, not freed, until the index is dropped. Tables double, so
 //! all tables together hold fewer than twice the slots of the current one: memory stays O(n).
 //!
@@ -28,18 +29,16 @@ use crate::{
 };
 
 /// One label set and its series. Immutable once published.
+///
+/// The key is one allocation of words: per value its [`View`] (`lo`, `hi`, `len`), then the
+/// bytes of every value longer than [`SHORT`], each packed little-endian into whole words (a
+/// shorter value is determined by its view, so its text is not kept). A look-up compares three
+/// words per value, and words of text only for long values.
 struct Entry {
     hash: u64,
     store: Store,
-    key: Box<[Part]>,
-}
-
-/// One label value of an entry's key: its text and its [`View`], so a look-up compares three
-/// words instead of calling `memcmp` (and never touches the text's own allocation for values
-/// of at most [`SHORT`] bytes).
-struct Part {
-    view: View,
-    text: Box<str>,
+    arity: u32,
+    key: Box<[u64]>,
 }
 
 /// A label value as the hash and the comparison see it: its length and two words. For values
@@ -53,18 +52,65 @@ struct View {
     len: usize,
 }
 
-impl Part {
-    /// Whether `v`, whose view is `q`, is this value.
+/// Up to eight bytes as one little-endian word, zero-padded.
+#[inline(always)]
+fn pack(chunk: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[..chunk.len()].copy_from_slice(chunk);
+    u64::from_le_bytes(w)
+}
+
+impl Entry {
+    fn new(hash: u64, store: Store, views: impl Iterator<Item = View>, values: &[&str]) -> Entry {
+        let long_words: usize = values.iter().filter(|v| v.len() > SHORT).map(|v| v.len().div_ceil(8)).sum();
+        let mut key = Vec::with_capacity(3 * values.len() + long_words);
+        for q in views {
+            key.extend([q.lo, q.hi, q.len as u64]);
+        }
+        for v in values.iter().filter(|v| v.len() > SHORT) {
+            key.extend(v.as_bytes().chunks(8).map(pack));
+        }
+        Entry { hash, store, arity: values.len() as u32, key: key.into() }
+    }
+
+    /// Whether the key is exactly `values`, whose views are `q`.
     #[inline(always)]
-    fn matches(&self, q: View, v: &str) -> bool {
-        self.view == q && (q.len <= SHORT || long_eq(&self.text, v))
+    fn matches(&self, q: &[View], values: &[&str]) -> bool {
+        let n = q.len();
+        if self.arity as usize != n || self.key.len() < 3 * n {
+            return false;
+        }
+        let views = &self.key[..3 * n];
+        let mut long = false;
+        for (w, q) in views.chunks_exact(3).zip(q) {
+            if w[0] != q.lo || w[1] != q.hi || w[2] != q.len as u64 {
+                return false;
+            }
+            long |= q.len > SHORT;
+        }
+        !long || self.texts_eq(values)
+    }
+
+    /// Whether the packed texts of the long values are `values`' (views already equal).
+    #[cold]
+    #[inline(never)]
+    fn texts_eq(&self, values: &[&str]) -> bool {
+        let mut text = &self.key[3 * values.len()..];
+        for v in values.iter().filter(|v| v.len() > SHORT) {
+            let (own, rest) = text.split_at(v.len().div_ceil(8));
+            if !long_eq(own, v) {
+                return false;
+            }
+            text = rest;
+        }
+        true
     }
 }
 
-#[cold]
-#[inline(never)]
-fn long_eq(a: &str, b: &str) -> bool {
-    a == b
+/// Whether `v`'s bytes are the packed words `own` (lengths already known equal).
+#[inline(always)]
+fn long_eq(own: &[u64], v: &str) -> bool {
+    v.as_bytes().chunks(8).zip(own).all(|(c, &w)| pack(c) == w)
 }
 
 struct Table {
@@ -235,20 +281,31 @@ impl LabelIndex {
         debug_assert_eq!(values.len(), N);
         let q: [View; N] = std::array::from_fn(|i| self.view(values[i]));
         let hash = q.iter().fold(self.seeds[0], |acc, &v| self.mix(acc, v));
-        self.probe(hash, |key| key.len() == N && key.iter().zip(q).zip(values).all(|((p, q), v)| p.matches(q, v)))
+        self.probe(hash, |e| e.matches(&q, values))
     }
 
     #[inline(never)]
     fn get_any(&self, values: &[&str]) -> Option<Store> {
         let hash = self.hash(values);
-        self.probe(hash, |key| {
-            key.len() == values.len() && key.iter().zip(values).all(|(p, v)| p.matches(self.view(v), v))
-        })
+        // Views on the stack for up to 16 labels (no allocation on a look-up), else a Vec.
+        const STACK: usize = 16;
+        let mut stack = [View { lo: 0, hi: 0, len: 0 }; STACK];
+        let heap: Vec<View>;
+        let q: &[View] = if values.len() <= STACK {
+            for (q, v) in stack.iter_mut().zip(values) {
+                *q = self.view(v);
+            }
+            &stack[..values.len()]
+        } else {
+            heap = values.iter().map(|v| self.view(v)).collect();
+            &heap
+        };
+        self.probe(hash, |e| e.matches(q, values))
     }
 
     /// Linear probe from `hash` for the entry with that hash whose key satisfies `is_key`.
     #[inline(always)]
-    fn probe(&self, hash: u64, is_key: impl Fn(&[Part]) -> bool) -> Option<Store> {
+    fn probe(&self, hash: u64, is_key: impl Fn(&Entry) -> bool) -> Option<Store> {
         // Acquire: pairs with the Release publish of a grown table in `insert`.
         let table = self.table.load(Ordering::Acquire);
         // SAFETY: `table` is never null and is freed only in `Drop` (see the module docs).
@@ -265,7 +322,7 @@ impl LabelIndex {
             // SAFETY: a non-null slot points at an entry that is fully written before it was
             // published and is freed only in `Drop`.
             let e = unsafe { &*e };
-            if e.hash == hash && is_key(&e.key) {
+            if e.hash == hash && is_key(e) {
                 return Some(e.store);
             }
             i = (i + 1) & table.mask;
@@ -281,11 +338,7 @@ impl LabelIndex {
     /// Adds `values → store`; `writer` is the index's own (held through its mutex).
     fn insert(&self, writer: &mut Writer, values: &[&str], store: Store) {
         let hash = self.hash(values);
-        let entry = Box::into_raw(Box::new(Entry {
-            hash,
-            store,
-            key: values.iter().map(|v| Part { view: self.view(v), text: Box::from(*v) }).collect(),
-        }));
+        let entry = Box::into_raw(Box::new(Entry::new(hash, store, values.iter().map(|v| self.view(v)), values)));
         writer.entries.push(entry);
         // Relaxed: this thread is the only writer of `table` (serialised by the caller).
         let current = self.table.load(Ordering::Relaxed);
