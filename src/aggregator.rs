@@ -190,7 +190,7 @@ impl Aggregator {
                 match e.store {
                     Store::Counter { .. } => {}
                     Store::Gauge(loc) => gauges[e.slot as usize] = core.gauges.read(loc),
-                    Store::Histogram { index, loc, precision } => histograms[index] = Some((loc, precision)),
+                    Store::Histogram { index, loc, precision } => histograms[index as usize] = Some((loc, precision)),
                 }
             }
         }
@@ -248,8 +248,8 @@ impl Aggregator {
         if core.exemplars.in_use() {
             for (pos, e) in view.entries.iter().enumerate() {
                 let ex = match e.store {
-                    Store::Counter { index, .. } => core.exemplars.counter(index),
-                    Store::Histogram { index, .. } => core.exemplars.histogram(index),
+                    Store::Counter { index, .. } => core.exemplars.counter(index as usize),
+                    Store::Histogram { index, .. } => core.exemplars.histogram(index as usize),
                     Store::Gauge(_) => None,
                 };
                 if let Some(ex) = ex {

@@ -451,7 +451,7 @@ impl Catalogue {
                 let index = self.counters;
                 let loc = CounterLoc::new(index).ok_or_else(exhausted)?;
                 self.counters += 1;
-                (Store::Counter { index, loc }, index)
+                (Store::Counter { index: u32::try_from(index).map_err(|_| exhausted())?, loc }, index)
             }
             Kind::Gauge => {
                 let index = self.gauges;
@@ -464,7 +464,8 @@ impl Catalogue {
                 let loc = HistLoc::new(index).ok_or_else(exhausted)?;
                 self.hist_precisions.push(info.precision);
                 self.hist_families.push(f as u32);
-                (Store::Histogram { index, loc, precision: info.precision }, index)
+                let i = u32::try_from(index).map_err(|_| exhausted())?;
+                (Store::Histogram { index: i, loc, precision: info.precision }, index)
             }
         };
         let slot = u32::try_from(slot).map_err(|_| exhausted())?;

@@ -668,7 +668,7 @@ impl Recorder {
         let core = &self.inner.core;
         let w = state
             .counters
-            .entry(index)
+            .entry(index as usize)
             .or_insert_with(|| {
                 Arc::new(FacadeCounter {
                     counter: Counter::from_store(core.clone(), store, unit),
@@ -718,7 +718,7 @@ impl Recorder {
         let core = &self.inner.core;
         let w = state
             .histograms
-            .entry(index)
+            .entry(index as usize)
             .or_insert_with(|| {
                 Arc::new(FacadeHistogram {
                     hist: Histogram::from_store(core.clone(), store, unit),

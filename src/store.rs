@@ -21,16 +21,20 @@ use crate::{
 pub(crate) enum Store {
     /// `index` is the dense counter-cell number, `loc` its place in every shard.
     Counter {
-        index: usize,
+        index: u32,
         loc: CounterLoc,
     },
     Gauge(Loc),
     Histogram {
-        index: usize,
+        index: u32,
         loc: HistLoc,
         precision: u8,
     },
 }
+
+// Every series holds a `Store` in the catalogue's view and in its family's label index: keep it
+// at two words.
+const _: () = assert!(std::mem::size_of::<Store>() == 16);
 
 /// Everything behind a registry that handles need: shards, gauges, catalogue, published
 /// snapshot, aggregator state. Handles hold an `Arc<Core>`; the aggregator thread's lifetime is

@@ -417,7 +417,7 @@ mod tests {
     use crate::shard::CounterLoc;
 
     fn store(i: usize) -> Store {
-        Store::Counter { index: i, loc: CounterLoc::new(i).unwrap() }
+        Store::Counter { index: i as u32, loc: CounterLoc::new(i).unwrap() }
     }
 
     #[test]
