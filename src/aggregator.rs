@@ -186,7 +186,7 @@ impl Aggregator {
         // Histograms by histogram number (the view is sorted by name).
         let mut histograms = vec![None; view.histograms];
         if view.gauges + view.histograms > 0 {
-            for e in &view.entries {
+            for (_, e) in view.records.iter() {
                 match e.store {
                     Store::Counter { .. } => {}
                     Store::Gauge(loc) => gauges[e.slot as usize] = core.gauges.read(loc),
@@ -217,22 +217,22 @@ impl Aggregator {
         // Idle expiry: hide, and show returning series from their base.
         let mut hidden = Vec::new();
         if self.expire_after.is_some() {
-            hidden = vec![false; view.entries.len()];
-            for (pos, e) in view.entries.iter().enumerate() {
+            hidden = vec![false; view.len()];
+            for (id, e) in view.records.iter() {
                 let i = e.slot as usize;
                 let hide = match e.store {
                     Store::Counter { .. } => {
                         let c = counters[i];
-                        self.expired(e.id, c.delta != 0, || Base::Counter(c.total))
+                        self.expired(id, c.delta != 0, || Base::Counter(c.total))
                     }
                     Store::Histogram { .. } => {
                         let h = &merged[i];
-                        self.expired(e.id, h.delta_count != 0, || Base::Histogram(h.clone()))
+                        self.expired(id, h.delta_count != 0, || Base::Histogram(h.clone()))
                     }
                     Store::Gauge(_) => false,
                 };
-                hidden[pos] = hide;
-                match (self.bases.get(&e.id), e.store) {
+                hidden[id as usize] = hide;
+                match (self.bases.get(&id), e.store) {
                     (Some(Base::Counter(b)), Store::Counter { .. }) => {
                         counters[i].total = counters[i].total.saturating_sub(*b);
                     }
@@ -246,14 +246,14 @@ impl Aggregator {
         }
         let mut exemplars = Vec::new();
         if core.exemplars.in_use() {
-            for (pos, e) in view.entries.iter().enumerate() {
+            for (id, e) in view.records.iter() {
                 let ex = match e.store {
                     Store::Counter { index, .. } => core.exemplars.counter(index as usize),
                     Store::Histogram { index, .. } => core.exemplars.histogram(index as usize),
                     Store::Gauge(_) => None,
                 };
                 if let Some(ex) = ex {
-                    exemplars.push((pos as u32, ex));
+                    exemplars.push((id, ex));
                 }
             }
         }

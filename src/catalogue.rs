@@ -62,40 +62,102 @@ struct FamilyEntry {
     overflow: Option<Store>,
 }
 
-pub(crate) struct SeriesEntry {
+/// One series as the catalogue, the aggregator and snapshots see it: labels, where its cells
+/// are, its family. Written once at registration; its id is its position.
+#[derive(Clone)]
+pub(crate) struct ViewEntry {
     pub(crate) labels: Labels,
-    pub(crate) family: usize,
     pub(crate) store: Store,
-    /// Dense number among the series of its kind (keys snapshot values and windows).
+    /// Index into the view's `families`.
+    pub(crate) family: u32,
+    /// Dense number among the series of its kind: counter, gauge or histogram number.
     pub(crate) slot: u32,
 }
 
-/// One entry of the aggregator's view: everything to merge and label one series.
-#[derive(Clone)]
-pub(crate) struct ViewEntry {
-    pub(crate) id: u32,
-    /// Dense number among the series of its kind: counter, gauge or histogram number.
-    pub(crate) slot: u32,
-    pub(crate) labels: Labels,
-    pub(crate) family: Arc<FamilyInfo>,
-    pub(crate) store: Store,
+/// Every series by id, in immutable chunks shared by the catalogue and every view (a view
+/// never copies a series another view already holds).
+#[derive(Clone, Default)]
+pub(crate) struct Records {
+    chunks: Vec<Arc<[ViewEntry]>>,
+    /// First id of each chunk.
+    starts: Vec<u32>,
+    sealed: usize,
+}
+
+impl Records {
+    /// The series with this id (which must exist).
+    #[inline]
+    pub(crate) fn get(&self, id: usize) -> &ViewEntry {
+        let c = self.starts.partition_point(|&s| s as usize <= id) - 1;
+        &self.chunks[c][id - self.starts[c] as usize]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.sealed
+    }
+
+    /// `(id, entry)` in id order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &ViewEntry)> {
+        self.chunks.iter().flat_map(|c| c.iter()).enumerate().map(|(id, e)| (id as u32, e))
+    }
+
+    /// Appends `tail` as a chunk. Neighbouring chunks are merged while the older is at most
+    /// twice the newer (a binary-counter schedule): O(log n) chunks, and each series is copied
+    /// O(log n) times over the registry's life.
+    fn seal(&mut self, tail: Vec<ViewEntry>) {
+        if tail.is_empty() {
+            return;
+        }
+        self.starts.push(self.sealed as u32);
+        self.sealed += tail.len();
+        self.chunks.push(tail.into());
+        while self.chunks.len() >= 2 {
+            let n = self.chunks.len();
+            if self.chunks[n - 2].len() > 2 * self.chunks[n - 1].len() {
+                break;
+            }
+            let last = self.chunks.pop().expect("two chunks");
+            self.starts.pop();
+            let prev = self.chunks.pop().expect("two chunks");
+            self.chunks.push(prev.iter().chain(last.iter()).cloned().collect());
+        }
+    }
 }
 
 /// The catalogue as the aggregator sees it, rebuilt only when something was registered; shared
 /// by every snapshot taken until then.
 #[derive(Default)]
 pub(crate) struct View {
-    /// Sorted by name, then labels.
-    pub(crate) entries: Vec<ViewEntry>,
+    pub(crate) records: Records,
+    /// Ids sorted by name, then labels.
+    pub(crate) order: Arc<[u32]>,
+    pub(crate) families: Arc<[Arc<FamilyInfo>]>,
     pub(crate) counters: usize,
     pub(crate) gauges: usize,
     pub(crate) histograms: usize,
     pub(crate) operations: Arc<[Arc<str>]>,
 }
 
+impl View {
+    pub(crate) fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The series at sorted position `pos`: its id and entry.
+    #[inline]
+    pub(crate) fn at(&self, pos: usize) -> (u32, &ViewEntry) {
+        let id = self.order[pos];
+        (id, self.records.get(id as usize))
+    }
+
+    pub(crate) fn family_of(&self, e: &ViewEntry) -> &Arc<FamilyInfo> {
+        &self.families[e.family as usize]
+    }
+}
+
 impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("View").field("series", &self.entries.len()).finish_non_exhaustive()
+        f.debug_struct("View").field("series", &self.order.len()).finish_non_exhaustive()
     }
 }
 
@@ -107,7 +169,9 @@ pub(crate) struct Catalogue {
     family_by_name: HashMap<Arc<str>, usize>,
     /// Every family and sample name the text renders use, with the family that uses it.
     exposed: HashMap<String, Arc<str>>,
-    pub(crate) series: Vec<SeriesEntry>,
+    /// Every series by id: sealed chunks (shared with views) and the tail since the last view.
+    records: Records,
+    tail: Vec<ViewEntry>,
     /// Series ids by (family, labels): 4 bytes a series, keys read from `series`.
     by_key: hashbrown::HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
@@ -175,7 +239,8 @@ impl Catalogue {
             families: Vec::new(),
             family_by_name: HashMap::new(),
             exposed: HashMap::new(),
-            series: Vec::new(),
+            records: Records::default(),
+            tail: Vec::new(),
             by_key: hashbrown::HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             counters: 0,
@@ -184,36 +249,58 @@ impl Catalogue {
             hist_families: Vec::new(),
             max_series,
             max_per_family,
-            view: Arc::new(View {
-                entries: Vec::new(),
-                counters: 0,
-                gauges: 0,
-                histograms: 0,
-                operations: Arc::new([]),
-            }),
+            view: Arc::new(View::default()),
             dirty: true,
             operations: Vec::new(),
         }
     }
 
-    /// The current view, rebuilt (sorted) if series were added since the last call.
+    /// Number of series registered.
+    pub(crate) fn len(&self) -> usize {
+        self.records.len() + self.tail.len()
+    }
+
+    /// The series with this id.
+    fn entry(&self, id: usize) -> &ViewEntry {
+        match id.checked_sub(self.records.len()) {
+            Some(t) => &self.tail[t],
+            None => self.records.get(id),
+        }
+    }
+
+    /// The current view, rebuilt if something was registered since the last call: the new
+    /// series are sealed into a chunk (the older chunks are shared, not copied) and merged into
+    /// the sorted order.
     pub(crate) fn view(&mut self) -> Arc<View> {
         if self.dirty {
-            let mut entries: Vec<ViewEntry> = self
-                .series
-                .iter()
-                .enumerate()
-                .map(|(id, s)| ViewEntry {
-                    id: id as u32,
-                    slot: s.slot,
-                    labels: s.labels.clone(),
-                    family: self.families[s.family].info.clone(),
-                    store: s.store,
-                })
-                .collect();
-            entries.sort_by(|a, b| (&a.family.name, &a.labels).cmp(&(&b.family.name, &b.labels)));
+            let families: Arc<[Arc<FamilyInfo>]> = self.families.iter().map(|f| f.info.clone()).collect();
+            let old = self.records.len();
+            self.records.seal(std::mem::take(&mut self.tail));
+            let records = &self.records;
+            let key = |id: u32| {
+                let e = records.get(id as usize);
+                (&*families[e.family as usize].name, &e.labels)
+            };
+            let mut new: Vec<u32> = (old as u32..records.len() as u32).collect();
+            new.sort_by(|&a, &b| key(a).cmp(&key(b)));
+            let prev = &self.view.order;
+            let mut order = Vec::with_capacity(prev.len() + new.len());
+            let (mut i, mut j) = (0, 0);
+            while i < prev.len() && j < new.len() {
+                if key(new[j]) < key(prev[i]) {
+                    order.push(new[j]);
+                    j += 1;
+                } else {
+                    order.push(prev[i]);
+                    i += 1;
+                }
+            }
+            order.extend_from_slice(&prev[i..]);
+            order.extend_from_slice(&new[j..]);
             self.view = Arc::new(View {
-                entries,
+                records: self.records.clone(),
+                order: order.into(),
+                families,
                 counters: self.counters,
                 gauges: self.gauges,
                 histograms: self.hist_precisions.len(),
@@ -424,19 +511,21 @@ impl Catalogue {
     /// When storage is exhausted: the first series of the family (there is always one by
     /// the time storage can run out).
     fn fallback_store(&self, f: usize) -> Store {
-        self.series.iter().find(|s| s.family == f).map(|s| s.store).expect("storage exhausted on an empty family")
+        let first = self.records.iter().map(|(_, e)| e).chain(&self.tail).find(|s| s.family as usize == f);
+        first.map(|s| s.store).expect("storage exhausted on an empty family")
     }
 
     /// The series of family `f` with these labels (values already checked against the limits).
     fn series_in(&mut self, f: usize, labels: Labels) -> Result<Registered, Error> {
         let hash = self.key_hash(f, &labels);
-        let series = &self.series;
-        if let Some(&i) =
-            self.by_key.find(hash, |&i| series[i as usize].family == f && series[i as usize].labels == labels)
-        {
-            return Ok(Registered { store: self.series[i as usize].store, overflowed: false });
+        let found = self.by_key.find(hash, |&i| {
+            let e = self.entry(i as usize);
+            e.family as usize == f && e.labels == labels
+        });
+        if let Some(&i) = found {
+            return Ok(Registered { store: self.entry(i as usize).store, overflowed: false });
         }
-        if self.families[f].series >= self.max_per_family || self.series.len() >= self.max_series {
+        if self.families[f].series >= self.max_per_family || self.len() >= self.max_series {
             return Ok(Registered { store: self.overflow_series(f), overflowed: true });
         }
         let store = self.allocate(f, labels)?;
@@ -470,13 +559,14 @@ impl Catalogue {
         };
         let slot = u32::try_from(slot).map_err(|_| exhausted())?;
         let hash = self.key_hash(f, &labels);
-        let id = self.series.len() as u32;
-        let (series, hasher) = (&self.series, &self.hasher);
+        let id = self.len() as u32;
+        let (records, tail, hasher) = (&self.records, &self.tail, &self.hasher);
         self.by_key.insert_unique(hash, id, |&i| {
-            let s = &series[i as usize];
-            key_hash(hasher, s.family, &s.labels)
+            let i = i as usize;
+            let s = if i < records.len() { records.get(i) } else { &tail[i - records.len()] };
+            key_hash(hasher, s.family as usize, &s.labels)
         });
-        self.series.push(SeriesEntry { labels, family: f, store, slot });
+        self.tail.push(ViewEntry { labels, family: f as u32, store, slot });
         self.families[f].series += 1;
         self.dirty = true;
         Ok(store)

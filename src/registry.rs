@@ -330,7 +330,7 @@ impl Registry {
 
     /// Number of registered series (including the self-metrics and overflow series).
     pub fn series_count(&self) -> usize {
-        lock(&self.owner.core.catalogue).series.len()
+        lock(&self.owner.core.catalogue).len()
     }
 }
 

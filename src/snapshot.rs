@@ -486,8 +486,8 @@ pub(crate) struct CounterCell {
 pub struct Series<'a> {
     snap: &'a Snapshot,
     entry: &'a ViewEntry,
-    /// Position in the view.
-    pos: usize,
+    /// Catalogue id.
+    id: u32,
 }
 
 impl fmt::Debug for Series<'_> {
@@ -502,16 +502,16 @@ impl fmt::Debug for Series<'_> {
 
 impl<'a> Series<'a> {
     pub fn name(&self) -> &'a str {
-        &self.entry.family.name
+        &self.snap.view.family_of(self.entry).name
     }
     pub fn labels(&self) -> &'a Labels {
         &self.entry.labels
     }
     pub fn family(&self) -> &'a FamilyInfo {
-        &self.entry.family
+        self.snap.view.family_of(self.entry)
     }
     pub fn kind(&self) -> Kind {
-        self.entry.family.kind
+        self.family().kind
     }
     /// The series' value at the snapshot's tick.
     pub fn value(&self) -> Value<'a> {
@@ -534,7 +534,7 @@ impl<'a> Series<'a> {
     /// bucket (`None` if none did).
     pub fn exemplars(&self) -> &'a [Option<std::sync::Arc<crate::exemplar::Exemplar>>] {
         let ex = &self.snap.exemplars;
-        match ex.binary_search_by_key(&(self.pos as u32), |(p, _)| *p) {
+        match ex.binary_search_by_key(&self.id, |(id, _)| *id) {
             Ok(k) => &ex[k].1,
             Err(_) => &[],
         }
@@ -546,7 +546,7 @@ impl<'a> Series<'a> {
 
     /// Catalogue index (keys expiry bases).
     pub(crate) fn id(&self) -> u32 {
-        self.entry.id
+        self.id
     }
 
     /// Dense number among the series of its kind (keys window checkpoints).
@@ -572,20 +572,19 @@ impl fmt::Debug for SeriesList<'_> {
 }
 
 impl<'a> SeriesList<'a> {
-    fn visible(&self, pos: usize) -> bool {
-        !self.snap.hidden.get(pos).copied().unwrap_or(false)
+    fn visible(&self, id: u32) -> bool {
+        !self.snap.hidden.get(id as usize).copied().unwrap_or(false)
+    }
+
+    fn series_at(&self, pos: usize) -> Series<'a> {
+        let (id, entry) = self.snap.view.at(pos);
+        Series { snap: self.snap, entry, id }
     }
 
     /// The series, in order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = Series<'a>> + 'a {
-        let (snap, entries) = (self.snap, &self.snap.view.entries[self.start..self.end]);
-        let start = self.start;
         let list = *self;
-        entries
-            .iter()
-            .enumerate()
-            .map(move |(i, entry)| Series { snap, entry, pos: start + i })
-            .filter(move |s| list.visible(s.pos))
+        (self.start..self.end).map(move |pos| list.series_at(pos)).filter(move |s| list.visible(s.id))
     }
 
     /// Number of series.
@@ -593,7 +592,7 @@ impl<'a> SeriesList<'a> {
         if self.snap.hidden.is_empty() {
             self.end - self.start
         } else {
-            (self.start..self.end).filter(|&p| self.visible(p)).count()
+            self.snap.view.order[self.start..self.end].iter().filter(|&&id| self.visible(id)).count()
         }
     }
 
@@ -615,7 +614,7 @@ impl<'a> SeriesList<'a> {
     pub fn get(&self, i: usize) -> Option<Series<'a>> {
         if self.snap.hidden.is_empty() {
             let pos = self.start.checked_add(i).filter(|&p| p < self.end)?;
-            return Some(Series { snap: self.snap, entry: &self.snap.view.entries[pos], pos });
+            return Some(self.series_at(pos));
         }
         self.iter().nth(i)
     }
@@ -647,9 +646,9 @@ pub struct Snapshot {
     pub(crate) gauges: Box<[f64]>,
     /// By histogram number.
     pub(crate) histograms: Box<[HistogramSnapshot]>,
-    /// Series (by view position, ascending) with exemplars.
+    /// Series (by id, ascending) with exemplars.
     pub(crate) exemplars: Box<[(u32, crate::exemplar::Exemplars)]>,
-    /// By view position: expired series (idle expiry); empty when none is.
+    /// By series id: expired series (idle expiry); empty when none is.
     pub(crate) hidden: Box<[bool]>,
     /// Window checkpoints, one level per configured window (shared between snapshots).
     pub(crate) levels: Arc<Vec<crate::history::Level>>,
@@ -766,26 +765,28 @@ impl Snapshot {
 
     /// Every series, sorted by name then labels (series of one metric are adjacent).
     pub fn series(&self) -> SeriesList<'_> {
-        SeriesList { snap: self, start: 0, end: self.view.entries.len() }
+        SeriesList { snap: self, start: 0, end: self.view.len() }
     }
 
     /// The series of metric `name`.
     pub fn family(&self, name: &str) -> SeriesList<'_> {
-        let e = &self.view.entries;
-        let lo = e.partition_point(|s| &*s.family.name < name);
-        let hi = lo + e[lo..].partition_point(|s| &*s.family.name == name);
+        let (view, order) = (&self.view, &self.view.order);
+        let name_of = |id: u32| &*view.family_of(view.records.get(id as usize)).name;
+        let lo = order.partition_point(|&id| name_of(id) < name);
+        let hi = lo + order[lo..].partition_point(|&id| name_of(id) == name);
         SeriesList { snap: self, start: lo, end: hi }
     }
 
     /// Groups of adjacent series sharing a metric name (families whose series all expired are
     /// left out).
     pub fn families(&self) -> impl Iterator<Item = SeriesList<'_>> {
-        let e = &self.view.entries;
+        let (view, order) = (&self.view, &self.view.order);
+        let name_of = move |id: u32| &view.family_of(view.records.get(id as usize)).name;
         let mut start = 0;
         std::iter::from_fn(move || {
-            while start < e.len() {
-                let name = &e[start].family.name;
-                let end = start + e[start..].partition_point(|s| &s.family.name == name);
+            while start < order.len() {
+                let name = name_of(order[start]);
+                let end = start + order[start..].partition_point(|&id| name_of(id) == name);
                 let list = SeriesList { snap: self, start, end };
                 start = end;
                 if !list.is_empty() {

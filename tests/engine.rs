@@ -799,3 +799,38 @@ fn idle_histograms_are_reused_and_any_record_is_seen() {
     let w = r.snapshot().window(Duration::from_secs(60)).histogram("idle_latency", &[]).unwrap();
     assert_eq!(w.count(), 4);
 }
+
+/// Series registered across many ticks (the catalogue seals each tick's new series into a chunk
+/// and merges chunks on a binary-counter schedule) come out sorted, complete and findable.
+#[test]
+fn series_registered_over_many_ticks_stay_sorted_and_findable() {
+    let r = Registry::builder().manual().build();
+    let a = r.counter("b_total").family(&["k"]).unwrap();
+    let g = r.gauge("a_gauge").family(&["k"]).unwrap();
+    let mut expected = Vec::new();
+    for tick in 0..60u64 {
+        for j in 0..(tick % 7) {
+            // A scrambled order of values: sorted output must not follow registration order.
+            let v = format!("v{:03}", (tick * 37 + j * 11) % 997);
+            a.with(&[&v]).inc();
+            g.with(&[&v]).set(tick as f64);
+            expected.push(v);
+        }
+        let snap = r.flush();
+        let names: Vec<(String, Vec<(String, String)>)> = snap
+            .series()
+            .iter()
+            .map(|s| (s.name().to_owned(), s.labels().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect()))
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "tick {tick}");
+        expected.sort();
+        expected.dedup();
+        assert_eq!(snap.family("b_total").len(), expected.len());
+        assert_eq!(snap.family("a_gauge").len(), expected.len());
+        for v in &expected {
+            assert!(snap.counter("b_total", &[("k", v)]).unwrap() >= 1, "{v}");
+        }
+    }
+}
