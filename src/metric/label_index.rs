@@ -30,10 +30,10 @@ use crate::{
 
 /// One label set and its series. Immutable once published.
 ///
-/// The key is one allocation of words: per value its [`View`] (`lo`, `hi`, `len`), then the
-/// bytes of every value longer than [`SHORT`], each packed little-endian into whole words (a
-/// shorter value is determined by its view, so its text is not kept). A look-up compares three
-/// words per value, and words of text only for long values.
+/// The key is its [encoding](encode) in words: the values' lengths (two `u32` a word), then
+/// each value's bytes packed little-endian, zero-padded (an empty value takes no word). A look-up
+/// encodes the values it is given the same way (on the stack), hashes the words and compares
+/// them with an entry's key as one slice.
 struct Entry {
     hash: u64,
     store: Store,
@@ -41,77 +41,52 @@ struct Entry {
     key: Box<[u64]>,
 }
 
-/// A label value as the hash and the comparison see it: its length and two words. For values
-/// of at most [`SHORT`] bytes the words are read from the bytes by [`words`], which is
-/// injective for a fixed length, so equal views mean equal values. Longer values get their
-/// foldhash in `lo` and must be compared byte by byte.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct View {
-    lo: u64,
-    hi: u64,
-    len: usize,
-}
-
-/// Up to eight bytes as one little-endian word, zero-padded.
+/// Words of the packed lengths of `arity` values.
 #[inline(always)]
-fn pack(chunk: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w[..chunk.len()].copy_from_slice(chunk);
-    u64::from_le_bytes(w)
+fn len_words(arity: usize) -> usize {
+    arity.div_ceil(2)
 }
 
-impl Entry {
-    fn new(hash: u64, store: Store, views: impl Iterator<Item = View>, values: &[&str]) -> Entry {
-        let long_words: usize = values.iter().filter(|v| v.len() > SHORT).map(|v| v.len().div_ceil(8)).sum();
-        let mut key = Vec::with_capacity(3 * values.len() + long_words);
-        for q in views {
-            key.extend([q.lo, q.hi, q.len as u64]);
-        }
-        for v in values.iter().filter(|v| v.len() > SHORT) {
-            key.extend(v.as_bytes().chunks(8).map(pack));
-        }
-        Entry { hash, store, arity: values.len() as u32, key: key.into() }
-    }
-
-    /// Whether the key is exactly `values`, whose views are `q`.
-    #[inline(always)]
-    fn matches(&self, q: &[View], values: &[&str]) -> bool {
-        let n = q.len();
-        if self.arity as usize != n || self.key.len() < 3 * n {
-            return false;
-        }
-        let views = &self.key[..3 * n];
-        let mut long = false;
-        for (w, q) in views.chunks_exact(3).zip(q) {
-            if w[0] != q.lo || w[1] != q.hi || w[2] != q.len as u64 {
-                return false;
-            }
-            long |= q.len > SHORT;
-        }
-        !long || self.texts_eq(values)
-    }
-
-    /// Whether the packed texts of the long values are `values`' (views already equal).
-    #[cold]
-    #[inline(never)]
-    fn texts_eq(&self, values: &[&str]) -> bool {
-        let mut text = &self.key[3 * values.len()..];
-        for v in values.iter().filter(|v| v.len() > SHORT) {
-            let (own, rest) = text.split_at(v.len().div_ceil(8));
-            if !long_eq(own, v) {
-                return false;
-            }
-            text = rest;
-        }
-        true
-    }
-}
-
-/// Whether `v`'s bytes are the packed words `own` (lengths already known equal).
+/// The words of a key: the values' lengths two to a word, then the values. When every value
+/// has at most [`SHORT`] bytes, each takes exactly two words (its bytes by [`words`]), so a
+/// look-up of a given arity has a fixed layout (loops unrolled); otherwise each value's bytes
+/// are packed into `⌈len / 8⌉` words. Either way the bytes are little-endian, zero-padded and
+/// read with (possibly overlapping) unaligned loads; the lengths come first, so the encoding of
+/// a tuple of a given arity is injective.
 #[inline(always)]
-fn long_eq(own: &[u64], v: &str) -> bool {
-    v.as_bytes().chunks(8).zip(own).all(|(c, &w)| pack(c) == w)
+fn encode(values: &[&str], mut push: impl FnMut(u64)) {
+    for pair in values.chunks(2) {
+        push(pair.iter().enumerate().fold(0u64, |w, (i, v)| w | (v.len() as u64) << (32 * i)));
+    }
+    if values.iter().all(|v| v.len() <= SHORT) {
+        for v in values {
+            let (lo, hi) = words(v.as_bytes());
+            push(lo);
+            push(hi);
+        }
+    } else {
+        for v in values {
+            for c in v.as_bytes().chunks(8) {
+                push(upto8(c));
+            }
+        }
+    }
 }
+
+/// The number of words [`encode`] writes for `values`.
+#[inline(always)]
+fn encoded_len(values: &[&str]) -> usize {
+    let text = if values.iter().all(|v| v.len() <= SHORT) {
+        2 * values.len()
+    } else {
+        values.iter().map(|v| v.len().div_ceil(8)).sum::<usize>()
+    };
+    len_words(values.len()) + text
+}
+
+/// Keys of up to this many words are encoded on the stack by a look-up (two labels of up to
+/// ~55 bytes each, four of ~24); longer ones take [`LabelIndex::get_heap`].
+const INLINE: usize = 16;
 
 struct Table {
     slots: Box<[AtomicPtr<Entry>]>,
@@ -143,11 +118,13 @@ impl Table {
     }
 }
 
-/// The writer's side, kept under the index's mutex: every entry and every retired table,
-/// freed when the index drops.
+/// The writer's side, kept under the index's mutex: the entry count and every retired table
+/// (freed, with the entries, when the index drops).
 #[derive(Default)]
 struct Writer {
-    entries: Vec<*mut Entry>,
+    /// Entries inserted (every one is in the current table; the table owns none of them, the
+    /// index frees them in `Drop` by walking that table).
+    len: usize,
     retired: Vec<*mut Table>,
 }
 
@@ -161,15 +138,13 @@ pub(crate) struct LabelIndex {
     table: AtomicPtr<Table>,
     /// Random per index, so label values chosen by a client cannot be crafted to collide.
     seeds: [u64; 2],
-    /// Hashes values longer than [`SHORT`] bytes (foldhash, randomly seeded).
-    hasher: LongHasher,
     /// Serialises inserts and owns every entry and table (see [`IndexWriter`]).
     writer: Mutex<Writer>,
     /// The tables and entries the pointers own (see the `Send`/`Sync` note below).
     _owns: PhantomData<(Box<Table>, Box<Entry>)>,
 }
 
-/// The hasher of long values: foldhash with a random seed; under loom a fixed one (SipHash with
+/// Draws the index's hash seeds: foldhash's random state; under loom a fixed one (SipHash with
 /// zero keys), because loom replays a model many times and needs every run to probe the same
 /// slots.
 #[cfg(not(shardmetrics_loom))]
@@ -177,25 +152,37 @@ type LongHasher = hashbrown::DefaultHashBuilder;
 #[cfg(shardmetrics_loom)]
 type LongHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
 
-/// Values up to this many bytes are hashed and compared as two machine words.
+/// Values up to this many bytes are encoded with [`words`] (two loads a word, no copy).
 const SHORT: usize = 16;
 
-/// A value of at most [`SHORT`] bytes as two words read with (possibly overlapping) unaligned
-/// loads: bytes `0..8` and `n-8..n`, or `0..4` and `n-4..n`, or bytes `0`, `n/2` and `n-1`.
-/// Every byte is covered, so for a fixed length `n` the map is injective (foldhash and wyhash
-/// read short inputs the same way).
+/// A value of at most [`SHORT`] bytes as two words: its bytes packed little-endian and
+/// zero-padded (bytes `0..8` in the first, `8..` in the second), read with (possibly
+/// overlapping) unaligned loads instead of a copy. Exact, so injective for a fixed length.
 #[inline(always)]
 fn words(b: &[u8]) -> (u64, u64) {
     let n = b.len();
     debug_assert!(n <= SHORT);
-    if n >= 8 {
-        (read_u64(&b[..8]), read_u64(&b[n - 8..]))
-    } else if n >= 4 {
-        (u64::from(read_u32(&b[..4])), u64::from(read_u32(&b[n - 4..])))
-    } else if n > 0 {
-        (u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16, 0)
+    if n > 8 {
+        (read_u64(&b[..8]), upto8(&b[8..]))
     } else {
-        (0, 0)
+        (upto8(b), 0)
+    }
+}
+
+/// At most eight bytes packed little-endian, zero-padded: overlapping loads put every byte at
+/// its own position (overlapped bytes are the same byte, so OR-ing them is exact).
+#[inline(always)]
+fn upto8(b: &[u8]) -> u64 {
+    let n = b.len();
+    debug_assert!(n <= 8);
+    if n == 8 {
+        read_u64(b)
+    } else if n >= 4 {
+        u64::from(read_u32(&b[..4])) | u64::from(read_u32(&b[n - 4..])) << (8 * (n - 4))
+    } else if n > 0 {
+        u64::from(b[0]) | u64::from(b[n / 2]) << (8 * (n / 2)) | u64::from(b[n - 1]) << (8 * (n - 1))
+    } else {
+        0
     }
 }
 
@@ -222,49 +209,31 @@ impl LabelIndex {
         LabelIndex {
             table: AtomicPtr::new(Box::into_raw(Table::with_capacity(8))),
             seeds: [hasher.hash_one(0u64), hasher.hash_one(1u64) | 1],
-            hasher,
             writer: Mutex::new(Writer::default()),
             _owns: PhantomData,
         }
     }
 
-    /// The [`View`] of one value: two words read straight from its bytes (no copy) when it
-    /// has at most [`SHORT`] bytes, else its randomly seeded foldhash.
+    /// The hash of an encoded key of `arity` values: one 64×64→128-bit multiply per two words
+    /// (foldhash-style), randomly seeded per index; the arity goes into the seed (a key of one
+    /// value and one of two values whose second is empty have the same words).
     #[inline(always)]
-    fn view(&self, v: &str) -> View {
-        let (lo, hi) = if v.len() <= SHORT { words(v.as_bytes()) } else { (self.hash_long(v), 0) };
-        View { lo, hi, len: v.len() }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn hash_long(&self, v: &str) -> u64 {
-        self.hasher.hash_one(v.as_bytes())
-    }
-
-    /// Folds one value's view into the running hash with a 64×64→128-bit multiply
-    /// (foldhash-style). The length goes into every step, so the tuple's encoding is
-    /// unambiguous (`("ab", "c")` and `("a", "bc")` feed different words) and the arity is
-    /// the number of steps.
-    #[inline(always)]
-    fn mix(&self, acc: u64, q: View) -> u64 {
-        folded_multiply(q.lo ^ acc, q.hi ^ self.seeds[1] ^ (q.len as u64).rotate_right(8))
-    }
-
-    /// The hash of a tuple of label values (keys are hashed the same way).
-    fn hash(&self, values: &[&str]) -> u64 {
-        values.iter().fold(self.seeds[0], |acc, v| self.mix(acc, self.view(v)))
+    fn hash(&self, key: &[u64], arity: usize) -> u64 {
+        // Two words a multiply; a missing last word reads as 0, which is unambiguous because the
+        // lengths (the first words) fix how many words follow.
+        key.chunks(2).fold(self.seeds[0] ^ arity as u64, |acc, c| {
+            folded_multiply(c[0] ^ acc, c.get(1).copied().unwrap_or(0) ^ self.seeds[1])
+        })
     }
 
     /// The series for `values`, if it was inserted (and published to this reader).
     ///
     /// # Performance characteristics
-    /// Wait-free and write-free: each value is read once into a [`View`] (two words and a
-    /// length, from at most four loads), the views are folded into the hash with one
-    /// multiply each, then one Acquire load of the table and a linear probe that compares
-    /// the stored hash and views (no `memcmp` for values of at most 16 bytes). Tuples of up
-    /// to four values take a path specialised for their arity (loops unrolled, views kept in
-    /// registers); longer tuples re-read the values when comparing.
+    /// Wait-free and write-free: the values are encoded once into a few words on the stack
+    /// (each read with at most four loads), the words folded into the hash with one multiply
+    /// per two, then one Acquire load of the table and a linear probe that compares the stored
+    /// hash, then the key words as one slice. Tuples of up to four values take a path
+    /// specialised for their arity (loops unrolled).
     #[inline(always)]
     pub(crate) fn get(&self, values: &[&str]) -> Option<Store> {
         match values.len() {
@@ -278,29 +247,57 @@ impl LabelIndex {
 
     #[inline(always)]
     fn get_n<const N: usize>(&self, values: &[&str]) -> Option<Store> {
-        debug_assert_eq!(values.len(), N);
-        let q: [View; N] = std::array::from_fn(|i| self.view(values[i]));
-        let hash = q.iter().fold(self.seeds[0], |acc, &v| self.mix(acc, v));
-        self.probe(hash, |e| e.matches(&q, values))
+        let values: &[&str; N] = values.try_into().ok()?;
+        if values.iter().any(|v| v.len() > SHORT) {
+            return self.get_inline(values);
+        }
+        // The fixed layout: length words, then two words per value (N ≤ 4).
+        let mut buf = [0u64; 10];
+        let lens = len_words(N);
+        for (w, pair) in buf.iter_mut().zip(values.chunks(2)) {
+            *w = pair.iter().enumerate().fold(0u64, |w, (i, v)| w | (v.len() as u64) << (32 * i));
+        }
+        for (i, v) in values.iter().enumerate() {
+            (buf[lens + 2 * i], buf[lens + 2 * i + 1]) = words(v.as_bytes());
+        }
+        self.find(&buf[..lens + 2 * N], N)
     }
 
     #[inline(never)]
     fn get_any(&self, values: &[&str]) -> Option<Store> {
-        let hash = self.hash(values);
-        // Views on the stack for up to 16 labels (no allocation on a look-up), else a Vec.
-        const STACK: usize = 16;
-        let mut stack = [View { lo: 0, hi: 0, len: 0 }; STACK];
-        let heap: Vec<View>;
-        let q: &[View] = if values.len() <= STACK {
-            for (q, v) in stack.iter_mut().zip(values) {
-                *q = self.view(v);
-            }
-            &stack[..values.len()]
-        } else {
-            heap = values.iter().map(|v| self.view(v)).collect();
-            &heap
-        };
-        self.probe(hash, |e| e.matches(q, values))
+        self.get_inline(values)
+    }
+
+    #[inline(always)]
+    fn get_inline(&self, values: &[&str]) -> Option<Store> {
+        if encoded_len(values) > INLINE {
+            return self.get_heap(values);
+        }
+        let mut buf = [0u64; INLINE];
+        let mut k = 0;
+        encode(values, |w| {
+            buf[k] = w;
+            k += 1;
+        });
+        self.find(&buf[..k], values.len())
+    }
+
+    /// The entry whose key is `key` (an encoding of `arity` values).
+    #[inline(always)]
+    fn find(&self, key: &[u64], arity: usize) -> Option<Store> {
+        let hash = self.hash(key, arity);
+        self.probe(hash, |e| {
+            e.arity as usize == arity && e.key.len() == key.len() && e.key.iter().zip(key).all(|(a, b)| a == b)
+        })
+    }
+
+    /// A look-up whose key does not fit on the stack.
+    #[cold]
+    #[inline(never)]
+    fn get_heap(&self, values: &[&str]) -> Option<Store> {
+        let mut key = Vec::with_capacity(encoded_len(values));
+        encode(values, |w| key.push(w));
+        self.find(&key, values.len())
     }
 
     /// Linear probe from `hash` for the entry with that hash whose key satisfies `is_key`.
@@ -337,19 +334,28 @@ impl LabelIndex {
 
     /// Adds `values → store`; `writer` is the index's own (held through its mutex).
     fn insert(&self, writer: &mut Writer, values: &[&str], store: Store) {
-        let hash = self.hash(values);
-        let entry = Box::into_raw(Box::new(Entry::new(hash, store, values.iter().map(|v| self.view(v)), values)));
-        writer.entries.push(entry);
+        let mut key = Vec::with_capacity(encoded_len(values));
+        encode(values, |w| key.push(w));
+        let hash = self.hash(&key, values.len());
+        let entry = Entry { hash, store, arity: values.len() as u32, key: key.into() };
+        let entry = Box::into_raw(Box::new(entry));
+        writer.len += 1;
         // Relaxed: this thread is the only writer of `table` (serialised by the caller).
         let current = self.table.load(Ordering::Relaxed);
         // SAFETY: as in `get`; the writer also owns the right to read it under the mutex.
         let cap = unsafe { &*current }.slots.len();
-        if writer.entries.len() * 2 > cap {
+        if writer.len * 2 > cap {
             let grown = Table::with_capacity(cap * 2);
-            for &e in &writer.entries {
-                // SAFETY: every entry pointer in `writer` is a live allocation owned by it.
-                grown.place(e, unsafe { (*e).hash });
+            // SAFETY: `current` is live (freed only in `Drop`).
+            for slot in unsafe { &*current }.slots.iter() {
+                // Relaxed: this thread wrote every slot (under the mutex).
+                let e = slot.load(Ordering::Relaxed);
+                if !e.is_null() {
+                    // SAFETY: a non-null slot is a live entry, freed only in `Drop`.
+                    grown.place(e, unsafe { (*e).hash });
+                }
             }
+            grown.place(entry, hash);
             // Release: the grown table (and every slot in it) is complete before readers can
             // load it.
             self.table.store(Box::into_raw(grown), Ordering::Release);
@@ -389,16 +395,23 @@ impl Drop for LabelIndex {
         #[cfg(shardmetrics_loom)]
         let writer = writer.unwrap();
         let current = self.table.load(Ordering::Relaxed);
+        // Every entry is in the current table, once (retired tables hold copies of pointers).
+        // SAFETY: `current` is live until freed below; `&mut self` excludes readers.
+        for slot in unsafe { &*current }.slots.iter() {
+            let e = slot.load(Ordering::Relaxed);
+            if !e.is_null() {
+                // SAFETY: each entry came from `Box::into_raw`, sits in exactly one slot of the
+                // current table, and is freed exactly once here.
+                drop(unsafe { Box::from_raw(e) });
+            }
+        }
+        writer.len = 0;
         for t in writer.retired.drain(..).chain(std::iter::once(current)) {
             // SAFETY: each table pointer came from `Box::into_raw` and is freed exactly once
             // here (the current one is not in `retired`); `&mut self` excludes readers.
             drop(unsafe { Box::from_raw(t) });
         }
         self.table.store(std::ptr::null_mut(), Ordering::Relaxed);
-        for e in writer.entries.drain(..) {
-            // SAFETY: each entry came from `Box::into_raw` and is freed exactly once here.
-            drop(unsafe { Box::from_raw(e) });
-        }
     }
 }
 
@@ -442,6 +455,35 @@ mod tests {
         // Packing is unambiguous: ("ab", "c") is not ("a", "bc").
         idx.write().insert(&["ab", "c"], store(1));
         assert_eq!(idx.get(&["a", "bc"]), None);
+        // Arity is part of the key even where the words agree: ("q") is not ("q", "").
+        idx.write().insert(&["q"], store(2));
+        assert_eq!(idx.get(&["q", ""]), None);
+        assert_eq!(idx.get(&["q"]), Some(store(2)));
+        // Keys too long to encode on the stack take the heap path, consistently.
+        let huge = "h".repeat(300);
+        idx.write().insert(&[&huge, "y"], store(3));
+        assert_eq!(idx.get(&[&huge, "y"]), Some(store(3)));
+        let mut other = huge.clone();
+        other.replace_range(299.., "i");
+        assert_eq!(idx.get(&[&other, "y"]), None);
+    }
+
+    /// Up to eight bytes as one little-endian word, zero-padded (the obvious way).
+    fn pack(chunk: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        u64::from_le_bytes(w)
+    }
+
+    #[test]
+    fn words_are_the_bytes_packed_and_zero_padded() {
+        let bytes: Vec<u8> = (1..=SHORT as u8).map(|b| b.wrapping_mul(37) | 1).collect();
+        for n in 0..=SHORT {
+            let b = &bytes[..n];
+            let lo = pack(&b[..n.min(8)]);
+            let hi = if n > 8 { pack(&b[8..]) } else { 0 };
+            assert_eq!(words(b), (lo, hi), "length {n}");
+        }
     }
 
     #[test]
@@ -525,7 +567,9 @@ mod tests {
         let (mut total, mut longest) = (0usize, 0usize);
         for k in &keys {
             let k: Vec<&str> = k.iter().map(String::as_str).collect();
-            let hash = idx.hash(&k);
+            let mut key = Vec::new();
+            encode(&k, |w| key.push(w));
+            let hash = idx.hash(&key, k.len());
             let mut i = hash as usize & table.mask;
             let mut steps = 1;
             // SAFETY: slots are non-null entries owned by the index until it drops.
