@@ -3,10 +3,8 @@
 //!
 //! # Structure
 //! An open-addressing table (linear probing, load factor ≤ 1/2) of pointers to entries. Each
-//! entry (hash, series, and a key of words: per value a three-word [`View`] that the look-up
-//! compares instead of the text, plus the packed text of values too long for a view to
-//! determine) is boxed once and never moves or changes; tables only grow
-//! (×2), and a replaced table is kept, not freed, until the index is dropped. Tables double, so
+//! entry (hash, series, and its label values [encoded](encode) as a few words, which a look-up
+//! compares as one slice) is boxed once and never moves or changes; tables only grow (×2), and a replaced table is kept, not freed, until the index is dropped. Tables double, so
 //! all tables together hold fewer than twice the slots of the current one: memory stays O(n).
 //!
 //! # Synchronization
