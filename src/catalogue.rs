@@ -214,6 +214,26 @@ pub(crate) struct Registered {
     pub(crate) overflowed: bool,
 }
 
+/// `Labels` from pairs in any order: sorted on the stack for up to 8 labels (no allocation
+/// besides the labels' own), else in a `Vec`.
+fn sorted_labels<'a>(pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> Labels {
+    const STACK: usize = 8;
+    if pairs.len() <= STACK {
+        let mut buf = [("", ""); STACK];
+        let n = pairs.len();
+        for (slot, p) in buf.iter_mut().zip(pairs) {
+            *slot = p;
+        }
+        let buf = &mut buf[..n];
+        buf.sort_unstable();
+        Labels::from_sorted(buf.iter().copied())
+    } else {
+        let mut v: Vec<(&str, &str)> = pairs.collect();
+        v.sort_unstable();
+        Labels::from_sorted(v.into_iter())
+    }
+}
+
 fn key_hash(hasher: &hashbrown::DefaultHashBuilder, family: usize, labels: &Labels) -> u64 {
     use std::hash::BuildHasher;
     hasher.hash_one((family, labels))
@@ -456,9 +476,7 @@ impl Catalogue {
         for (_, v) in &def.labels {
             self.limits.check(&def.name, "label value", v, self.limits.label_value)?;
         }
-        let mut pairs: Vec<(&str, &str)> = def.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        pairs.sort_unstable();
-        self.series_in(f, Labels::from_sorted(pairs.into_iter()))
+        self.series_in(f, sorted_labels(def.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
     }
 
     /// Registers (or finds) a family without series.
@@ -486,9 +504,7 @@ impl Catalogue {
         for v in values {
             self.limits.check(&self.families[f].info.name, "label value", v, self.limits.label_value)?;
         }
-        let mut pairs: Vec<(&str, &str)> = names.iter().map(|k| &**k).zip(values.iter().copied()).collect();
-        pairs.sort_unstable();
-        self.series_in(f, Labels::from_sorted(pairs.into_iter()))
+        self.series_in(f, sorted_labels(names.iter().map(|k| &**k).zip(values.iter().copied())))
     }
 
     /// The exported `le` bounds of histogram `index`, converted into its recording unit.

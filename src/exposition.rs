@@ -214,18 +214,25 @@ fn om_header(d: Desc<'_>) -> String {
 /// Escapes a label value for the Prometheus / OpenMetrics text formats: `\` → `\\`,
 /// `"` → `\"`, newline → `\n`.
 pub(crate) fn escape_label_value(out: &mut String, v: &str) {
-    if !v.contains(['\\', '"', '\n']) {
-        out.push_str(v);
-        return;
+    let mut rest = v;
+    // Copy the runs between the bytes that need escaping (all ASCII, so every cut is on a
+    // character boundary).
+    while let Some(i) = rest.bytes().position(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(&rest[..i]);
+        out.push_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[i + 1..];
     }
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
+    out.push_str(rest);
+}
+
+/// Whether [`escape_label_value`] changes `v`.
+#[inline]
+pub(crate) fn label_value_needs_escape(v: &str) -> bool {
+    v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n'))
 }
 
 /// Escapes HELP text: `\` → `\\`, newline → `\n`.

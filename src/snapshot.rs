@@ -41,29 +41,46 @@ impl Labels {
         Labels::from_sorted(pairs.iter().map(|(k, v)| (&**k, &**v)))
     }
 
-    /// From pairs already sorted by name.
+    /// From pairs already sorted by name. One allocation: the text is built in a reused
+    /// per-thread buffer and copied once into the `Arc`.
     pub(crate) fn from_sorted<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Labels {
-        let escaped = pairs.clone().any(|(_, v)| v.contains(['\\', '"', '\n']));
-        let cap: usize = pairs.clone().map(|(k, v)| k.len() + 4 + if escaped { 3 * v.len() } else { v.len() }).sum();
-        let mut text = String::with_capacity(cap);
-        let mut len = 0u32;
-        for (k, v) in pairs.clone() {
-            if len > 0 {
-                text.push(',');
-            }
-            text.push_str(k);
-            text.push_str("=\"");
-            crate::exposition::escape_label_value(&mut text, v);
-            text.push('"');
-            len += 1;
+        thread_local! {
+            static BUF: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
-        let rendered = text.len() as u32;
-        if escaped {
-            for (_, v) in pairs {
-                text.push_str(v);
+        BUF.with(|buf| {
+            // A re-entrant call (impossible today) would find the buffer borrowed: use a fresh one.
+            let mut own = String::new();
+            let mut guard = buf.try_borrow_mut();
+            let text = match guard.as_deref_mut() {
+                Ok(b) => b,
+                Err(_) => &mut own,
+            };
+            text.clear();
+            let mut escaped = false;
+            let mut len = 0u32;
+            for (k, v) in pairs.clone() {
+                if len > 0 {
+                    text.push(',');
+                }
+                text.push_str(k);
+                text.push_str("=\"");
+                if crate::exposition::label_value_needs_escape(v) {
+                    escaped = true;
+                    crate::exposition::escape_label_value(text, v);
+                } else {
+                    text.push_str(v);
+                }
+                text.push('"');
+                len += 1;
             }
-        }
-        Labels { text: Arc::from(text), rendered, len }
+            let rendered = text.len() as u32;
+            if escaped {
+                for (_, v) in pairs {
+                    text.push_str(v);
+                }
+            }
+            Labels { text: Arc::from(text.as_str()), rendered, len }
+        })
     }
 
     /// `(name, value)` pairs, sorted by name.
