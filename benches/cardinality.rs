@@ -1,6 +1,7 @@
 //! High cardinality (issue #15): what a labelled counter series costs at 200k and 1M series,
 //! all in, for shardmetrics and its peers; how ours grows with ticks when every series
-//! changes; the aggregator tick per series; the first insert of a label tuple.
+//! changes; the aggregator tick per series; the first insert of a label tuple; the render of
+//! the registry to text, and for ours a scrape of the HTTP endpoint.
 //!
 //! One family `requests_total{route, status}` with ~20-byte routes (`/api/v1/route/0000001`)
 //! and `status` one of 200, 404, 500; every series is incremented from two threads (the first
@@ -17,7 +18,19 @@
 //!
 //! * `shardmetrics`: after the inserts and the second thread's increments (before any tick),
 //!   after the first tick, then after `ticks` more ticks with every series changing in between.
-//!   Tick cost: the first tick and the median of the others, per series.
+//!   Tick cost: the first tick and the median of the others, per series. After the last
+//!   memory reading: `export::prometheus::render` and `export::openmetrics::render` of the
+//!   latest snapshot, the median of 5 each per series (every render into a fresh `String`, as
+//!   the endpoint does for each new snapshot: at 1M series its ~62 MB are above glibc's mmap threshold,
+//!   so each render also faults in its pages), the text checked for every series and its total;
+//!   then the HTTP endpoint (`export::http::Server` on 127.0.0.1, port 0) after a `flush()`,
+//!   scraped 5 times over a plain `TcpStream` (`Connection: close`, uncompressed), each body
+//!   compared with the render as it arrives and not kept (so the client's memory is not in the
+//!   figure): the first scrape's latency, the median of the other four (the endpoint caches
+//!   one body per snapshot and format, so those serve the cached body; the endpoint's render
+//!   count says how many renders it did), and resident memory while scraping: VmHWM reset to
+//!   VmRSS before the first scrape (`5` to `/proc/self/clear_refs`; where refused, the VmHWM
+//!   read before and after, or the RSS after when the old peak was higher), minus VmRSS then.
 //! * Peers, each created after the base reading, and measured after the second thread's
 //!   increments (they have no tick; a scrape is not measured): `prometheus-client` 0.25
 //!   (`Family<Labels, Counter>` of a derived label set with two `String` fields, registered in
@@ -26,8 +39,10 @@
 //!   `metrics-exporter-prometheus` 0.18 (`PrometheusBuilder::new().build_recorder()`, installed
 //!   on each recording thread with `metrics::with_local_recorder`,
 //!   `counter!("requests_total", "route" => route.clone(), "status" => status).increment(1)`).
-//!   After the memory reading each renders its registry to text once, and the bench checks
-//!   that the text has every series and every increment.
+//!   After the memory reading each renders its registry to text 5 times (median per series
+//!   reported: `prometheus_client::encoding::text::encode` into a `String`, prometheus'
+//!   `TextEncoder::encode_to_string` of `gather()`, `PrometheusHandle::render`), and the bench
+//!   checks that the text has every series and every increment.
 //!
 //! A counting `#[global_allocator]` (a wrapper around `System` with relaxed atomic counters)
 //! gives allocation calls and bytes allocated (`alloc`, `alloc_zeroed`, `realloc` at its new
@@ -40,10 +55,11 @@
 //!
 //! Output: a line per size and implementation on stdout and
 //! `target/shardmetrics-bench/cardinality.json` (one object per row with `"impl"`; the peers'
-//! tick fields are `null`). `--test` (criterion's smoke mode, used by CI; also any run without
-//! `--bench`) runs 10,000 series for every implementation (ours for 5 ticks) and writes
-//! `cardinality-test.json`, asserting only that the figures are sane. Run: `cargo bench --bench
-//! cardinality` (about 40 s on 2 cores; one child at a time, the largest ~1.4 GB resident).
+//! tick, OpenMetrics and scrape fields are `null`). `--test` (criterion's smoke mode, used by
+//! CI; also any run without `--bench`) runs 10,000 series for every implementation (ours for 5
+//! ticks) and writes `cardinality-test.json`, asserting only that the figures are sane. Run:
+//! `cargo bench --bench cardinality` (about 70 s on 2 cores; one child at a time, the largest
+//! ~1.2 GB resident). Needs the `http` feature (a default) for the endpoint.
 
 use std::{
     alloc::{GlobalAlloc, Layout, System},
@@ -130,21 +146,37 @@ impl Heap {
 // ---------------------------------------------------------------------------------------------
 // Readings.
 
+/// A `/proc/self/status` field in bytes (`VmRSS:` resident now, `VmHWM:` its peak).
 #[cfg(target_os = "linux")]
-fn rss() -> u64 {
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     let kb: u64 = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .expect("VmRSS in /proc/self/status");
+        .unwrap_or_else(|| panic!("{field} in /proc/self/status"));
     kb * 1024
 }
 
 #[cfg(not(target_os = "linux"))]
-fn rss() -> u64 {
+fn status_bytes(_field: &str) -> u64 {
     0
+}
+
+fn rss() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// Peak resident memory (VmHWM).
+fn peak_rss() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+/// Resets the peak (VmHWM) to the current resident memory: `5` to `/proc/self/clear_refs`
+/// (Linux 4.0 on). False where that is refused.
+fn reset_peak_rss() -> bool {
+    cfg!(target_os = "linux") && std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Resident memory and live heap at one moment.
@@ -191,6 +223,114 @@ fn rendered(text: &str, name: &str) -> (usize, u64) {
     })
 }
 
+/// Renders timed per implementation; the median is reported.
+const RENDERS: usize = 5;
+
+/// Times [`RENDERS`] calls of `render` (each previous text freed before the next, outside the
+/// timing): (median ns per series, the last text).
+fn median_render(n: usize, mut render: impl FnMut() -> String) -> (f64, String) {
+    let mut ns = Vec::with_capacity(RENDERS);
+    let mut text = String::new();
+    for _ in 0..RENDERS {
+        drop(std::mem::take(&mut text));
+        let start = Instant::now();
+        text = render();
+        ns.push(start.elapsed().as_nanos() as f64 / n as f64);
+    }
+    ns.sort_by(f64::total_cmp);
+    (ns[RENDERS / 2], text)
+}
+
+/// Scrapes of our endpoint per size; the first renders, the others are timed for the median.
+const SCRAPES: usize = 5;
+
+/// Serves `registry` on a free loopback port, publishes a snapshot (the registry is manual) and
+/// scrapes `/metrics` [`SCRAPES`] times, checking each body against `expected` (the Prometheus
+/// render of an identical snapshot: nothing is recorded in between).
+fn scrape_endpoint(registry: &shardmetrics::Registry, n: usize, expected: &str) -> Scrape {
+    let server = shardmetrics::export::http::Server::builder()
+        .listen("127.0.0.1:0")
+        .start(registry)
+        .expect("start the endpoint");
+    registry.flush();
+    let reset = reset_peak_rss();
+    let (rss_before, peak_before) = (rss(), peak_rss());
+    let mut ms = Vec::with_capacity(SCRAPES);
+    let mut response_bytes = 0;
+    for _ in 0..SCRAPES {
+        let start = Instant::now();
+        response_bytes = http_get_metrics(server.local_addr(), expected.as_bytes());
+        ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let (rss_after, peak_after) = (rss(), peak_rss());
+    let renders = server.render_count();
+    server.shutdown();
+    let (grown_to, rss_basis) = if reset {
+        (peak_after, "peak, VmHWM reset before the first scrape")
+    } else if peak_after > peak_before {
+        (peak_after, "peak")
+    } else {
+        (rss_after, "resident after the scrapes: the peak before them was higher")
+    };
+    let mut later = ms[1..].to_vec();
+    later.sort_by(f64::total_cmp);
+    Scrape {
+        first_ms: ms[0],
+        median_ms: later[later.len() / 2],
+        response_bytes,
+        renders,
+        rss_growth: grown_to.saturating_sub(rss_before) as f64 / n as f64,
+        rss_basis,
+        rss_retained: rss_after.saturating_sub(rss_before) as f64 / n as f64,
+    }
+}
+
+/// `GET /metrics` over a plain blocking HTTP/1.1 connection (`Connection: close`, no
+/// `Accept-Encoding`, so an uncompressed body), asserting a 200 and a body equal to `expected`.
+/// The body is compared piece by piece as it arrives and never kept, so the client's own memory
+/// is not in the scrape's resident-memory growth. Returns the response's size (head and body).
+fn http_get_metrics(addr: std::net::SocketAddr, expected: &[u8]) -> usize {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the endpoint");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).expect("a read timeout");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send the request");
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut filled = 0;
+    let head_len = loop {
+        let read = stream.read(&mut buf[filled..]).expect("read the response head");
+        assert!(read > 0, "the endpoint closed the connection inside the response head");
+        filled += read;
+        if let Some(end) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        assert!(filled < buf.len(), "a response head over 256 KiB");
+    };
+    let head = std::str::from_utf8(&buf[..head_len]).expect("a text head");
+    assert!(head.starts_with("HTTP/1.1 200 "), "scrape answered {:?}", head.lines().next());
+    let length: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .expect("a Content-Length");
+    assert_eq!(length, expected.len(), "the endpoint's body is as long as the render");
+    let mut at = 0;
+    let (mut from, mut to) = (head_len, filled);
+    loop {
+        let piece = &buf[from..to];
+        assert!(at + piece.len() <= expected.len(), "a body longer than its Content-Length");
+        assert!(piece == &expected[at..at + piece.len()], "the body differs from the render after byte {at}");
+        at += piece.len();
+        let read = stream.read(&mut buf).expect("read the body");
+        if read == 0 {
+            break;
+        }
+        (from, to) = (0, read);
+    }
+    assert_eq!(at, expected.len(), "the whole body arrived");
+    head_len + at
+}
+
 // ---------------------------------------------------------------------------------------------
 // Results.
 
@@ -205,6 +345,8 @@ struct Row {
     heap_bytes_after_insert: f64,
     /// Ours only.
     ticked: Option<Ticked>,
+    /// The registry rendered to text, after every memory reading.
+    render: Render,
 }
 
 struct Ticked {
@@ -215,10 +357,42 @@ struct Ticked {
     bytes_after_ticks: f64,
 }
 
+/// Render cost, taken after the memory readings.
+struct Render {
+    /// Median of [`RENDERS`] renders of the whole registry to Prometheus text (for
+    /// prometheus-client its OpenMetrics text, its only one), per series.
+    ns: f64,
+    /// Ours only: the same for our OpenMetrics render.
+    openmetrics_ns: Option<f64>,
+    /// Length of the text, per series.
+    body_bytes: f64,
+    /// Ours only.
+    scrape: Option<Scrape>,
+}
+
+/// [`SCRAPES`] scrapes of `/metrics` from our HTTP endpoint, one snapshot.
+struct Scrape {
+    first_ms: f64,
+    /// Median of the scrapes after the first.
+    median_ms: f64,
+    /// Head and body of one response.
+    response_bytes: usize,
+    /// Renders the endpoint did for the scrapes (its cache keeps one per snapshot and format).
+    renders: usize,
+    /// Peak resident memory while scraping minus resident memory before, per series.
+    rss_growth: f64,
+    /// What `rss_growth` is: the peak, or (when VmHWM could not be reset and was already higher
+    /// before) the resident memory after the scrapes.
+    rss_basis: &'static str,
+    /// Resident memory after the scrapes minus before, per series (the cached body stays).
+    rss_retained: f64,
+}
+
 impl Row {
-    /// One JSON object, fields in a fixed order (the peers' tick fields `null`).
+    /// One JSON object, fields in a fixed order (what an implementation lacks `null`).
     fn json(&self) -> String {
         let t = self.ticked.as_ref();
+        let sc = self.render.scrape.as_ref();
         let fields = [
             ("series", Some(self.series as f64)),
             ("ticks", Some(self.ticks as f64)),
@@ -232,6 +406,15 @@ impl Row {
             ("bytes_per_series_after_one_tick", t.map(|t| t.bytes_after_one_tick)),
             ("heap_bytes_per_series_after_one_tick", t.map(|t| t.heap_bytes_after_one_tick)),
             ("bytes_per_series_after_ticks", t.map(|t| t.bytes_after_ticks)),
+            ("render_ns_per_series", Some(self.render.ns)),
+            ("openmetrics_render_ns_per_series", self.render.openmetrics_ns),
+            ("body_bytes_per_series", Some(self.render.body_bytes)),
+            ("scrape_first_ms", sc.map(|s| s.first_ms)),
+            ("scrape_median_ms", sc.map(|s| s.median_ms)),
+            ("scrape_response_bytes", sc.map(|s| s.response_bytes as f64)),
+            ("scrape_renders", sc.map(|s| s.renders as f64)),
+            ("scrape_rss_growth_bytes_per_series", sc.map(|s| s.rss_growth)),
+            ("scrape_rss_retained_bytes_per_series", sc.map(|s| s.rss_retained)),
         ];
         let mut out = format!("{{\"impl\":\"{}\"", self.imp);
         for (name, value) in fields {
@@ -253,7 +436,26 @@ impl Row {
             "{:.0} B/series after insert (live heap {:.0} B/series)",
             self.bytes_after_insert, self.heap_bytes_after_insert
         );
-        match &self.ticked {
+        let r = &self.render;
+        let mut render = format!("; render {:.1} ns/series ({:.1} B/series of text)", r.ns, r.body_bytes);
+        if let Some(om) = r.openmetrics_ns {
+            render += &format!(", OpenMetrics {om:.1} ns/series");
+        }
+        if let Some(s) = &r.scrape {
+            render += &format!(
+                "; {SCRAPES} scrapes of /metrics ({:.1} MB each): first {:.1} ms, median of the others {:.1} ms, \
+                 {} render(s) by the endpoint; resident memory +{:.0} B/series while scraping ({}), +{:.0} B/series \
+                 still resident after",
+                s.response_bytes as f64 / 1e6,
+                s.first_ms,
+                s.median_ms,
+                s.renders,
+                s.rss_growth,
+                s.rss_basis,
+                s.rss_retained
+            );
+        }
+        let line = match &self.ticked {
             Some(t) => format!(
                 "cardinality: {} {} series: {insert}; first tick {:.0} ns/series, median tick {:.0} ns/series; \
                  {after_insert}, {:.0} B/series after one tick (live heap {:.0}), {:.0} B/series after {} more \
@@ -268,7 +470,8 @@ impl Row {
                 self.ticks
             ),
             None => format!("cardinality: {} {} series: {insert}; {after_insert}", self.imp, self.series),
-        }
+        };
+        line + &render
     }
 
     /// What both modes assert: the figures exist and are positive.
@@ -280,6 +483,13 @@ impl Row {
         if let Some(t) = &self.ticked {
             assert!(t.first_tick_ns > 0.0 && t.median_tick_ns > 0.0, "ticks timed");
             assert!(t.bytes_after_one_tick > 0.0 && t.bytes_after_ticks > 0.0);
+        }
+        let r = &self.render;
+        assert!(r.ns > 0.0 && r.body_bytes > 0.0, "{}: render timed", self.imp);
+        assert!(r.openmetrics_ns.is_none_or(|ns| ns > 0.0), "OpenMetrics render timed");
+        if let Some(s) = &r.scrape {
+            assert!(s.first_ms > 0.0 && s.median_ms > 0.0 && s.response_bytes > 0, "scrapes timed");
+            assert!(s.rss_growth.is_finite() && s.rss_retained.is_finite());
         }
     }
 }
@@ -326,7 +536,16 @@ fn measure_ours(n: usize, ticks: usize) -> Row {
         .sum();
     assert_eq!(total, (n * (ticks + 2)) as u64, "nothing lost");
     let (bytes_after_ticks, _) = Reading::now().per_series_since(base, n);
-    drop(routes);
+    // Render and scrape, after every memory reading.
+    let snap = registry.snapshot();
+    let (render_ns, body) = median_render(n, || shardmetrics::export::prometheus::render(&snap));
+    assert_eq!(rendered(&body, "requests_total"), (n, (n * (ticks + 2)) as u64), "every series rendered");
+    let (openmetrics_ns, om) = median_render(n, || shardmetrics::export::openmetrics::render(&snap));
+    assert_eq!(rendered(&om, "requests_total"), (n, (n * (ticks + 2)) as u64), "every series in OpenMetrics");
+    drop((om, snap));
+    let scrape = scrape_endpoint(&registry, n, &body);
+    let body_bytes = body.len() as f64 / n as f64;
+    drop((body, routes));
     tick_ns.sort_by(f64::total_cmp);
     Row {
         imp: "shardmetrics",
@@ -344,6 +563,7 @@ fn measure_ours(n: usize, ticks: usize) -> Row {
             heap_bytes_after_one_tick,
             bytes_after_ticks,
         }),
+        render: Render { ns: render_ns, openmetrics_ns: Some(openmetrics_ns), body_bytes, scrape: Some(scrape) },
     }
 }
 
@@ -452,8 +672,9 @@ fn measure_peer<P: Peer>(imp: &'static str, n: usize, make: impl FnOnce() -> P) 
         s.spawn(|| peer.record_all(&routes));
     });
     let (bytes_after_insert, heap_bytes_after_insert) = Reading::now().per_series_since(base, n);
-    let text = peer.render();
+    let (render_ns, text) = median_render(n, || peer.render());
     assert_eq!(rendered(&text, "requests_total"), (n, 2 * n as u64), "{imp}: every series and increment rendered");
+    let body_bytes = text.len() as f64 / n as f64;
     drop((text, peer, routes));
     Row {
         imp,
@@ -465,6 +686,7 @@ fn measure_peer<P: Peer>(imp: &'static str, n: usize, make: impl FnOnce() -> P) 
         bytes_after_insert,
         heap_bytes_after_insert,
         ticked: None,
+        render: Render { ns: render_ns, openmetrics_ns: None, body_bytes, scrape: None },
     }
 }
 
