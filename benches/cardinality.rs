@@ -20,15 +20,17 @@
 //!   after the first tick, then after `ticks` more ticks with every series changing in between.
 //!   Tick cost: the first tick and the median of the others, per series. After the last
 //!   memory reading: `export::prometheus::render` and `export::openmetrics::render` of the
-//!   latest snapshot, the median of 5 each per series (every render into a fresh `String`, as
-//!   the endpoint does for each new snapshot: at 1M series its ~62 MB are above glibc's mmap threshold,
-//!   so each render also faults in its pages), the text checked for every series and its total;
-//!   then the HTTP endpoint (`export::http::Server` on 127.0.0.1, port 0) after a `flush()`,
-//!   scraped 5 times over a plain `TcpStream` (`Connection: close`, uncompressed), each body
-//!   compared with the render as it arrives and not kept (so the client's memory is not in the
-//!   figure): the first scrape's latency, the median of the other four (the endpoint caches
-//!   one body per snapshot and format, so those serve the cached body; the endpoint's render
-//!   count says how many renders it did), and resident memory while scraping: VmHWM reset to
+//!   latest snapshot, the median of 5 each per series (every render into a fresh `String`: at
+//!   1M series its ~62 MB are above glibc's mmap threshold, so each render also faults in its
+//!   pages), and `export::prometheus::render_into` into one reused buffer (what the endpoint
+//!   does tick after tick), the text checked for every series and its total;
+//!   then the HTTP endpoint (`export::http::Server` on 127.0.0.1, port 0), scraped 5 times over
+//!   a plain `TcpStream` (`Connection: close`, uncompressed) with a `flush()` (a new snapshot)
+//!   before each, so every scrape renders; each body compared with the render as it arrives
+//!   and not kept (so the client's memory is not in the figure): the first scrape's latency
+//!   (a fresh buffer), the median of the other four (the endpoint renders into the previous
+//!   body's buffer once no response holds it), the endpoint's render count, and resident
+//!   memory while scraping: VmHWM reset to
 //!   VmRSS before the first scrape (`5` to `/proc/self/clear_refs`; where refused, the VmHWM
 //!   read before and after, or the RSS after when the old peak was higher), minus VmRSS then.
 //! * Peers, each created after the base reading, and measured after the second thread's
@@ -241,23 +243,23 @@ fn median_render(n: usize, mut render: impl FnMut() -> String) -> (f64, String) 
     (ns[RENDERS / 2], text)
 }
 
-/// Scrapes of our endpoint per size; the first renders, the others are timed for the median.
+/// Scrapes of our endpoint per size, each after a new tick; the first is timed alone, the others for the median.
 const SCRAPES: usize = 5;
 
-/// Serves `registry` on a free loopback port, publishes a snapshot (the registry is manual) and
-/// scrapes `/metrics` [`SCRAPES`] times, checking each body against `expected` (the Prometheus
-/// render of an identical snapshot: nothing is recorded in between).
+/// Serves `registry` on a free loopback port and scrapes `/metrics` [`SCRAPES`] times, each
+/// after a `flush()` (a new snapshot, so each scrape renders), checking each body against
+/// `expected` (the Prometheus render of an identical snapshot: nothing is recorded in between).
 fn scrape_endpoint(registry: &shardmetrics::Registry, n: usize, expected: &str) -> Scrape {
     let server = shardmetrics::export::http::Server::builder()
         .listen("127.0.0.1:0")
         .start(registry)
         .expect("start the endpoint");
-    registry.flush();
     let reset = reset_peak_rss();
     let (rss_before, peak_before) = (rss(), peak_rss());
     let mut ms = Vec::with_capacity(SCRAPES);
     let mut response_bytes = 0;
     for _ in 0..SCRAPES {
+        registry.flush();
         let start = Instant::now();
         response_bytes = http_get_metrics(server.local_addr(), expected.as_bytes());
         ms.push(start.elapsed().as_secs_f64() * 1e3);
@@ -364,6 +366,8 @@ struct Render {
     ns: f64,
     /// Ours only: the same for our OpenMetrics render.
     openmetrics_ns: Option<f64>,
+    /// Ours only: Prometheus text into a reused buffer (`render_into`).
+    reused_ns: Option<f64>,
     /// Length of the text, per series.
     body_bytes: f64,
     /// Ours only.
@@ -408,6 +412,7 @@ impl Row {
             ("bytes_per_series_after_ticks", t.map(|t| t.bytes_after_ticks)),
             ("render_ns_per_series", Some(self.render.ns)),
             ("openmetrics_render_ns_per_series", self.render.openmetrics_ns),
+            ("reused_buffer_render_ns_per_series", self.render.reused_ns),
             ("body_bytes_per_series", Some(self.render.body_bytes)),
             ("scrape_first_ms", sc.map(|s| s.first_ms)),
             ("scrape_median_ms", sc.map(|s| s.median_ms)),
@@ -440,6 +445,9 @@ impl Row {
         let mut render = format!("; render {:.1} ns/series ({:.1} B/series of text)", r.ns, r.body_bytes);
         if let Some(om) = r.openmetrics_ns {
             render += &format!(", OpenMetrics {om:.1} ns/series");
+        }
+        if let Some(re) = r.reused_ns {
+            render += &format!(", into a reused buffer {re:.1} ns/series");
         }
         if let Some(s) = &r.scrape {
             render += &format!(
@@ -542,7 +550,22 @@ fn measure_ours(n: usize, ticks: usize) -> Row {
     assert_eq!(rendered(&body, "requests_total"), (n, (n * (ticks + 2)) as u64), "every series rendered");
     let (openmetrics_ns, om) = median_render(n, || shardmetrics::export::openmetrics::render(&snap));
     assert_eq!(rendered(&om, "requests_total"), (n, (n * (ticks + 2)) as u64), "every series in OpenMetrics");
-    drop((om, snap));
+    drop(om);
+    // Into one buffer, cleared and reused (`render_into`, what the endpoint does tick after tick).
+    let mut buf = String::new();
+    let mut reused: Vec<f64> = (0..=RENDERS)
+        .map(|_| {
+            buf.clear();
+            let start = Instant::now();
+            shardmetrics::export::prometheus::render_into(&snap, &mut buf);
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .skip(1) // the first fills a fresh buffer
+        .collect();
+    assert_eq!(buf, body, "render_into writes what render returns");
+    reused.sort_by(f64::total_cmp);
+    let reused_ns = reused[RENDERS / 2];
+    drop((buf, snap));
     let scrape = scrape_endpoint(&registry, n, &body);
     let body_bytes = body.len() as f64 / n as f64;
     drop((body, routes));
@@ -563,7 +586,13 @@ fn measure_ours(n: usize, ticks: usize) -> Row {
             heap_bytes_after_one_tick,
             bytes_after_ticks,
         }),
-        render: Render { ns: render_ns, openmetrics_ns: Some(openmetrics_ns), body_bytes, scrape: Some(scrape) },
+        render: Render {
+            ns: render_ns,
+            openmetrics_ns: Some(openmetrics_ns),
+            reused_ns: Some(reused_ns),
+            body_bytes,
+            scrape: Some(scrape),
+        },
     }
 }
 
@@ -686,7 +715,7 @@ fn measure_peer<P: Peer>(imp: &'static str, n: usize, make: impl FnOnce() -> P) 
         bytes_after_insert,
         heap_bytes_after_insert,
         ticked: None,
-        render: Render { ns: render_ns, openmetrics_ns: None, body_bytes, scrape: None },
+        render: Render { ns: render_ns, openmetrics_ns: None, reused_ns: None, body_bytes, scrape: None },
     }
 }
 

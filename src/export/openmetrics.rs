@@ -41,12 +41,18 @@ pub fn unit(family: &FamilyInfo) -> Option<&'static str> {
 
 /// Renders the snapshot in OpenMetrics 1.0 text format.
 pub fn render(snapshot: &Snapshot) -> String {
-    let mut out = String::with_capacity(snapshot.series().len() * 64 + 8);
+    let mut out = String::new();
+    render_into(snapshot, &mut out);
+    out
+}
+
+/// [`render`], appended to `out` (see [`crate::export::prometheus::render_into`] for why).
+pub fn render_into(snapshot: &Snapshot, out: &mut String) {
+    out.reserve(snapshot.series().len() * 64 + 8);
     for family in snapshot.families() {
-        render_family(&mut out, snapshot, family);
+        render_family(out, snapshot, family);
     }
     out.push_str("# EOF\n");
-    out
 }
 
 fn render_family(out: &mut String, snapshot: &Snapshot, series: SeriesList<'_>) {
