@@ -4,7 +4,9 @@
 //! # Structure
 //! An open-addressing table (linear probing, load factor ≤ 1/2) of pointers to entries. Each
 //! entry (hash, series, and its label values [encoded](encode) as a few words, which a look-up
-//! compares as one slice) is boxed once and never moves or changes; tables only grow (×2), and a replaced table is kept, not freed, until the index is dropped. Tables double, so
+//! compares as one slice) is written once into the index's arenas (chunks that never move:
+//! 40 bytes plus the key's words, no allocation of its own) and never changes; tables only grow
+//! (×2), and a replaced table is kept, not freed, until the index is dropped. Tables double, so
 //! all tables together hold fewer than twice the slots of the current one: memory stays O(n).
 //!
 //! # Synchronization
@@ -32,11 +34,64 @@ use crate::{
 /// each value's bytes packed little-endian, zero-padded (an empty value takes no word). A look-up
 /// encodes the values it is given the same way (on the stack), hashes the words and compares
 /// them with an entry's key as one slice.
+///
+/// Entries and key words live in the index's arenas (chunks that never move or shrink), not in
+/// an allocation each: 40 bytes of entry and the key's words, no allocator header.
 struct Entry {
     hash: u64,
     store: Store,
     arity: u32,
-    key: Box<[u64]>,
+    key_len: u32,
+    /// `key_len` words in the index's key arena.
+    key: *const u64,
+}
+
+impl Entry {
+    #[inline(always)]
+    fn key(&self) -> &[u64] {
+        // SAFETY: `key` points at `key_len` initialised words in the key arena of the index
+        // this entry belongs to; arena chunks never move, shrink or change once written, and
+        // are freed only when the index drops (which needs `&mut`, so no `&Entry` is alive).
+        unsafe { std::slice::from_raw_parts(self.key, self.key_len as usize) }
+    }
+}
+
+// SAFETY: `key` is a shared pointer into immutable arena memory owned by the same index (see
+// `Entry::key`); an `Entry` is never written after it is published, so sharing or sending it is
+// as safe as sharing a `&[u64]` into that arena.
+unsafe impl Send for Entry {}
+// SAFETY: as above.
+unsafe impl Sync for Entry {}
+
+/// Append-only storage for the writer: chunks of fixed capacity, a new one when the last is
+/// full, so an element never moves once written and pointers to it stay valid until the arena
+/// drops. Elements are only ever appended with `push` (which writes past the initialised part
+/// and never forms a reference to it), so readers holding pointers to earlier elements are
+/// not disturbed.
+struct Arena<T> {
+    chunks: Vec<Vec<T>>,
+    chunk: usize,
+}
+
+impl<T> Arena<T> {
+    const fn new(chunk: usize) -> Arena<T> {
+        Arena { chunks: Vec::new(), chunk }
+    }
+
+    /// Appends `items` contiguously; returns a pointer to the first.
+    fn push(&mut self, items: impl ExactSizeIterator<Item = T>) -> *const T {
+        let n = items.len();
+        if self.chunks.last().is_none_or(|c| c.capacity() - c.len() < n) {
+            self.chunks.push(Vec::with_capacity(self.chunk.max(n)));
+        }
+        let chunk = self.chunks.last_mut().expect("a chunk with room");
+        let (start, cap) = (chunk.len(), chunk.capacity());
+        for item in items {
+            chunk.push(item);
+        }
+        debug_assert_eq!(chunk.capacity(), cap, "an arena chunk never reallocates");
+        chunk.as_ptr().wrapping_add(start)
+    }
 }
 
 /// Words of the packed lengths of `arity` values.
@@ -118,17 +173,24 @@ impl Table {
 
 /// The writer's side, kept under the index's mutex: the entry count and every retired table
 /// (freed, with the entries, when the index drops).
-#[derive(Default)]
 struct Writer {
-    /// Entries inserted (every one is in the current table; the table owns none of them, the
-    /// index frees them in `Drop` by walking that table).
+    /// Entries inserted (every one is in the current table and in `entries`).
     len: usize,
     retired: Vec<*mut Table>,
+    entries: Arena<Entry>,
+    keys: Arena<u64>,
 }
 
-// SAFETY: the raw pointers in `Writer` are owned allocations (from `Box::into_raw`) that are
-// only dereferenced by the index they belong to, under its mutex or in `Drop`; moving the
-// bookkeeping to another thread is as safe as moving the boxes themselves.
+impl Default for Writer {
+    fn default() -> Writer {
+        Writer { len: 0, retired: Vec::new(), entries: Arena::new(1024), keys: Arena::new(8192) }
+    }
+}
+
+// SAFETY: the raw pointers in `Writer` (retired tables, from `Box::into_raw`, and the
+// entries' key pointers in its arena) are owned by the index they belong to and dereferenced
+// only by it, under its mutex, by readers as the module docs describe, or in `Drop`; moving the
+// bookkeeping to another thread is as safe as moving the allocations themselves.
 unsafe impl Send for Writer {}
 
 /// A grow-only map from label values to series with lock-free, write-free reads.
@@ -285,7 +347,8 @@ impl LabelIndex {
     fn find(&self, key: &[u64], arity: usize) -> Option<Store> {
         let hash = self.hash(key, arity);
         self.probe(hash, |e| {
-            e.arity as usize == arity && e.key.len() == key.len() && e.key.iter().zip(key).all(|(a, b)| a == b)
+            let own = e.key();
+            e.arity as usize == arity && own.len() == key.len() && own.iter().zip(key).all(|(a, b)| a == b)
         })
     }
 
@@ -332,11 +395,13 @@ impl LabelIndex {
 
     /// Adds `values → store`; `writer` is the index's own (held through its mutex).
     fn insert(&self, writer: &mut Writer, values: &[&str], store: Store) {
-        let mut key = Vec::with_capacity(encoded_len(values));
-        encode(values, |w| key.push(w));
-        let hash = self.hash(&key, values.len());
-        let entry = Entry { hash, store, arity: values.len() as u32, key: key.into() };
-        let entry = Box::into_raw(Box::new(entry));
+        let mut words = Vec::with_capacity(encoded_len(values));
+        encode(values, |w| words.push(w));
+        let hash = self.hash(&words, values.len());
+        let key = writer.keys.push(words.iter().copied());
+        let entry = Entry { hash, store, arity: values.len() as u32, key_len: words.len() as u32, key };
+        // Readers only ever read through this pointer (`AtomicPtr` wants `*mut`).
+        let entry = writer.entries.push(std::iter::once(entry)).cast_mut();
         writer.len += 1;
         // Relaxed: this thread is the only writer of `table` (serialised by the caller).
         let current = self.table.load(Ordering::Relaxed);
@@ -393,16 +458,7 @@ impl Drop for LabelIndex {
         #[cfg(shardmetrics_loom)]
         let writer = writer.unwrap();
         let current = self.table.load(Ordering::Relaxed);
-        // Every entry is in the current table, once (retired tables hold copies of pointers).
-        // SAFETY: `current` is live until freed below; `&mut self` excludes readers.
-        for slot in unsafe { &*current }.slots.iter() {
-            let e = slot.load(Ordering::Relaxed);
-            if !e.is_null() {
-                // SAFETY: each entry came from `Box::into_raw`, sits in exactly one slot of the
-                // current table, and is freed exactly once here.
-                drop(unsafe { Box::from_raw(e) });
-            }
-        }
+        // The entries and keys are freed with the writer's arenas, after this.
         writer.len = 0;
         for t in writer.retired.drain(..).chain(std::iter::once(current)) {
             // SAFETY: each table pointer came from `Box::into_raw` and is freed exactly once
@@ -415,8 +471,8 @@ impl Drop for LabelIndex {
 
 // `LabelIndex` is `Send + Sync` by the auto traits, not by an `unsafe impl`: its raw pointers
 // sit in `AtomicPtr`s (always `Send + Sync`) and `_owns` makes the auto traits follow what it
-// owns, so a future `!Send`/`!Sync` field of an entry or table takes them away instead of being
-// covered silently. Shared access is the read protocol in the module docs.
+// owns, so a future `!Send`/`!Sync` field of a table takes them away instead of being covered
+// silently (an entry's one raw pointer is covered by the `unsafe impl`s on `Entry`). Shared access is the read protocol in the module docs.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<LabelIndex>();
