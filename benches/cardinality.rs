@@ -63,65 +63,13 @@
 //! `cargo bench --bench cardinality` (about 70 s on 2 cores; one child at a time, the largest
 //! ~1.2 GB resident). Needs the `http` feature (a default) for the endpoint.
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicU64, Ordering},
-    time::Instant,
-};
+use std::time::Instant;
 
-// ---------------------------------------------------------------------------------------------
-// The counting allocator.
-
-struct Counting;
-
-static CALLS: AtomicU64 = AtomicU64::new(0);
-static ALLOCATED: AtomicU64 = AtomicU64::new(0);
-static FREED: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
-// guarantees are ours; the counters are plain atomics and never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            CALLS.fetch_add(1, Ordering::Relaxed);
-            ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            CALLS.fetch_add(1, Ordering::Relaxed);
-            ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged; `ptr` was allocated by `System` through this wrapper.
-        unsafe { System.dealloc(ptr, layout) };
-        FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged; `ptr` was allocated by `System` with `layout`.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            // Counted as a new block of `new_size` bytes and the old one freed.
-            CALLS.fetch_add(1, Ordering::Relaxed);
-            ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
-            FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
-        }
-        p
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: counting::Counting = counting::Counting;
 
 /// The allocator's counters at one moment.
 #[derive(Clone, Copy)]
@@ -133,11 +81,7 @@ struct Heap {
 
 impl Heap {
     fn now() -> Heap {
-        Heap {
-            calls: CALLS.load(Ordering::SeqCst),
-            allocated: ALLOCATED.load(Ordering::SeqCst),
-            freed: FREED.load(Ordering::SeqCst),
-        }
+        Heap { calls: counting::calls(), allocated: counting::allocated(), freed: counting::freed() }
     }
 
     fn live(&self) -> i64 {

@@ -43,12 +43,8 @@
 //! Run: `cargo bench --bench memory` (about 20 s); smoke: `cargo bench --bench memory -- --test`.
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
     hint::black_box,
-    sync::{
-        atomic::{AtomicI64, AtomicU64, Ordering},
-        Barrier, Mutex,
-    },
+    sync::{Barrier, Mutex},
     thread,
 };
 
@@ -56,60 +52,15 @@ use metrics::Recorder;
 use serde_json::json;
 use shardmetrics::{Registry, Unit};
 
-// ---------------------------------------------------------------------------------------------
-// The counting allocator.
-
-struct Counting;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-static CALLS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so `System`'s
-// guarantees are ours; the counters are plain atomics and never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-            CALLS.fetch_add(1, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-            CALLS.fetch_add(1, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged; `ptr` was allocated by `System` through this wrapper.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded unchanged; `ptr` was allocated by `System` with `layout`.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-            CALLS.fetch_add(1, Ordering::Relaxed);
-        }
-        p
-    }
-}
+#[path = "common/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: counting::Counting = counting::Counting;
 
 /// Live bytes and allocation calls so far.
 fn counters() -> (i64, u64) {
-    (LIVE.load(Ordering::SeqCst), CALLS.load(Ordering::SeqCst))
+    (counting::live(), counting::calls())
 }
 
 /// Bytes and allocation calls a phase added.

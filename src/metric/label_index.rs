@@ -482,7 +482,8 @@ impl Drop for LabelIndex {
 // `LabelIndex` is `Send + Sync` by the auto traits, not by an `unsafe impl`: its raw pointers
 // sit in `AtomicPtr`s (always `Send + Sync`) and `_owns` makes the auto traits follow what it
 // owns, so a future `!Send`/`!Sync` field of a table takes them away instead of being covered
-// silently (an entry's one raw pointer is covered by the `unsafe impl`s on `Entry`). Shared access is the read protocol in the module docs.
+// silently (an entry's one raw pointer is covered by the `unsafe impl`s on `Entry`). Shared
+// access is the read protocol in the module docs.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<LabelIndex>();
