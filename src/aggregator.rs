@@ -195,7 +195,14 @@ impl Aggregator {
             }
         }
         let mut merged: Vec<HistogramSnapshot> = Vec::with_capacity(view.histograms);
-        for (index, &(loc, precision)) in histograms.iter().flatten().enumerate() {
+        for (index, h) in histograms.iter().enumerate() {
+            // Every histogram number below `view.histograms` has a series in the view; keep the
+            // numbering aligned even if one did not.
+            let Some(&(loc, precision)) = h.as_ref() else {
+                debug_assert!(false, "histogram {index} has no series in the view");
+                merged.push(HistogramSnapshot::empty(buckets::DEFAULT_PRECISION));
+                continue;
+            };
             // Read before any bucket: a merge covers every record this count includes.
             let version = histogram_version(core, loc);
             let last = &mut self.last_hists[index];
