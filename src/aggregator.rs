@@ -171,7 +171,7 @@ impl Aggregator {
         self.last_hists.resize_with(view.histograms, || None);
 
         // Counters by counter number: a tight pass, no metadata touched.
-        let counters: Box<[CounterCell]> = self
+        let mut counters: Box<[CounterCell]> = self
             .totals
             .iter()
             .zip(self.prev_counters.iter_mut())
@@ -181,7 +181,6 @@ impl Aggregator {
                 CounterCell { total, delta }
             })
             .collect();
-        let mut counters = counters;
         let mut gauges = vec![0.0; view.gauges];
         // Histograms by histogram number (the view is sorted by name).
         let mut histograms = vec![None; view.histograms];

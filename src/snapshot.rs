@@ -414,6 +414,9 @@ impl HistogramSnapshot {
         if let (Some(&(lo, _)), Some(&(hi, _))) = (h.buckets.first(), h.buckets.last()) {
             h.min = buckets::lowest(lo as usize, self.precision).max(self.min);
             h.max = buckets::highest(hi as usize, self.precision).min(self.max);
+            if h.min > h.max {
+                (h.min, h.max) = (h.max, h.min);
+            }
         }
         h
     }

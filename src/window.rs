@@ -25,7 +25,6 @@
 use std::time::Duration;
 
 use crate::{
-    buckets,
     history::{self, Base, Level},
     snapshot::{HistogramSnapshot, Series, Snapshot, Value},
 };
@@ -179,8 +178,7 @@ impl<'a> Window<'a> {
     pub(crate) fn histogram_of(&self, s: &Series) -> Option<HistogramSnapshot> {
         let Value::Histogram(cumulative) = s.value() else { return None };
         let p = cumulative.precision;
-        let mut h = HistogramSnapshot::empty(p);
-        let Some(span) = self.span else { return Some(h) };
+        let Some(span) = self.span else { return Some(HistogramSnapshot::empty(p)) };
         let i = s.slot() as usize;
         let at = |k: usize| span.level.hists[k].get(i).cloned().flatten();
         let raw_now;
@@ -190,7 +188,7 @@ impl<'a> Window<'a> {
                     raw_now = HistogramSnapshot::clone(&l);
                     &raw_now
                 }
-                None => return Some(h),
+                None => return Some(HistogramSnapshot::empty(p)),
             },
             None => match self.snapshot.bases.get(&s.id()) {
                 Some(Base::Histogram(b)) => {
@@ -200,31 +198,19 @@ impl<'a> Window<'a> {
                 _ => cumulative,
             },
         };
-        let (count, sum, buckets) = match at(span.start) {
-            Some(earlier) => (
-                later.count.saturating_sub(earlier.count),
-                later.sum.saturating_sub(earlier.sum),
-                history::subtract(&later.buckets, &earlier.buckets),
-            ),
-            None => (later.count, later.sum, later.buckets.iter().copied().collect()),
+        // The values between the two points: `since` subtracts counts, sums and buckets and
+        // bounds min/max by the remaining buckets (clamped by the later point's extremes).
+        let mut h = match at(span.start) {
+            Some(earlier) => later.since(&earlier),
+            None => later.clone(),
         };
-        if count == 0 {
-            return Some(h);
-        }
-        h.count = count;
-        h.sum = sum;
-        if let (Some(&(lo, _)), Some(&(hi, _))) = (buckets.first(), buckets.last()) {
-            h.min = buckets::lowest(lo as usize, p).max(cumulative.min);
-            h.max = buckets::highest(hi as usize, p).min(cumulative.max);
-            if h.min > h.max {
-                (h.min, h.max) = (h.max, h.min);
-            }
+        if h.count == 0 {
+            return Some(HistogramSnapshot::empty(p));
         }
         h.delta_count = h.count;
         h.delta_sum = h.sum;
         let secs = self.covered().as_secs_f64();
         h.rate = if secs > 0.0 { h.count as f64 / secs } else { 0.0 };
-        h.buckets = buckets.into();
         Some(h)
     }
 }

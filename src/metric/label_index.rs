@@ -65,7 +65,7 @@ unsafe impl Sync for Entry {}
 
 /// Append-only storage for the writer: chunks of fixed capacity, a new one when the last is
 /// full, so an element never moves once written and pointers to it stay valid until the arena
-/// drops. Elements are only ever appended with `push` (which writes past the initialised part
+/// drops. Elements are only ever appended with `Vec::push` (which writes past the initialised part
 /// and never forms a reference to it), so readers holding pointers to earlier elements are
 /// not disturbed.
 struct Arena<T> {
@@ -78,21 +78,7 @@ impl<T> Arena<T> {
         Arena { chunks: Vec::new(), chunk }
     }
 
-    /// Appends `items` contiguously; returns a pointer to the first.
-    fn push(&mut self, items: impl ExactSizeIterator<Item = T>) -> *const T {
-        let n = items.len();
-        if self.chunks.last().is_none_or(|c| c.capacity() - c.len() < n) {
-            self.chunks.push(Vec::with_capacity(self.chunk.max(n)));
-        }
-        let chunk = self.chunks.last_mut().expect("a chunk with room");
-        let (start, cap) = (chunk.len(), chunk.capacity());
-        for item in items {
-            chunk.push(item);
-        }
-        debug_assert_eq!(chunk.capacity(), cap, "an arena chunk never reallocates");
-        chunk.as_ptr().wrapping_add(start)
-    }
-    /// Appends the `n` words `fill` pushes, contiguously; returns them (in the arena).
+    /// Appends the `n` items `fill` pushes, contiguously; returns them (in the arena).
     fn push_with(&mut self, n: usize, fill: impl FnOnce(&mut dyn FnMut(T))) -> &[T] {
         if self.chunks.last().is_none_or(|c| c.capacity() - c.len() < n) {
             self.chunks.push(Vec::with_capacity(self.chunk.max(n)));
@@ -411,7 +397,7 @@ impl LabelIndex {
         let hash = self.hash(words, values.len());
         let entry = Entry { hash, store, arity: values.len() as u32, key_len: words.len() as u32, key: words.as_ptr() };
         // Readers only ever read through this pointer (`AtomicPtr` wants `*mut`).
-        let entry = writer.entries.push(std::iter::once(entry)).cast_mut();
+        let entry = writer.entries.push_with(1, |push| push(entry)).as_ptr().cast_mut();
         writer.len += 1;
         // Relaxed: this thread is the only writer of `table` (serialised by the caller).
         let current = self.table.load(Ordering::Relaxed);
