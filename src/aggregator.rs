@@ -16,7 +16,7 @@ use crate::{
     catalogue::View,
     history::{Base, Bases, HistPoints, Level, Point},
     shard::HistLoc,
-    snapshot::{CounterCell, HistogramSnapshot, Snapshot},
+    snapshot::{HistogramSnapshot, Snapshot},
     store::{Core, Store},
     sync::{lock, Arc, Ordering},
 };
@@ -58,8 +58,12 @@ pub(crate) struct Aggregator {
     pub(crate) observers: Vec<Box<dyn Observer>>,
     seq: u64,
     last: Instant,
-    totals: Vec<u64>,
-    prev_counters: Vec<u64>,
+    /// The previous tick's raw cumulative counter totals, by counter number (shared with that
+    /// tick's snapshot and with window levels that placed a boundary there).
+    raw: std::sync::Arc<[u64]>,
+    /// The previous tick's totals as published (raw minus idle-expiry bases; the same array
+    /// as `raw` when no base applied): the next snapshot's deltas start from them.
+    shown: std::sync::Arc<[u64]>,
     /// Per histogram index: the last merge and the slot counts it saw (`None` before the first
     /// merge). The previous cumulative value gives the per-tick deltas; an unchanged count
     /// lets a tick reuse the merge (its buckets are shared, not copied).
@@ -101,8 +105,8 @@ impl Aggregator {
             observers: Vec::new(),
             seq: 0,
             last: now,
-            totals: Vec::new(),
-            prev_counters: Vec::new(),
+            raw: std::sync::Arc::new([]),
+            shown: std::sync::Arc::new([]),
             last_hists: Vec::new(),
             scratch: Vec::new(),
         }
@@ -159,28 +163,18 @@ impl Aggregator {
         self.seq += 1;
         self.place_boundaries(start);
 
-        // Counters, shard-major: each shard's chunks are summed as contiguous runs.
-        self.totals.clear();
-        self.totals.resize(view.counters, 0);
+        // Counters, shard-major: each shard's chunks are summed as contiguous runs into a fresh
+        // array (the snapshot, the next tick and window levels share it; nothing copies it).
+        let mut raw: std::sync::Arc<[u64]> = std::iter::repeat_n(0, view.counters).collect();
         let mut shards = 0;
-        for shard in core.shards.iter() {
-            shard.add_counters_into(&mut self.totals);
-            shards += 1;
+        {
+            let totals = std::sync::Arc::get_mut(&mut raw).expect("a fresh Arc is unique");
+            for shard in core.shards.iter() {
+                shard.add_counters_into(totals);
+                shards += 1;
+            }
         }
-        self.prev_counters.resize(view.counters, 0);
         self.last_hists.resize_with(view.histograms, || None);
-
-        // Counters by counter number: a tight pass, no metadata touched.
-        let mut counters: Box<[CounterCell]> = self
-            .totals
-            .iter()
-            .zip(self.prev_counters.iter_mut())
-            .map(|(&total, prev)| {
-                let delta = total.saturating_sub(*prev);
-                *prev = total;
-                CounterCell { total, delta }
-            })
-            .collect();
         let mut gauges = vec![0.0; view.gauges];
         // Histograms by histogram number (the view is sorted by name).
         let mut histograms = vec![None; view.histograms];
@@ -220,16 +214,20 @@ impl Aggregator {
             h.rate = rate(h.delta_count, secs);
             merged.push(h);
         }
-        // Idle expiry: hide, and show returning series from their base.
+        // Idle expiry: hide, and show returning series from their base. Counters are active
+        // when their raw total moved; the published totals subtract the bases (a copy of the
+        // raw array, made only when some base applies).
         let mut hidden = Vec::new();
+        let mut shown = None;
         if self.expire_after.is_some() {
             hidden = vec![false; view.len()];
             for (id, e) in view.records.iter() {
                 let i = e.slot as usize;
                 let hide = match e.store {
                     Store::Counter { .. } => {
-                        let c = counters[i];
-                        self.expired(id, c.delta != 0, || Base::Counter(c.total))
+                        let total = raw[i];
+                        let active = total != self.raw.get(i).copied().unwrap_or(0);
+                        self.expired(id, active, || Base::Counter(total))
                     }
                     Store::Histogram { .. } => {
                         let h = &merged[i];
@@ -240,7 +238,8 @@ impl Aggregator {
                 hidden[id as usize] = hide;
                 match (self.bases.get(&id), e.store) {
                     (Some(Base::Counter(b)), Store::Counter { .. }) => {
-                        counters[i].total = counters[i].total.saturating_sub(*b);
+                        let totals = shown.get_or_insert_with(|| raw.to_vec());
+                        totals[i] = totals[i].saturating_sub(*b);
                     }
                     (Some(Base::Histogram(b)), Store::Histogram { .. }) => merged[i] = merged[i].since(b),
                     _ => {}
@@ -250,6 +249,9 @@ impl Aggregator {
                 hidden = Vec::new();
             }
         }
+        let shown: std::sync::Arc<[u64]> = shown.map_or_else(|| raw.clone(), Into::into);
+        let prev_counters = std::mem::replace(&mut self.shown, shown.clone());
+        self.raw = raw;
         let mut exemplars = Vec::new();
         if core.exemplars.in_use() {
             for (id, e) in view.records.iter() {
@@ -270,7 +272,8 @@ impl Aggregator {
             bases: self.bases.clone(),
             windows: self.windows.clone(),
             view: view.clone(),
-            counters,
+            counters: shown,
+            prev_counters,
             gauges: gauges.into(),
             histograms: merged.into(),
             exemplars: exemplars.into(),
@@ -287,14 +290,14 @@ impl Aggregator {
 impl Aggregator {
     /// Window checkpoints: every level whose segment since its latest boundary would grow past
     /// its width with this tick (at `now`) places a boundary at the previous tick, from the raw
-    /// values that tick left (`prev_counters`, `last_hists`). Levels placing one on the same
-    /// tick share the copy of the totals. Ticks that place none do no window work.
+    /// values that tick left (`raw`, `last_hists`), shared, not copied. Ticks that place none
+    /// do no window work.
     fn place_boundaries(&mut self, now: Instant) {
         let prev = self.prev;
         if !self.levels.iter().any(|l| l.due(now, prev)) {
             return;
         }
-        let totals: std::sync::Arc<[u64]> = self.prev_counters.as_slice().into();
+        let totals = self.raw.clone();
         let hists: HistPoints = self.last_hists.iter().map(|l| l.as_ref().map(|l| l.merged.clone())).collect();
         // Copies the levels (a few `Arc`s each) only if a snapshot still holds them.
         for level in std::sync::Arc::make_mut(&mut self.levels).iter_mut() {

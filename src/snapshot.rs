@@ -493,13 +493,6 @@ pub enum Value<'a> {
     Histogram(&'a HistogramSnapshot),
 }
 
-/// A counter's value as a snapshot stores it (the rate is derived from the interval).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct CounterCell {
-    pub(crate) total: u64,
-    pub(crate) delta: u64,
-}
-
 /// One series in a snapshot: a borrowed view of the registry's static metadata (shared by every
 /// snapshot until a series is registered) and of this tick's value. Cheap to copy.
 #[derive(Clone, Copy)]
@@ -539,10 +532,11 @@ impl<'a> Series<'a> {
         let i = self.entry.slot as usize;
         match self.entry.store {
             Store::Counter { .. } => {
-                let c = snap.counters.get(i).copied().unwrap_or_default();
+                let total = snap.counters.get(i).copied().unwrap_or(0);
+                let delta = total.saturating_sub(snap.prev_counters.get(i).copied().unwrap_or(0));
                 let secs = snap.interval.as_secs_f64();
-                let rate = if secs > 0.0 { c.delta as f64 / secs } else { 0.0 };
-                Value::Counter(CounterValue { total: c.total, delta: c.delta, rate })
+                let rate = if secs > 0.0 { delta as f64 / secs } else { 0.0 };
+                Value::Counter(CounterValue { total, delta, rate })
             }
             Store::Gauge(_) => Value::Gauge(snap.gauges.get(i).copied().unwrap_or(0.0)),
             Store::Histogram { .. } => Value::Histogram(&snap.histograms[i]),
@@ -660,8 +654,12 @@ pub struct Snapshot {
     pub(crate) shards: usize,
     /// The series' metadata, sorted by name, then labels.
     pub(crate) view: Arc<View>,
-    /// By counter number.
-    pub(crate) counters: Box<[CounterCell]>,
+    /// Cumulative totals by counter number (idle-expiry bases subtracted), shared with the
+    /// aggregator and window checkpoints.
+    pub(crate) counters: Arc<[u64]>,
+    /// The previous snapshot's `counters` (the deltas are the difference; shorter when series
+    /// were added since).
+    pub(crate) prev_counters: Arc<[u64]>,
     /// By gauge number.
     pub(crate) gauges: Box<[f64]>,
     /// By histogram number.
@@ -689,7 +687,8 @@ impl Snapshot {
             tick_duration: Duration::ZERO,
             shards: 0,
             view: Arc::new(View::default()),
-            counters: Box::new([]),
+            counters: Arc::new([]),
+            prev_counters: Arc::new([]),
             gauges: Box::new([]),
             histograms: Box::new([]),
             exemplars: Box::new([]),

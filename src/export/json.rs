@@ -685,6 +685,7 @@ mod tests {
             shards: snap.shards,
             view: snap.view.clone(),
             counters: snap.counters.clone(),
+            prev_counters: snap.prev_counters.clone(),
             gauges: gauges.into(),
             histograms: histograms.into(),
             exemplars: snap.exemplars.clone(),
