@@ -74,6 +74,9 @@ pub(crate) struct ViewEntry {
     pub(crate) slot: u32,
 }
 
+// Labels one pointer, store 16 B, two numbers: a million series' entries are 32 MB.
+const _: () = assert!(std::mem::size_of::<ViewEntry>() == 32);
+
 /// Every series by id, in immutable chunks shared by the catalogue and every view (a view
 /// never copies a series another view already holds).
 #[derive(Clone, Default)]

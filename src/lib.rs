@@ -82,6 +82,7 @@ mod shard;
 mod snapshot;
 mod store;
 mod sync;
+mod thin_str;
 pub mod trend;
 mod unit;
 pub mod window;

@@ -25,13 +25,23 @@ use crate::{
 ///
 /// One allocation holds the exposition label block (`k="v",k2="v2"`, values escaped for the
 /// text formats), which renders copy as is and which the pairs are read from; when a value
-/// needed escaping, the raw values follow it.
-#[derive(Clone, Default)]
-pub struct Labels {
-    text: Arc<str>,
-    /// Length of the rendered block at the start of `text`.
+/// needed escaping, the raw values follow it. The handle is one pointer (a thin `Arc` whose
+/// allocation also holds the lengths): a series' catalogue entry carries it.
+#[derive(Clone)]
+pub struct Labels(crate::thin_str::ThinStr<LabelsHeader>);
+
+#[derive(Clone, Copy)]
+struct LabelsHeader {
+    /// Length of the rendered block at the start of the text.
     rendered: u32,
+    /// Number of pairs.
     len: u32,
+}
+
+impl Default for Labels {
+    fn default() -> Labels {
+        Labels::from_sorted(std::iter::empty())
+    }
 }
 
 impl Labels {
@@ -79,14 +89,21 @@ impl Labels {
                     text.push_str(v);
                 }
             }
-            Labels { text: Arc::from(text.as_str()), rendered, len }
+            Labels(crate::thin_str::ThinStr::new(LabelsHeader { rendered, len }, text))
         })
+    }
+
+    /// The whole text: the rendered block, then the raw values if any was escaped.
+    fn text(&self) -> &str {
+        self.0.as_str()
     }
 
     /// `(name, value)` pairs, sorted by name.
     pub fn iter(&self) -> LabelsIter<'_> {
-        let escaped = self.text.len() > self.rendered as usize;
-        LabelsIter { text: &self.text, pos: 0, raw: escaped.then_some(self.rendered as usize), left: self.len }
+        let LabelsHeader { rendered, len } = self.0.header();
+        let text = self.text();
+        let escaped = text.len() > rendered as usize;
+        LabelsIter { text, pos: 0, raw: escaped.then_some(rendered as usize), left: len }
     }
 
     /// The value of label `name`.
@@ -95,11 +112,11 @@ impl Labels {
     }
 
     pub fn len(&self) -> usize {
-        self.len as usize
+        self.0.header().len as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Whether these labels are exactly `query`, in any order.
@@ -109,7 +126,7 @@ impl Labels {
 
     /// `k="v",k2="v2"` with values escaped for the text formats, no braces.
     pub(crate) fn rendered(&self) -> &str {
-        &self.text[..self.rendered as usize]
+        &self.text()[..self.0.header().rendered as usize]
     }
 }
 
@@ -169,7 +186,7 @@ impl ExactSizeIterator for LabelsIter<'_> {}
 impl PartialEq for Labels {
     fn eq(&self, other: &Labels) -> bool {
         // The encoding is canonical: equal pairs, equal text.
-        self.text == other.text
+        self.text() == other.text()
     }
 }
 
@@ -177,7 +194,7 @@ impl Eq for Labels {}
 
 impl std::hash::Hash for Labels {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.text.hash(state)
+        self.text().hash(state)
     }
 }
 
