@@ -175,8 +175,11 @@ pub(crate) struct Catalogue {
     /// Every series by id: sealed chunks (shared with views) and the tail since the last view.
     records: Records,
     tail: Vec<ViewEntry>,
-    /// Series ids by (family, labels): 4 bytes a series, keys read from `series`.
+    /// Series ids by (family, labels), and by id 32 bits of each key's hash (`key_hashes`), so
+    /// growing the table and most failed probes never read a series' labels: 4 + 4 bytes a
+    /// series (at the table's load).
     by_key: hashbrown::HashTable<u32>,
+    key_hashes: Vec<u32>,
     hasher: hashbrown::DefaultHashBuilder,
     counters: usize,
     gauges: usize,
@@ -237,14 +240,17 @@ fn sorted_labels<'a>(pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -
     }
 }
 
-fn key_hash(hasher: &hashbrown::DefaultHashBuilder, family: usize, labels: &Labels) -> u64 {
-    use std::hash::BuildHasher;
-    hasher.hash_one((family, labels))
+/// The table's hash of a 32-bit key hash: hashbrown takes the bucket from the low bits and its
+/// 7-bit tag from the top ones, so the 32 bits go to both halves.
+fn table_hash(hash: u32) -> u64 {
+    u64::from(hash) << 32 | u64::from(hash)
 }
 
 impl Catalogue {
-    fn key_hash(&self, family: usize, labels: &Labels) -> u64 {
-        key_hash(&self.hasher, family, labels)
+    /// 32 bits of the hash of a (family, labels) key.
+    fn key_hash(&self, family: usize, labels: &Labels) -> u32 {
+        use std::hash::BuildHasher;
+        (self.hasher.hash_one((family, labels)) >> 32) as u32
     }
 
     /// Remembers `name` as an operation (for `Snapshot::operations`), once.
@@ -265,6 +271,7 @@ impl Catalogue {
             records: Records::default(),
             tail: Vec::new(),
             by_key: hashbrown::HashTable::new(),
+            key_hashes: Vec::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             counters: 0,
             gauges: 0,
@@ -522,7 +529,8 @@ impl Catalogue {
             return s;
         }
         let labels = Labels::new(vec![(Arc::from(crate::error::OVERFLOW_LABEL), Arc::from("true"))]);
-        let store = self.allocate(f, labels).unwrap_or_else(|_| self.fallback_store(f));
+        let hash = self.key_hash(f, &labels);
+        let store = self.allocate(f, labels, hash).unwrap_or_else(|_| self.fallback_store(f));
         self.families[f].overflow = Some(store);
         store
     }
@@ -537,21 +545,24 @@ impl Catalogue {
     /// The series of family `f` with these labels (values already checked against the limits).
     fn series_in(&mut self, f: usize, labels: Labels) -> Result<Registered, Error> {
         let hash = self.key_hash(f, &labels);
-        let found = self.by_key.find(hash, |&i| {
-            let e = self.entry(i as usize);
-            e.family as usize == f && e.labels == labels
+        let found = self.by_key.find(table_hash(hash), |&id| {
+            self.key_hashes[id as usize] == hash && {
+                let e = self.entry(id as usize);
+                e.family as usize == f && e.labels == labels
+            }
         });
-        if let Some(&i) = found {
-            return Ok(Registered { store: self.entry(i as usize).store, overflowed: false });
+        if let Some(&id) = found {
+            return Ok(Registered { store: self.entry(id as usize).store, overflowed: false });
         }
         if self.families[f].series >= self.max_per_family || self.len() >= self.max_series {
             return Ok(Registered { store: self.overflow_series(f), overflowed: true });
         }
-        let store = self.allocate(f, labels)?;
+        let store = self.allocate(f, labels, hash)?;
         Ok(Registered { store, overflowed: false })
     }
 
-    fn allocate(&mut self, f: usize, labels: Labels) -> Result<Store, Error> {
+    /// A new series of family `f` (`hash` is its key's, from `key_hash`).
+    fn allocate(&mut self, f: usize, labels: Labels, hash: u32) -> Result<Store, Error> {
         let info = self.families[f].info.clone();
         let exhausted = || Error::StorageExhausted { name: info.name.to_string() };
         let (store, slot) = match info.kind {
@@ -577,14 +588,10 @@ impl Catalogue {
             }
         };
         let slot = u32::try_from(slot).map_err(|_| exhausted())?;
-        let hash = self.key_hash(f, &labels);
         let id = self.len() as u32;
-        let (records, tail, hasher) = (&self.records, &self.tail, &self.hasher);
-        self.by_key.insert_unique(hash, id, |&i| {
-            let i = i as usize;
-            let s = if i < records.len() { records.get(i) } else { &tail[i - records.len()] };
-            key_hash(hasher, s.family as usize, &s.labels)
-        });
+        let hashes = &self.key_hashes;
+        self.by_key.insert_unique(table_hash(hash), id, |&id| table_hash(hashes[id as usize]));
+        self.key_hashes.push(hash);
         self.tail.push(ViewEntry { labels, family: f as u32, store, slot });
         self.families[f].series += 1;
         self.dirty = true;
