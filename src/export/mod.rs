@@ -24,6 +24,8 @@ mod http_client;
 pub mod json;
 pub mod openmetrics;
 pub mod prometheus;
+#[cfg(feature = "protobuf")]
+pub mod protobuf;
 #[cfg(all(feature = "push", not(shardmetrics_loom)))]
 pub mod pushgateway;
 #[cfg(all(feature = "remote-write", not(shardmetrics_loom)))]
