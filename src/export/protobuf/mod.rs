@@ -100,8 +100,6 @@ mod field {
     pub(super) const METRIC_COUNTER: u32 = 3;
     pub(super) const METRIC_SUMMARY: u32 = 4;
     pub(super) const METRIC_HISTOGRAM: u32 = 7;
-    pub(super) const LABEL_NAME: u32 = 1;
-    pub(super) const LABEL_VALUE: u32 = 2;
     pub(super) const GAUGE_VALUE: u32 = 1;
     pub(super) const COUNTER_VALUE: u32 = 1;
     pub(super) const COUNTER_EXEMPLAR: u32 = 2;
@@ -187,10 +185,7 @@ fn write_labels(out: &mut Vec<u8>, s: Series<'_>) {
 
 #[inline]
 fn write_label_pair(out: &mut Vec<u8>, field: u32, name: &str, value: &str) {
-    wire::message(out, field, |out| {
-        wire::string(out, field::LABEL_NAME, name);
-        wire::string(out, field::LABEL_VALUE, value);
-    });
+    wire::label_pair(out, field, name, value);
 }
 
 fn write_metric(out: &mut Vec<u8>, s: Series<'_>, info: &FamilyInfo) {
