@@ -23,7 +23,9 @@
 //!   latest snapshot, the median of 5 each per series (every render into a fresh `String`: at
 //!   1M series its ~62 MB are above glibc's mmap threshold, so each render also faults in its
 //!   pages), and `export::prometheus::render_into` into one reused buffer (what the endpoint
-//!   does tick after tick), the text checked for every series and its total;
+//!   does tick after tick), the text checked for every series and its total; with the
+//!   `protobuf` feature, `export::protobuf::render_into` into one reused buffer the same way
+//!   (median of 5 per series, and its bytes per series), decoded back and checked alike;
 //!   then the HTTP endpoint (`export::http::Server` on 127.0.0.1, port 0), scraped 5 times over
 //!   a plain `TcpStream` (`Connection: close`, uncompressed) with a `flush()` (a new snapshot)
 //!   before each, so every scrape renders; each body compared with the render as it arrives
@@ -172,6 +174,35 @@ fn rendered(text: &str, name: &str) -> (usize, u64) {
 /// Renders timed per implementation; the median is reported.
 const RENDERS: usize = 5;
 
+/// The protobuf exposition of `snap` into one reused buffer: the median of [`RENDERS`] encodes
+/// after one that fills the buffer, per series, and the body's bytes per series; the body
+/// decoded back must hold `n` series of `requests_total` adding up to `total`.
+#[cfg(feature = "protobuf")]
+fn protobuf_render(snap: &shardmetrics::Snapshot, n: usize, total: u64) -> Option<(f64, f64)> {
+    use shardmetrics::export::protobuf;
+    let mut buf = Vec::new();
+    let mut times: Vec<f64> = (0..=RENDERS)
+        .map(|_| {
+            buf.clear();
+            let start = Instant::now();
+            protobuf::render_into(snap, &mut buf);
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .skip(1) // the first fills a fresh buffer
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let families = protobuf::decode(&buf).expect("the protobuf body decodes");
+    let requests = families.iter().find(|f| f.name.as_deref() == Some("requests_total")).expect("requests_total");
+    let sum: f64 = requests.metric.iter().filter_map(|m| m.counter.as_ref()?.value).sum();
+    assert_eq!((requests.metric.len(), sum), (n, total as f64), "every series in the protobuf body");
+    Some((times[RENDERS / 2], buf.len() as f64 / n as f64))
+}
+
+#[cfg(not(feature = "protobuf"))]
+fn protobuf_render(_: &shardmetrics::Snapshot, _: usize, _: u64) -> Option<(f64, f64)> {
+    None
+}
+
 /// Times [`RENDERS`] calls of `render` (each previous text freed before the next, outside the
 /// timing): (median ns per series, the last text).
 fn median_render(n: usize, mut render: impl FnMut() -> String) -> (f64, String) {
@@ -312,6 +343,9 @@ struct Render {
     openmetrics_ns: Option<f64>,
     /// Ours only: Prometheus text into a reused buffer (`render_into`).
     reused_ns: Option<f64>,
+    /// Ours only, with the `protobuf` feature: the protobuf exposition into a reused buffer
+    /// (`export::protobuf::render_into`), per series, and its length per series.
+    protobuf: Option<(f64, f64)>,
     /// Length of the text, per series.
     body_bytes: f64,
     /// Ours only.
@@ -357,6 +391,8 @@ impl Row {
             ("render_ns_per_series", Some(self.render.ns)),
             ("openmetrics_render_ns_per_series", self.render.openmetrics_ns),
             ("reused_buffer_render_ns_per_series", self.render.reused_ns),
+            ("protobuf_encode_ns_per_series", self.render.protobuf.map(|p| p.0)),
+            ("protobuf_bytes_per_series", self.render.protobuf.map(|p| p.1)),
             ("body_bytes_per_series", Some(self.render.body_bytes)),
             ("scrape_first_ms", sc.map(|s| s.first_ms)),
             ("scrape_median_ms", sc.map(|s| s.median_ms)),
@@ -392,6 +428,9 @@ impl Row {
         }
         if let Some(re) = r.reused_ns {
             render += &format!(", into a reused buffer {re:.1} ns/series");
+        }
+        if let Some((ns, bytes)) = r.protobuf {
+            render += &format!("; protobuf into a reused buffer {ns:.1} ns/series ({bytes:.1} B/series)");
         }
         if let Some(s) = &r.scrape {
             render += &format!(
@@ -439,6 +478,7 @@ impl Row {
         let r = &self.render;
         assert!(r.ns > 0.0 && r.body_bytes > 0.0, "{}: render timed", self.imp);
         assert!(r.openmetrics_ns.is_none_or(|ns| ns > 0.0), "OpenMetrics render timed");
+        assert!(r.protobuf.is_none_or(|(ns, bytes)| ns > 0.0 && bytes > 0.0), "protobuf encode timed");
         if let Some(s) = &r.scrape {
             assert!(s.first_ms > 0.0 && s.median_ms > 0.0 && s.response_bytes > 0, "scrapes timed");
             assert!(s.rss_growth.is_finite() && s.rss_retained.is_finite());
@@ -509,7 +549,9 @@ fn measure_ours(n: usize, ticks: usize) -> Row {
     assert_eq!(buf, body, "render_into writes what render returns");
     reused.sort_by(f64::total_cmp);
     let reused_ns = reused[RENDERS / 2];
-    drop((buf, snap));
+    drop(buf);
+    let protobuf = protobuf_render(&snap, n, (n * (ticks + 2)) as u64);
+    drop(snap);
     let scrape = scrape_endpoint(&registry, n, &body);
     let body_bytes = body.len() as f64 / n as f64;
     drop((body, routes));
@@ -534,6 +576,7 @@ fn measure_ours(n: usize, ticks: usize) -> Row {
             ns: render_ns,
             openmetrics_ns: Some(openmetrics_ns),
             reused_ns: Some(reused_ns),
+            protobuf,
             body_bytes,
             scrape: Some(scrape),
         },
@@ -659,7 +702,14 @@ fn measure_peer<P: Peer>(imp: &'static str, n: usize, make: impl FnOnce() -> P) 
         bytes_after_insert,
         heap_bytes_after_insert,
         ticked: None,
-        render: Render { ns: render_ns, openmetrics_ns: None, reused_ns: None, body_bytes, scrape: None },
+        render: Render {
+            ns: render_ns,
+            openmetrics_ns: None,
+            reused_ns: None,
+            protobuf: None,
+            body_bytes,
+            scrape: None,
+        },
     }
 }
 

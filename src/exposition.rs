@@ -135,9 +135,22 @@ pub(crate) struct Headers {
     /// OpenMetrics sample name and `# TYPE` / `# UNIT` / `# HELP` lines.
     pub(crate) om_name: String,
     pub(crate) om: String,
-    /// The summary family of a histogram's quantile series, if it has one: name, Prometheus
-    /// header, OpenMetrics header.
-    pub(crate) quantiles: Option<(String, String, String)>,
+    /// The OpenMetrics `# UNIT` (also the protobuf `MetricFamily.unit`), if written.
+    pub(crate) om_unit: Option<&'static str>,
+    /// The summary family of a histogram's quantile series, if it has one.
+    pub(crate) quantiles: Option<QuantileHeaders>,
+}
+
+/// The names and header lines of a histogram's summary family of quantile series.
+#[derive(Debug, Clone)]
+pub(crate) struct QuantileHeaders {
+    pub(crate) name: String,
+    /// Its HELP text (unescaped).
+    pub(crate) help: String,
+    /// Prometheus `# HELP` / `# TYPE` lines.
+    pub(crate) prom: String,
+    /// OpenMetrics `# TYPE` / `# HELP` lines.
+    pub(crate) om: String,
 }
 
 impl Headers {
@@ -147,6 +160,7 @@ impl Headers {
             prom: prom_header(d),
             om_name: om_sample_name(d),
             om: om_header(d),
+            om_unit: om_unit(d),
             quantiles: d.quantiles.then(|| {
                 let name = quantile_family_name(d);
                 let help = match d.help {
@@ -159,7 +173,7 @@ impl Headers {
                 let mut om = format!("# TYPE {name} summary\n# HELP {name} ");
                 escape_label_value(&mut om, &help);
                 om.push('\n');
-                (name, prom, om)
+                QuantileHeaders { name, help, prom, om }
             }),
         }
     }

@@ -1,5 +1,6 @@
-//! The scrape endpoint: `GET /metrics` (Prometheus text or OpenMetrics, by the `Accept`
-//! header), `GET /metrics.json`, `GET /healthz`.
+//! The scrape endpoint: `GET /metrics` (Prometheus text, OpenMetrics or, with the `protobuf`
+//! feature, the Prometheus protobuf format, by the `Accept` header), `GET /metrics.json`,
+//! `GET /healthz`.
 //!
 //! Runs hyper 1 on a current-thread tokio runtime in its own thread, never on a recording
 //! thread. Every response is rendered from an owned `Arc<Snapshot>` (`load_full`, no arc-swap
@@ -78,6 +79,10 @@ pub enum Format {
     /// JSON (`export::json`).
     #[cfg(feature = "json")]
     Json,
+    /// Prometheus protobuf exposition, length-delimited `MetricFamily` messages
+    /// (`export::protobuf`). Binary: render it with [`Format::render_bytes_into`].
+    #[cfg(feature = "protobuf")]
+    Protobuf,
 }
 
 impl Format {
@@ -88,10 +93,22 @@ impl Format {
             Format::OpenMetrics => crate::export::openmetrics::CONTENT_TYPE,
             #[cfg(feature = "json")]
             Format::Json => crate::export::json::CONTENT_TYPE,
+            #[cfg(feature = "protobuf")]
+            Format::Protobuf => crate::export::protobuf::CONTENT_TYPE,
         }
     }
 
-    /// Renders a snapshot in this format (with a windowed view for JSON).
+    /// Whether the format is text (all but [`Format::Protobuf`]).
+    pub fn is_text(self) -> bool {
+        #[cfg(feature = "protobuf")]
+        if self == Format::Protobuf {
+            return false;
+        }
+        true
+    }
+
+    /// Renders a snapshot in a text format (with a windowed view for JSON). A binary format
+    /// renders nothing here: use [`Format::render_bytes_into`] for those.
     pub fn render(self, snapshot: &Snapshot, window: Option<Duration>) -> String {
         let mut out = String::new();
         self.render_into(snapshot, window, &mut out);
@@ -99,7 +116,7 @@ impl Format {
     }
 
     /// [`Format::render`], appended to `out` (a reused buffer: see
-    /// [`crate::export::prometheus::render_into`]).
+    /// [`crate::export::prometheus::render_into`]). Text formats only, as [`Format::render`].
     pub fn render_into(self, snapshot: &Snapshot, window: Option<Duration>, out: &mut String) {
         #[cfg(not(feature = "json"))]
         let _ = window; // only the JSON view has windows
@@ -111,31 +128,80 @@ impl Format {
                 Some(w) => crate::export::json::render_window(snapshot, w),
                 None => crate::export::json::render(snapshot),
             }),
+            #[cfg(feature = "protobuf")]
+            Format::Protobuf => {}
+        }
+    }
+
+    /// Renders a snapshot in any format, text or binary, appended to `out` (a reused buffer,
+    /// as in [`Format::render_into`]). A text format renders into `out`'s own allocation when
+    /// `out` is empty (as the endpoint's is), so this costs the text formats no copy.
+    pub fn render_bytes_into(self, snapshot: &Snapshot, window: Option<Duration>, out: &mut Vec<u8>) {
+        #[cfg(feature = "protobuf")]
+        if self == Format::Protobuf {
+            return crate::export::protobuf::render_into(snapshot, out);
+        }
+        if out.is_empty() {
+            // An empty Vec is valid UTF-8: the String takes over its allocation, and gives it back.
+            let mut text = String::from_utf8(std::mem::take(out)).unwrap_or_default();
+            self.render_into(snapshot, window, &mut text);
+            *out = text.into_bytes();
+        } else {
+            let mut text = String::new();
+            self.render_into(snapshot, window, &mut text);
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+
+    /// A small index per format, for the per-format response counts.
+    fn index(self) -> usize {
+        match self {
+            Format::Prometheus => 0,
+            Format::OpenMetrics => 1,
+            #[cfg(feature = "json")]
+            Format::Json => 2,
+            #[cfg(feature = "protobuf")]
+            Format::Protobuf => 3,
         }
     }
 }
 
-/// Picks the exposition format for an `Accept` header: OpenMetrics when the client ranks it at
-/// least as high as Prometheus text (Prometheus servers send it with q=1), otherwise text 0.0.4.
-/// A missing or unparsable header gets text 0.0.4, which every scraper understands.
+/// How many formats [`Format::index`] numbers.
+const FORMATS: usize = 4;
+
+/// Picks the exposition format for an `Accept` header: the one the client ranks highest, and on
+/// a tie the protobuf format (with the `protobuf` feature), then OpenMetrics, then text 0.0.4.
+/// Prometheus servers send OpenMetrics with q=1, and with native histograms enabled the protobuf
+/// format (`application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
+/// encoding=delimited`) with q=1 before it. A missing or unparsable header gets text 0.0.4,
+/// which every scraper understands.
 pub fn negotiate(accept: Option<&str>) -> Format {
     let Some(accept) = accept else { return Format::Prometheus };
-    let (mut om, mut text) = (0.0f32, 0.0f32);
+    let (mut om, mut text, mut pb) = (0.0f32, 0.0f32, 0.0f32);
     for range in accept.split(',') {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or("").to_ascii_lowercase();
         let mut q = 1.0f32;
-        let mut version = None;
+        let (mut version, mut proto, mut encoding) = (None, None, None);
         for p in parts {
             if let Some((k, v)) = p.split_once('=') {
+                let v = Some(v.trim().trim_matches('"').to_owned());
                 match k.trim().to_ascii_lowercase().as_str() {
-                    "q" => q = v.trim().parse().unwrap_or(0.0),
-                    "version" => version = Some(v.trim().trim_matches('"').to_owned()),
+                    "q" => q = v.and_then(|v| v.parse().ok()).unwrap_or(0.0),
+                    "version" => version = v,
+                    "proto" => proto = v,
+                    "encoding" => encoding = v,
                     _ => {}
                 }
             }
         }
         match media.as_str() {
+            "application/vnd.google.protobuf"
+                if proto.as_deref() == Some("io.prometheus.client.MetricFamily")
+                    && encoding.as_deref() == Some("delimited") =>
+            {
+                pb = pb.max(q)
+            }
             "application/openmetrics-text" if matches!(version.as_deref(), None | Some("1.0.0") | Some("0.0.1")) => {
                 om = om.max(q)
             }
@@ -144,6 +210,12 @@ pub fn negotiate(accept: Option<&str>) -> Format {
             _ => {}
         }
     }
+    #[cfg(feature = "protobuf")]
+    if pb > 0.0 && pb >= om && pb >= text {
+        return Format::Protobuf;
+    }
+    #[cfg(not(feature = "protobuf"))]
+    let _ = pb;
     if om > 0.0 && om >= text {
         Format::OpenMetrics
     } else {
@@ -274,6 +346,7 @@ impl ServerBuilder {
             cache: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             renders: AtomicUsize::new(0),
+            served: std::array::from_fn(|_| AtomicUsize::new(0)),
             first_publish: Mutex::new(()),
             config: self,
         });
@@ -310,6 +383,12 @@ impl Server {
     /// however many scrapers asked).
     pub fn render_count(&self) -> usize {
         self.state.upgrade().map_or(0, |s| s.renders.load(Ordering::Relaxed))
+    }
+
+    /// How many successful `/metrics` or `/metrics.json` responses the endpoint has sent in
+    /// `format` (which format scrapers negotiate, e.g. whether Prometheus took protobuf).
+    pub fn served_count(&self, format: Format) -> usize {
+        self.state.upgrade().map_or(0, |s| s.served[format.index()].load(Ordering::Relaxed))
     }
 
     /// `http://addr/metrics`.
@@ -354,6 +433,8 @@ struct State {
     cache: Mutex<HashMap<(Format, Option<Duration>), CacheSlot>>,
     in_flight: AtomicUsize,
     renders: AtomicUsize,
+    /// Successful responses per format ([`Format::index`]).
+    served: [AtomicUsize; FORMATS],
     /// Serialises [`first_publish`].
     first_publish: Mutex<()>,
     config: ServerBuilder,
@@ -640,6 +721,7 @@ async fn handle(req: Request<Incoming>, state: &Arc<State>) -> Response<Full<Byt
     let Ok((body, taken_at)) = rendered else {
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "render failed\n");
     };
+    state.served[format.index()].fetch_add(1, Ordering::Relaxed);
     let mut r = Response::new(Full::new(body));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
@@ -737,11 +819,11 @@ fn cached_render(
             Some(Ok(old)) => {
                 let mut v = Vec::from(old);
                 v.clear();
-                String::from_utf8(v).unwrap_or_default()
+                v
             }
-            _ => String::new(),
+            _ => Vec::new(),
         };
-        format.render_into(&snapshot, window, &mut buf);
+        format.render_bytes_into(&snapshot, window, &mut buf);
         *slot = Some(Cached { seq: snapshot.seq(), taken_at: snapshot.taken_at(), body: Bytes::from(buf), gzip: None });
     }
     let cached = slot.as_mut().expect("filled above");
@@ -795,6 +877,43 @@ mod tests {
         assert_eq!(negotiate(Some("application/openmetrics-text;q=0.2,text/plain;q=0.9")), Format::Prometheus);
         assert_eq!(negotiate(Some("application/openmetrics-text;version=2.0.0")), Format::Prometheus);
         assert_eq!(negotiate(Some("garbage;;;==,")), Format::Prometheus);
+    }
+
+    #[cfg(feature = "protobuf")]
+    #[test]
+    fn protobuf_negotiation() {
+        // What Prometheus 2.42 sends with `--enable-feature=native-histograms`.
+        let prom = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,\
+                    application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,\
+                    text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(negotiate(Some(prom)), Format::Protobuf);
+        assert_eq!(negotiate(Some(crate::export::protobuf::CONTENT_TYPE)), Format::Protobuf);
+        let quoted =
+            r#"application/vnd.google.protobuf; proto="io.prometheus.client.MetricFamily"; encoding="delimited""#;
+        assert_eq!(negotiate(Some(quoted)), Format::Protobuf);
+        // Ranked below a text format: the text format.
+        let low = "text/plain;q=0.9, application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.8";
+        assert_eq!(negotiate(Some(low)), Format::Prometheus);
+        let high = "text/plain;q=0.2, application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.8";
+        assert_eq!(negotiate(Some(high)), Format::Protobuf);
+        // Other messages or encodings are not this format.
+        assert_eq!(
+            negotiate(Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text")),
+            Format::Prometheus
+        );
+        assert_eq!(
+            negotiate(Some("application/vnd.google.protobuf;proto=other.Message;encoding=delimited")),
+            Format::Prometheus
+        );
+        assert_eq!(negotiate(Some("application/vnd.google.protobuf")), Format::Prometheus);
+    }
+
+    #[cfg(not(feature = "protobuf"))]
+    #[test]
+    fn protobuf_is_not_offered_without_the_feature() {
+        let prom = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,\
+                    application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(negotiate(Some(prom)), Format::OpenMetrics);
     }
 
     #[test]

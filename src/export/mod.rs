@@ -24,6 +24,8 @@ mod http_client;
 pub mod json;
 pub mod openmetrics;
 pub mod prometheus;
+#[cfg(feature = "protobuf")]
+pub mod protobuf;
 #[cfg(all(feature = "push", not(shardmetrics_loom)))]
 pub mod pushgateway;
 #[cfg(all(feature = "remote-write", not(shardmetrics_loom)))]
@@ -91,21 +93,22 @@ pub(crate) fn write_samples(out: &mut String, series: crate::snapshot::SeriesLis
                 out.push('\n');
             }
             crate::snapshot::Value::Histogram(h) => {
-                let bounds = prometheus::export_buckets(info);
-                for (i, &bound) in bounds.iter().enumerate() {
+                let buckets = classic_buckets(info, h);
+                let inf = buckets.len();
+                for (i, (bound, count)) in buckets.enumerate() {
                     if dialect == Dialect::OpenMetrics && bound < 0.0 {
                         continue;
                     }
                     le.clear();
                     write_f64(&mut le, bound);
                     sample_start(out, name, "_bucket", labels, Some(&le));
-                    write_u64(out, h.count_le(bound_in_unit(bound, info.unit())));
+                    write_u64(out, count);
                     exemplar(out, s, i);
                     out.push('\n');
                 }
                 sample_start(out, name, "_bucket", labels, Some("+Inf"));
                 write_u64(out, h.count());
-                exemplar(out, s, bounds.len());
+                exemplar(out, s, inf);
                 out.push('\n');
                 write_sum_count(out, name, labels, h, info.unit(), dialect);
             }
@@ -161,14 +164,11 @@ pub(crate) fn write_quantile_family(
     dialect: Dialect,
 ) {
     let Some(info) = series.first().map(|s| s.family()) else { return };
-    let (Some(qs), Some((name, prom, om))) = (info.quantiles(), &info.headers().quantiles) else { return };
-    out.push_str(if dialect == Dialect::Prometheus { prom } else { om });
-    let window = info.quantile_window().map(|d| snapshot.window(d));
+    let (Some(qs), Some(headers)) = (info.quantiles(), &info.headers().quantiles) else { return };
+    out.push_str(if dialect == Dialect::Prometheus { &headers.prom } else { &headers.om });
+    let name = &headers.name;
     let mut q = String::new();
-    for s in series {
-        let crate::snapshot::Value::Histogram(cumulative) = s.value() else { continue };
-        let windowed = window.as_ref().and_then(|w| w.histogram_of(&s));
-        let h = windowed.as_ref().unwrap_or(cumulative);
+    for_each_quantile_series(snapshot, series, |s, cumulative, h| {
         let labels = s.rendered_labels();
         for &quantile in qs {
             q.clear();
@@ -181,7 +181,35 @@ pub(crate) fn write_quantile_family(
             out.push('\n');
         }
         write_sum_count(out, name, labels, cumulative, info.unit(), dialect);
+    });
+}
+
+/// Calls `f` for each histogram series of a family with quantiles, with its cumulative
+/// histogram (for `_sum` and `_count`) and the one its quantiles are computed over: the
+/// family's quantile window, or the cumulative one when it has none.
+pub(crate) fn for_each_quantile_series(
+    snapshot: &crate::Snapshot,
+    series: crate::snapshot::SeriesList<'_>,
+    mut f: impl FnMut(crate::snapshot::Series<'_>, &crate::snapshot::HistogramSnapshot, &crate::snapshot::HistogramSnapshot),
+) {
+    let Some(info) = series.first().map(|s| s.family()) else { return };
+    let window = info.quantile_window().map(|d| snapshot.window(d));
+    for s in series {
+        let crate::snapshot::Value::Histogram(cumulative) = s.value() else { continue };
+        let windowed = window.as_ref().and_then(|w| w.histogram_of(&s));
+        f(s, cumulative, windowed.as_ref().unwrap_or(cumulative));
     }
+}
+
+/// A histogram's classic buckets, as every format exports them: each `le` bound of the family
+/// (in the exported unit, ascending) with the number of values at or below it. The `+Inf`
+/// bucket, the count, is not among them.
+pub(crate) fn classic_buckets<'a>(
+    info: &'a FamilyInfo,
+    h: &'a crate::snapshot::HistogramSnapshot,
+) -> impl ExactSizeIterator<Item = (f64, u64)> + 'a {
+    let unit = info.unit();
+    prometheus::export_buckets(info).iter().map(move |&bound| (bound, h.count_le(bound_in_unit(bound, unit))))
 }
 
 /// Writes `name suffix {labels[,le="…"]} ` (everything before the value).
