@@ -39,13 +39,15 @@
 //! `e = 63 - lzcnt(v)` is the power of two; `x = v << lzcnt(v)` is the mantissa with its top
 //! bit at bit 63. The bucket bounds of one power of two, scaled the same way, are the integers
 //! `T[j] = FRACTIONS[j]·2^64` (exact: the fractions have 53 significant bits), and
-//! `v ≤ bound ⟺ x ≤ T[j]`. So `key = e·2^s + #{j : T[j] < x}`. The count comes from the `s+1`
-//! mantissa bits below the leading one: they select one of `2^(s+1)` equal cells of
-//! `[2^63, 2^64)`, narrower than the narrowest bucket (`2^63·(2^(2^-s) - 1) > 2^63·0.69·2^-s`),
-//! so a cell holds at most one bound. The cell's table entry is that bound with its number
-//! packed into the low 11 bits (which are zero in every `T[j]`), and one compare finishes:
-//! `key = e·2^s + j* + (x > T[j*])`. No float, no branch, one load from a table of
-//! `2^(s+1)` words (512 B at schema 5).
+//! `v ≤ bound ⟺ x ≤ T[j]`. So `key = e·2^s + #{j : T[j] < x}`. The count comes from the top
+//! `s + 2` bits of `x` (the leading one and `s + 1` more): they select one of `2^(s+1)` equal
+//! cells of `[2^63, 2^64)`, narrower than the narrowest bucket
+//! (`2^63·(2^(2^-s) - 1) > 2^63·0.69·2^-s`), so a cell holds at most one bound. The cell holds
+//! that bound and its number, and one compare finishes: `slot = e·2^s + (j* + 1) + (x > T[j*])`.
+//! No float, no branch, one 16-byte load from a table of which schema 5 touches 64 cells (1 KiB);
+//! the value 0 (`x = 0`) reads a cell of its own and lands in slot 0, so the zero bucket costs
+//! nothing. (Packing the number into the bound's low bits, which are zero, halves the table
+//! but costs two masks: 3 more instructions per value, measured.)
 //!
 //! # Changing schema
 //!
@@ -78,8 +80,6 @@
 //! `1 / (γ - 1)`: 46 at schema 5).
 
 #![forbid(unsafe_code)]
-
-use std::cmp::Ordering;
 
 /// Lowest schema a histogram can be exported at (Prometheus' minimum): buckets of 2^16.
 pub const MIN_SCHEMA: i8 = -4;
@@ -145,23 +145,20 @@ const fn build_scaled() -> [u64; 256] {
     t
 }
 
-/// Where schema `s`'s `2^(s+1)` cells start in [`CELLS`].
-#[inline(always)]
-const fn cell_offset(s: u8) -> usize {
-    (2 << s) - 2
-}
+/// Length of a cell table: indexed by `x >> (62 - s)` for every schema `s ≤ 8`.
+const CELL_COUNT: usize = 1024;
 
-/// Mask of the bound number packed into a cell's low bits.
-const PACK: u64 = 0x7ff;
+/// The cells of every schema `0 ..= 8` in one table (16 KiB; schema 5 uses one run of 64
+/// cells, 1 KiB), indexed directly by the mantissa's top `s + 2` bits, `c = x >> (62 - s)`: for
+/// `v ≥ 1` the leading one makes `c` fall in `[2^(s+1), 2^(s+2))`, and those ranges of the
+/// nine schemas do not overlap. Cell `c` covers the mantissas `[c·2^(62-s), (c+1)·2^(62-s))`
+/// and holds `[T[j*], j* + 1]`, where `j*` is the number of bounds below the cell's start, or
+/// `2^s - 1` past the last bound (whose compare then always adds one). Cell 0 is the zero
+/// bucket's: the value 0 gives `x = 0`, and `[0, 0]` yields slot 0.
+static CELLS: [[u64; 2]; CELL_COUNT] = build_cells();
 
-/// The cells of every schema `0 ..= 8`, back to back (1,022 words, 8 KiB; schema 5's 64 words
-/// are one 512 B run). Cell `c` of schema `s` covers the mantissas `[2^63 + c·2^(62-s),
-/// 2^63 + (c+1)·2^(62-s))` and holds `T[j*] | j*`, where `j*` is the number of bounds below the
-/// cell's start, or `2^s - 1` past the last bound (whose compare then always adds one).
-static CELLS: [u64; cell_offset(9)] = build_cells();
-
-const fn build_cells() -> [u64; cell_offset(9)] {
-    let mut out = [0u64; cell_offset(9)];
+const fn build_cells() -> [[u64; 2]; CELL_COUNT] {
+    let mut out = [[0u64; 2]; CELL_COUNT];
     let mut s = 0u8;
     while s <= 8 {
         let n = 1usize << s;
@@ -173,36 +170,19 @@ const fn build_cells() -> [u64; cell_offset(9)] {
         }
         assert!(0u64.wrapping_sub(SCALED[(n - 1) << (8 - s)]) > 1 << (62 - s));
         let mut lo = 0usize;
-        let mut c = 0usize;
-        while c < 2 * n {
-            let start = (1u64 << 63) + ((c as u64) << (62 - s));
+        let mut c = 2 * n;
+        while c < 4 * n {
+            let start = (c as u64) << (62 - s);
             while lo < n && SCALED[lo << (8 - s)] < start {
                 lo += 1;
             }
             let j = if lo < n { lo } else { n - 1 };
-            out[cell_offset(s) + c] = SCALED[j << (8 - s)] | j as u64;
+            out[c] = [SCALED[j << (8 - s)], j as u64 + 1];
             c += 1;
         }
         s += 1;
     }
     out
-}
-
-/// Key of `value` at schema `s` (`0 ≤ s ≤ 8`): the bucket with
-/// `upper_bound(k-1) < value ≤ upper_bound(k)`, exactly. Branch-free, one table load.
-///
-/// `value` 0 belongs to the zero bucket and has no key: it returns `0`, the key of `1` (use
-/// [`slot`] to keep the two apart).
-#[inline(always)]
-pub fn key(value: u64, s: u8) -> i32 {
-    debug_assert!(s <= 8);
-    let lz = (value | 1).leading_zeros();
-    let x = value << lz;
-    // The s+1 bits below the leading one.
-    let c = ((x << 1) >> (63 - s)) as usize;
-    let cell = CELLS[cell_offset(s) + c];
-    let j = (cell & PACK) + u64::from(x > cell & !PACK);
-    (((63 - lz) << s) as i32) + j as i32
 }
 
 /// Number of dense slots at schema `s`: the zero bucket plus keys `0 ..= 64·2^s`.
@@ -211,12 +191,24 @@ pub const fn slot_count(s: u8) -> usize {
     (64 << s) + 2
 }
 
-/// Dense slot of `value` at schema `s`: `0` for the value zero (the zero bucket), `key + 1`
-/// otherwise. Branch-free.
+/// Dense slot of `value` at schema `s` (`0 ≤ s ≤ 8`): `0` for the value zero (the zero
+/// bucket), `key + 1` otherwise. Branch-free: one `lzcnt`, two shifts, one table load, one
+/// compare.
 #[inline(always)]
 pub fn slot(value: u64, s: u8) -> usize {
-    // key(0) == key(1) == 0, so the zero bucket is told apart by adding `value != 0`.
-    key(value, s) as usize + usize::from(value != 0)
+    debug_assert!(s <= 8);
+    let lz = (value | 1).leading_zeros();
+    let x = value << lz;
+    let [t, j] = CELLS[(x >> (62 - s)) as usize];
+    (((63 - lz) as usize) << s) + j as usize + usize::from(x > t)
+}
+
+/// Key of `value ≥ 1` at schema `s` (`0 ≤ s ≤ 8`): the bucket with
+/// `upper_bound(k-1) < value ≤ upper_bound(k)`, exactly. (`value` 0 belongs to the zero
+/// bucket and has no key; it returns `-1`.)
+#[inline(always)]
+pub fn key(value: u64, s: u8) -> i32 {
+    slot(value, s) as i32 - 1
 }
 
 /// Key of the positive, finite float `x` at schema `s` (`0 ≤ s ≤ 8`), exactly as client_golang
@@ -231,10 +223,8 @@ pub fn key_f64(x: f64, s: u8) -> i32 {
         return key_f64_subnormal(x, s);
     }
     let m = (bits << 11) | (1 << 63);
-    let c = ((m << 1) >> (63 - s)) as usize;
-    let cell = CELLS[cell_offset(s) + c];
-    let j = (cell & PACK) + u64::from(m > cell & !PACK);
-    ((biased - 1023) << s) + j as i32
+    let [t, j] = CELLS[(m >> (62 - s)) as usize];
+    ((biased - 1023) << s) + j as i32 - 1 + i32::from(m > t)
 }
 
 #[cold]
@@ -343,36 +333,42 @@ pub fn fold_limit(threshold: f64, t: i8) -> Option<i32> {
     Some(if t < 0 { downscale(k + 1, u32::from(t.unsigned_abs())) - 1 } else { k })
 }
 
-/// `a · 2^p` compared with `b`, exactly (`a`, `b` non-negative integers).
-fn cmp_pow2(a: u128, p: i32, b: u128) -> Ordering {
+/// `a · 2^p ≥ b`, exactly (`a`, `b` non-negative integers).
+const fn ge_pow2(a: u128, p: i32, b: u128) -> bool {
     if a == 0 || b == 0 {
-        return a.cmp(&b);
+        return a >= b;
     }
     if p >= 0 {
-        if p as u32 > a.leading_zeros() {
-            Ordering::Greater
-        } else {
-            (a << p).cmp(&b)
-        }
-    } else if (-p) as u32 > b.leading_zeros() {
-        Ordering::Less
+        p as u32 > a.leading_zeros() || a << p >= b
     } else {
-        a.cmp(&(b << -p))
+        (-p) as u32 <= b.leading_zeros() && a >= b << -p
     }
 }
 
+/// Key `k = q·2^s + j` as `(q, T[j])`: its upper bound is `T[j] · 2^(q - 63)`.
+const fn parts(k: i32, s: u8) -> (i32, u64) {
+    (k >> s, SCALED[((k & ((1 << s) - 1)) as usize) << (8 - s)])
+}
+
+/// Nanoseconds recorded, seconds exported, at the default schema: the static a histogram in
+/// nanoseconds keys its values with (built at compile time; its loads fold into constants).
+pub static NANOS_TO_SECONDS: ScaledMapping = ScaledMapping::nanos_to_seconds(DEFAULT_SCHEMA);
+
 /// Keys of `u64` values scaled by an exact rational, `key(v · num / den)`, at one schema: a
 /// histogram recorded in nanoseconds whose buckets are the native buckets *in seconds*
-/// (`num = 1, den = 10^9`), exactly, at the cost of [`key`] (one load, one compare).
+/// (`num = 1, den = 10^9`), exactly, at the cost of [`slot`] (one load, one compare).
 ///
-/// Built once per unit and schema (`2^(s+1)` cells of 16 B: 1 KiB at schema 5).
+/// Built once per unit and schema, at compile time where possible ([`NANOS_TO_SECONDS`]), and
+/// shared by every histogram using them: a 16 KiB table laid out as [`CELLS`] (of which schema 5
+/// uses one run of 1 KiB), so the hot path needs no bounds check whatever the schema.
 #[derive(Clone)]
 pub struct ScaledMapping {
     schema: u8,
-    /// Key of the first bucket whose bound is at least 1 in the recorded unit.
+    /// Key of the first bucket whose bound is at least 1 in the recorded unit (slot 1).
     offset: i32,
-    /// `[threshold, j*]` per cell, as in [`CELLS`] but with arbitrary low bits.
-    cells: Box<[[u64; 2]]>,
+    /// `[threshold, j* + 1]` per cell, as in [`CELLS`] (the thresholds are floors of the
+    /// scaled bounds).
+    cells: [[u64; 2]; CELL_COUNT],
 }
 
 impl std::fmt::Debug for ScaledMapping {
@@ -386,62 +382,65 @@ impl std::fmt::Debug for ScaledMapping {
 
 impl ScaledMapping {
     /// Keys of `v · num / den` at schema `s` (`0 ≤ s ≤ 8`, `num ≥ 1`, `den ≥ 1`).
-    pub fn new(s: u8, num: u32, den: u64) -> Self {
+    pub const fn new(s: u8, num: u32, den: u64) -> Self {
         assert!(s <= 8 && num >= 1 && den >= 1, "schema 0..=8, num and den at least 1");
-        let n = 1i32 << s;
-        let (num, den) = (u128::from(num), u128::from(den));
-        // Key k = q·n + j has bound T[j]·2^(q-63); in the recorded unit C(k) = that · den / num.
-        let parts = |k: i32| (k >> s, SCALED[((k & (n - 1)) as usize) << (8 - s)]);
-        // C(k) ≥ 1  ⟺  T[j]·den·2^(q-63) ≥ num.
-        let at_least_one = |k: i32| {
-            let (q, t) = parts(k);
-            cmp_pow2(u128::from(t) * den, q - 63, num) != Ordering::Less
-        };
-        let ratio = num as f64 / den as f64;
-        let mut offset = (ratio.log2() * f64::from(n)).ceil() as i32;
-        while at_least_one(offset - 1) {
-            offset -= 1;
+        let n = 1usize << s;
+        let (num, den) = (num as u128, den as u128);
+        // Key k has bound T[j]·2^(q-63); in the recorded unit C(k) = that · den / num, and
+        // C(k) ≥ 1 ⟺ T[j]·den·2^(q-63) ≥ num. The offset is the least such k: C(-130·2^s) ≤
+        // 2^-130·2^64 < 1 ≤ 2^130·2^-32 ≤ C(130·2^s), and C grows with k.
+        let (mut lo, mut hi) = (-(130i32 << s), 130i32 << s);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let (q, t) = parts(mid, s);
+            if ge_pow2(t as u128 * den, q - 63, num) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
         }
-        while !at_least_one(offset) {
-            offset += 1;
-        }
+        let offset = hi;
         // Thresholds of the power of two [1, 2) in the recorded unit, as mantissas:
-        // F[k] = floor(C(offset + k) · 2^63) = floor(T[j]·den·2^q / num).
-        let thresholds: Vec<u64> = (0..n)
-            .map(|k| {
-                let (q, t) = parts(offset + k);
-                let a = u128::from(t) * den;
-                let scaled = if q >= 0 {
-                    assert!(q as u32 <= a.leading_zeros(), "scale out of range");
-                    (a << q) / num
-                } else {
-                    a.checked_shr((-q) as u32).unwrap_or(0) / num
-                };
-                let f = u64::try_from(scaled).expect("bound mantissa below 2^64");
-                assert!(f >> 63 == 1, "bound mantissa at least 2^63");
-                f
-            })
-            .collect();
-        let width = 1u64 << (62 - s);
-        for w in thresholds.windows(2) {
-            assert!(w[1] - w[0] > width, "at most one bound per cell");
-        }
-        let mut lo = 0usize;
-        let cells = (0..2u64 << s)
-            .map(|c| {
-                let start = (1u64 << 63) + c * width;
-                while lo < thresholds.len() && thresholds[lo] < start {
-                    lo += 1;
+        // F[k] = floor(C(offset + k) · 2^63) = floor(T[j]·den·2^q / num), in [2^63, 2^64)
+        // because C(offset - 1) < 1 ≤ C(offset) and C doubles every 2^s keys.
+        let mut thresholds = [0u64; 256];
+        let mut k = 0;
+        while k < n {
+            let (q, t) = parts(offset + k as i32, s);
+            let a = t as u128 * den;
+            let scaled = if q >= 0 {
+                assert!(q as u32 <= a.leading_zeros(), "scale out of range");
+                (a << q) / num
+            } else {
+                match a.checked_shr((-q) as u32) {
+                    Some(a) => a / num,
+                    None => 0,
                 }
-                let j = lo.min(thresholds.len() - 1);
-                [thresholds[j], j as u64]
-            })
-            .collect();
+            };
+            assert!(scaled >> 63 == 1, "bound mantissa in [2^63, 2^64)");
+            thresholds[k] = scaled as u64;
+            if k > 0 {
+                assert!(thresholds[k] - thresholds[k - 1] > 1 << (62 - s), "at most one bound per cell");
+            }
+            k += 1;
+        }
+        let mut cells = [[0u64; 2]; CELL_COUNT];
+        let mut lo = 0usize;
+        let mut c = 2 * n;
+        while c < 4 * n {
+            let start = (c as u64) << (62 - s);
+            while lo < n && thresholds[lo] < start {
+                lo += 1;
+            }
+            let j = if lo < n { lo } else { n - 1 };
+            cells[c] = [thresholds[j], j as u64 + 1];
+            c += 1;
+        }
         ScaledMapping { schema: s, offset, cells }
     }
 
     /// Nanoseconds recorded, seconds exported (`num = 1, den = 10^9`).
-    pub fn nanos_to_seconds(s: u8) -> Self {
+    pub const fn nanos_to_seconds(s: u8) -> Self {
         Self::new(s, 1, 1_000_000_000)
     }
 
@@ -450,17 +449,29 @@ impl ScaledMapping {
         self.schema
     }
 
-    /// Key of `value · num / den` (`value ≥ 1`; `0` belongs to the zero bucket, and returns the
-    /// key of `1`): `upper_bound(k-1) < value·num/den ≤ upper_bound(k)`, exactly.
+    /// Dense slot of `value`: `0` for the value zero (the zero bucket), else `1 ..= 64·2^s + 1`
+    /// for the keys from [`first_key`](Self::first_key) up, in order ([`slot_count`] slots).
     #[inline(always)]
-    pub fn key(&self, value: u64) -> i32 {
+    pub fn slot(&self, value: u64) -> usize {
         let s = self.schema;
         let lz = (value | 1).leading_zeros();
         let x = value << lz;
-        let c = ((x << 1) >> (63 - s)) as usize;
-        let [t, j] = self.cells[c];
-        let j = j + u64::from(x > t);
-        self.offset + (((63 - lz) << s) as i32) + j as i32
+        // `& (CELL_COUNT - 1)` changes nothing (s ≤ 8) but lets the compiler drop the bounds check.
+        let [t, j] = self.cells[(x >> (62 - s)) as usize & (CELL_COUNT - 1)];
+        (((63 - lz) as usize) << s) + j as usize + usize::from(x > t)
+    }
+
+    /// Key of the value `1` (slot 1): the first key a `u64` value other than zero can have.
+    pub fn first_key(&self) -> i32 {
+        self.offset
+    }
+
+    /// Key of `value · num / den` for `value ≥ 1`: `upper_bound(k-1) < value·num/den ≤
+    /// upper_bound(k)`, exactly. (The value 0 belongs to the zero bucket; it returns
+    /// `first_key() - 1`.)
+    #[inline(always)]
+    pub fn key(&self, value: u64) -> i32 {
+        self.offset + self.slot(value) as i32 - 1
     }
 }
 
@@ -678,7 +689,7 @@ mod tests {
         let le = |b: f64| {
             let bits = b.to_bits();
             let (m, p) = (u128::from((bits & ((1 << 52) - 1)) | (1 << 52)), ((bits >> 52) as i32) - 1075);
-            cmp_pow2(m * u128::from(den), p, u128::from(v) * u128::from(num)) != Ordering::Less
+            ge_pow2(m * u128::from(den), p, u128::from(v) * u128::from(num))
         };
         !le(lower_bound(k, s as i8)) && le(upper_bound(k, s as i8))
     }
@@ -767,7 +778,10 @@ mod tests {
 
         #[test]
         fn scaled_identity_is_key(v in 1u64.., s in 0u8..=8) {
-            prop_assert_eq!(ScaledMapping::new(s, 1, 1).key(v), key(v, s));
+            let m = ScaledMapping::new(s, 1, 1);
+            prop_assert_eq!(m.key(v), key(v, s));
+            prop_assert_eq!(m.slot(v), slot(v, s));
+            prop_assert_eq!((m.slot(0), m.slot(1), m.first_key()), (0, 1, 0));
         }
     }
 }
