@@ -203,6 +203,22 @@ pub fn slot(value: u64, s: u8) -> usize {
     (((63 - lz) as usize) << s) + j as usize + usize::from(x > t)
 }
 
+/// `value`'s power of two and position in it, for a layout grouped by power of two (one group
+/// per `e = msb(value)`, of `2^s + 2` cells): `(e, pos)` with `key = e·2^s + pos - 1` for
+/// `value ≥ 1`, `pos` in `1 ..= 2^s + 1`; `(0, 0)` for the value zero. The group is known
+/// from the `lzcnt` alone, before the table load, which shortens the record path's dependency
+/// chain; the price is one key stored twice (position `2^s + 1` of group `e` and position 1 of
+/// group `e + 1` are both key `(e+1)·2^s`: values just below `2^(e+1)`, and `2^(e+1)` itself),
+/// summed when merged.
+#[inline(always)]
+pub fn octave_position(value: u64, s: u8) -> (usize, usize) {
+    debug_assert!(s <= 8);
+    let lz = (value | 1).leading_zeros();
+    let x = value << lz;
+    let [t, j] = CELLS[(x >> (62 - s)) as usize];
+    ((63 - lz) as usize, j as usize + usize::from(x > t))
+}
+
 /// Key of `value ≥ 1` at schema `s` (`0 ≤ s ≤ 8`): the bucket with
 /// `upper_bound(k-1) < value ≤ upper_bound(k)`, exactly. (`value` 0 belongs to the zero
 /// bucket and has no key; it returns `-1`.)
@@ -724,6 +740,9 @@ mod tests {
             prop_assert!(in_bucket(v, k, s as i8));
             prop_assert!(lowest(k, s as i8) <= v && v <= highest(k, s as i8));
             prop_assert_eq!(slot(v, s), k as usize + 1);
+            let (e, pos) = octave_position(v, s);
+            prop_assert_eq!((e << s) + pos, k as usize + 1);
+            prop_assert!((1..=(1 << s) + 1).contains(&pos) && e == 63 - v.leading_zeros() as usize);
         }
 
         #[test]
