@@ -375,7 +375,7 @@ pub static NANOS_TO_SECONDS: ScaledMapping = ScaledMapping::nanos_to_seconds(DEF
 /// (`num = 1, den = 10^9`), exactly, at the cost of [`slot`] (one load, one compare).
 ///
 /// Built once per unit and schema, at compile time where possible ([`NANOS_TO_SECONDS`]), and
-/// shared by every histogram using them: a 16 KiB table laid out as [`CELLS`] (of which schema 5
+/// shared by every histogram using them: a 16 KiB table laid out as the key table (of which schema 5
 /// uses one run of 1 KiB), so the hot path needs no bounds check whatever the schema.
 #[derive(Clone)]
 pub struct ScaledMapping {
