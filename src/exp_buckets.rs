@@ -478,6 +478,17 @@ impl ScaledMapping {
         (((63 - lz) as usize) << s) + j as usize + usize::from(x > t)
     }
 
+    /// [`octave_position`] for the scaled keys: `(e, pos)` with `key = first_key() + e·2^s +
+    /// pos - 1` for `value ≥ 1`, `(0, 0)` for the value zero.
+    #[inline(always)]
+    pub fn octave_position(&self, value: u64) -> (usize, usize) {
+        let s = self.schema;
+        let lz = (value | 1).leading_zeros();
+        let x = value << lz;
+        let [t, j] = self.cells[(x >> (62 - s)) as usize & (CELL_COUNT - 1)];
+        ((63 - lz) as usize, j as usize + usize::from(x > t))
+    }
+
     /// Key of the value `1` (slot 1): the first key a `u64` value other than zero can have.
     pub fn first_key(&self) -> i32 {
         self.offset
@@ -813,6 +824,9 @@ mod tests {
             let (num, den) = [(1, 1_000_000_000), (1, 1_000_000), (1, 1_000), (3, 7)][unit];
             let m = ScaledMapping::new(s, num, den);
             prop_assert!(scaled_in_bucket(v, num, den, m.key(v), s));
+            let (e, pos) = m.octave_position(v);
+            prop_assert_eq!(m.first_key() + ((e << s) + pos) as i32 - 1, m.key(v));
+            prop_assert_eq!(m.octave_position(0), (0, 0));
         }
 
         #[test]
