@@ -68,6 +68,7 @@ mod clock;
 pub mod collect;
 mod error;
 pub mod exemplar;
+mod exp_buckets;
 pub mod export;
 mod exposition;
 #[cfg(all(feature = "metrics-facade", not(shardmetrics_loom)))]
@@ -93,12 +94,17 @@ pub mod window;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// Not part of the API: the bucket layout, for the differential fuzz targets in `fuzz/`
+/// Not part of the API: the bucket layouts, for the differential fuzz targets in `fuzz/`
 /// (which check it against a model) and the benches' floor (a plain array indexed the same
 /// way). May change in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::buckets::{bucket_count, highest, index, lowest, DEFAULT_PRECISION, MAX_PRECISION, MIN_PRECISION};
+
+    /// The exponential (native-histogram) bucket math, for its bench beside the log-linear index.
+    pub mod exp_buckets {
+        pub use crate::exp_buckets::*;
+    }
 }
 
 pub use error::Error;
