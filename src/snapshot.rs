@@ -479,6 +479,19 @@ impl HistogramSnapshot {
         self.precision
     }
 
+    /// The buckets as a native (base-2 exponential) histogram: `(schema, zero count, the
+    /// non-empty positive buckets as (key, count), ascending)`, keys of the recorded values
+    /// (identity mapping: bucket `k` holds `(2^((k-1)·2^-schema), 2^(k·2^-schema)]` in the
+    /// recorded unit). The zero bucket holds exactly the value 0. `count == zero count + Σ
+    /// positive counts`.
+    pub(crate) fn native(&self) -> (u8, u64, impl Iterator<Item = (i32, u64)> + '_) {
+        let (zero, rest) = match self.buckets.first() {
+            Some(&(0, n)) => (n, &self.buckets[1..]),
+            _ => (0, &self.buckets[..]),
+        };
+        (self.precision, zero, rest.iter().map(|&(i, n)| (buckets::key(i as usize), n)))
+    }
+
     /// Converts to an `hdrhistogram::Histogram` (each bucket recorded at its representative), for
     /// HdrHistogram's iterators and serialisation.
     #[cfg(feature = "hdrhistogram")]

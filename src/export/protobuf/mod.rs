@@ -14,8 +14,10 @@
 //! * histograms: `HISTOGRAM` with the configured classic buckets (`le` bounds in the exported
 //!   unit, the counts the text renders show, the same code), `sample_count`, `sample_sum` in the
 //!   base unit, and each bucket's latest exemplar. The `+Inf` bucket is implicit (the count)
-//!   unless it has an exemplar, as client_golang does. The native-histogram fields stay empty
-//!   until histograms record into exponential buckets (see `native.rs`);
+//!   unless it has an exemplar, as client_golang does. Beside them, the native histogram: the
+//!   recorded base-2 exponential buckets exactly (schema = the histogram's precision, zero
+//!   threshold 0, positive spans and delta-encoded counts), for histograms exported in their
+//!   recorded unit; those recorded in ns, µs or ms are classic only for now (see `native.rs`);
 //! * a histogram's quantile series: a `SUMMARY` family `…_quantiles`, quantiles over the
 //!   family's quantile window, cumulative count and sum;
 //! * `help` when set; `unit` when the OpenMetrics render writes `# UNIT` (the family name ends in
@@ -302,7 +304,12 @@ fn write_native(out: &mut Vec<u8>, native: &impl NativeBuckets) {
         let back = if zeros > 0 { 0 } else { last };
         empties.chain(std::iter::once(count - back))
     });
-    wire::packed_sint64(out, field::HISTOGRAM_POSITIVE_DELTA, deltas);
+    // Unpacked, one field per delta: `metrics.proto` is proto2, whose repeated scalars are not
+    // packed, so this is what client_golang writes and what prost re-encodes to (decoders read
+    // either encoding).
+    for delta in deltas {
+        wire::sint64(out, field::HISTOGRAM_POSITIVE_DELTA, delta);
+    }
 }
 
 #[cfg(test)]
@@ -377,6 +384,65 @@ mod tests {
         let spans: Vec<_> = h.positive_span.iter().map(|s| (s.offset.unwrap(), s.length.unwrap())).collect();
         assert_eq!(spans, [(1, 4), (3, 1)]);
         assert_eq!(h.positive_delta, [4, -4, 0, 1, 1]);
+    }
+
+    /// The encoded native histogram decodes (prost, the official messages) to the snapshot's
+    /// exponential buckets: schema, zero bucket, spans and deltas, count and sum.
+    #[test]
+    fn native_buckets_decode_to_the_snapshot() {
+        let r = crate::Registry::builder().manual().build();
+        let items = r.histogram("pb_native_items").precision(3).build().unwrap();
+        let bytes = r.histogram("pb_native_bytes").unit(Unit::Bytes).build().unwrap();
+        let empty = r.histogram("pb_native_empty").build().unwrap();
+        let nanos = r.histogram("pb_native_latency").unit(Unit::Nanoseconds).build().unwrap();
+        for v in [0, 0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 100, 1_000, 1_000, 1 << 40, u64::MAX] {
+            items.record(v);
+            bytes.record(v);
+        }
+        nanos.record(1_000);
+        let snap = r.flush();
+        let _ = empty;
+        let families = decode(&render(&snap)).unwrap();
+        let find = |name: &str| {
+            let f = families.iter().find(|f| f.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("{name}"));
+            f.metric[0].histogram.clone().expect("a histogram")
+        };
+        for (name, schema) in [("pb_native_items", 3), ("pb_native_bytes", 5), ("pb_native_empty", 5)] {
+            let h = find(name);
+            let ours = snap.histogram(name, &[]).unwrap();
+            let (s, zero, positive) = ours.native();
+            assert_eq!(i32::from(s), schema);
+            assert_eq!(h.schema, Some(schema), "{name}");
+            assert_eq!(h.zero_threshold, Some(0.0), "{name}");
+            assert_eq!(h.zero_count, Some(zero), "{name}");
+            let positive: Vec<_> = positive.collect();
+            assert_eq!(expand(&h), positive, "{name}: {h:?}");
+            assert_eq!(h.sample_count, Some(ours.count()));
+            assert_eq!(zero + positive.iter().map(|&(_, n)| n).sum::<u64>(), ours.count());
+            assert!(h.negative_span.is_empty() && h.negative_delta.is_empty());
+            // Only buckets that hold an integer can have counted a `u64`.
+            for &(k, _) in &positive {
+                let (lo, hi) =
+                    (crate::exp_buckets::lowest(k, schema as i8), crate::exp_buckets::highest(k, schema as i8));
+                assert!(lo <= hi, "{name}: bucket {k} holds no integer");
+            }
+            if name == "pb_native_empty" {
+                assert_eq!(h.positive_span, [proto::BucketSpan { offset: Some(0), length: Some(0) }]);
+            } else {
+                assert_eq!(zero, 2);
+                // 1 is key 0; 2, 4, 8, 16 are the top of keys 2^s·{1, 2, 3, 4}; u64::MAX is the last.
+                let keys: Vec<i32> = positive.iter().map(|&(k, _)| k).collect();
+                assert_eq!(keys.first(), Some(&0));
+                assert_eq!(keys.last(), Some(&(64 << schema)));
+                for e in 1..=4 {
+                    assert!(keys.contains(&(e << schema)), "{name}: 2^{e}");
+                }
+            }
+        }
+        // Recorded in ns, exported in seconds: no native part yet (classic only).
+        let h = find("pb_native_latency_seconds");
+        assert_eq!((h.schema, h.zero_threshold, h.positive_span.len()), (None, None, 0));
+        assert!(!h.bucket.is_empty());
     }
 
     #[test]

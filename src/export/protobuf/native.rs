@@ -1,13 +1,15 @@
-//! The seam for native-histogram buckets (issue #16, item 1): what the protobuf encoder needs
-//! from a histogram to write the native part of its `Histogram` message, and where it asks.
+//! The native-histogram buckets (issue #16) the protobuf encoder writes: histograms record
+//! into base-2 exponential buckets at their precision, which is the native schema (`buckets`,
+//! `exp_buckets`), so the recorded buckets are the native buckets, exactly, with no conversion:
+//! [`native_buckets`] hands them to the encoder ([`super::write_native`]), which turns them into
+//! spans, deltas and the zero bucket.
 //!
-//! Today histograms record into log-linear buckets (32 linear sub-buckets per power of two),
-//! which do not line up with the base-2 exponential boundaries `2^(k·2^-schema)` of native
-//! histograms, so [`native_buckets`] answers `None` and histograms are exposed classic only.
-//! Converting log-linear counts into native buckets would not be exact; that is deliberately
-//! not done here. The bucket-layout work fills this in: implement [`NativeBuckets`] over the
-//! exponential buckets and return it from [`native_buckets`]; the encoder
-//! ([`super::write_native`]) turns it into spans, deltas and the zero bucket.
+//! **Units.** The bucket bounds are powers of two in the unit the values are recorded in. For a
+//! histogram whose exported unit is its recorded unit (no unit, seconds, bytes, ratios) the
+//! recorded keys are the exported keys. A histogram recorded in ns, µs or ms and exported in
+//! seconds would need its values keyed by where they fall *in seconds*
+//! (`exp_buckets::ScaledMapping`), not relabelled (×10^-9 is not a power of two): that is not
+//! done yet, so such histograms are exposed classic only ([`native_buckets`] answers `None`).
 
 use crate::snapshot::{FamilyInfo, HistogramSnapshot};
 
@@ -26,29 +28,32 @@ pub(crate) trait NativeBuckets {
     fn positive(&self) -> impl Iterator<Item = (i32, u64)> + '_;
 }
 
-/// The native buckets of series `h` of family `info`, if it has them: always `None` until
-/// histograms record into exponential buckets (see the module doc).
+/// The native buckets of series `h` of family `info`: the recorded exponential buckets, when
+/// the family's recorded unit is its exported unit (see the module doc; `None` otherwise).
 pub(crate) fn native_buckets<'a>(info: &'a FamilyInfo, h: &'a HistogramSnapshot) -> Option<impl NativeBuckets + 'a> {
-    let _ = (info, h);
-    None::<Unavailable>
+    // `value_in_base` is the identity exactly for the units exported as recorded.
+    if info.unit().to_base() != 1.0 {
+        return None;
+    }
+    Some(Recorded(h))
 }
 
-/// The type [`native_buckets`] names while it has nothing to return; it has no values.
-pub(crate) enum Unavailable {}
+/// A histogram's recorded buckets, read as native buckets (identity mapping).
+pub(crate) struct Recorded<'a>(&'a HistogramSnapshot);
 
-impl NativeBuckets for Unavailable {
+impl NativeBuckets for Recorded<'_> {
     fn schema(&self) -> i32 {
-        match *self {}
+        i32::from(self.0.native().0)
     }
+    /// `u64` values have no negatives and nothing between 0 and 1: the zero bucket holds exactly
+    /// the value 0, so its threshold is 0.
     fn zero_threshold(&self) -> f64 {
-        match *self {}
+        0.0
     }
     fn zero_count(&self) -> u64 {
-        match *self {}
+        self.0.native().1
     }
     fn positive(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
-        match *self {}
-        #[allow(unreachable_code)] // names the iterator type the uninhabited match never returns
-        std::iter::empty()
+        self.0.native().2
     }
 }
