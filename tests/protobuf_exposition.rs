@@ -153,7 +153,8 @@ fn protobuf_samples(families: &[proto::MetricFamily]) -> Samples {
 }
 
 /// The samples of this test's families (not the registry's own `shardmetrics_*` series, which
-/// may change from one tick to the next).
+/// may change from one tick to the next). Used by the tests that serve over HTTP.
+#[cfg(feature = "http")]
 fn ours(mut samples: Samples) -> Samples {
     samples.retain(|k, _| k.0.starts_with("pb_"));
     samples
