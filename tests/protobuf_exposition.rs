@@ -153,7 +153,8 @@ fn protobuf_samples(families: &[proto::MetricFamily]) -> Samples {
 }
 
 /// The samples of this test's families (not the registry's own `shardmetrics_*` series, which
-/// may change from one tick to the next).
+/// may change from one tick to the next). Used by the tests that serve over HTTP.
+#[cfg(feature = "http")]
 fn ours(mut samples: Samples) -> Samples {
     samples.retain(|k, _| k.0.starts_with("pb_"));
     samples
@@ -444,42 +445,23 @@ while pos < len(data):
 #[cfg(feature = "http")]
 #[test]
 fn real_prometheus_scrapes_protobuf_with_native_histograms_enabled() {
-    use common::{free_port, request, spawn, temp_dir, tool, urlencode, wait_for};
+    use common::{request, urlencode, wait_for, Prometheus};
     use shardmetrics::export::http::{Format, Server};
 
-    let Some(prometheus) = tool("prometheus") else { return };
     let r = populated();
     let server = Server::builder().listen("127.0.0.1:0").start(&r).unwrap();
-    let dir = temp_dir("prometheus-protobuf");
-    let port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: shardmetrics\n    \
-             static_configs:\n      - targets: ['{}']\n",
-            server.local_addr()
-        ),
-    )
-    .unwrap();
-    let args = vec![
-        format!("--config.file={}", dir.join("prometheus.yml").display()),
-        format!("--storage.tsdb.path={}", dir.join("data").display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-        "--log.level=warn".to_owned(),
-        // Native histograms make Prometheus ask for protobuf first; exemplar storage keeps the
-        // exemplars it reads from it.
-        "--enable-feature=native-histograms,exemplar-storage".to_owned(),
-    ];
-    let guard = spawn(&prometheus, &args, dir);
-    let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Native histograms make Prometheus ask for protobuf first; exemplar storage keeps the
+    // exemplars it reads from it.
+    let flags = ["--enable-feature=native-histograms,exemplar-storage"];
+    let Some(prom) = Prometheus::start("prometheus-protobuf", &[server.local_addr()], &flags) else { return };
+    let (guard, api) = (&prom.guard, prom.api);
     let query = |q: &str| -> Option<Vec<serde_json::Value>> {
-        let reply = request(api, "GET", &format!("/api/v1/query?query={}", urlencode(q)), &[]).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&reply.body).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&prom.query(q)?).ok()?;
         let result = v["data"]["result"].as_array()?.clone();
         (!result.is_empty()).then_some(result)
     };
 
-    wait_for(Duration::from_secs(60), &guard, "a successful scrape", || query("up{job=\"shardmetrics\"} == 1"));
+    wait_for(Duration::from_secs(60), guard, "a successful scrape", || query("up{job=\"shardmetrics\"} == 1"));
     // Everything the text render has, stored under the same names and labels (the job and
     // instance labels aside), with the same values: counters, gauges, classic buckets, sums,
     // counts, quantiles.
@@ -494,7 +476,7 @@ fn real_prometheus_scrapes_protobuf_with_native_histograms_enabled() {
     };
     let mut expected = ours(text_samples(&r.snapshot()));
     expected.retain(|k, _| classic(k));
-    let stored = wait_for(Duration::from_secs(30), &guard, "every series", || {
+    let stored = wait_for(Duration::from_secs(30), guard, "every series", || {
         let result = query("{__name__=~\"pb_.*\"}")?;
         let mut samples = Samples::new();
         for s in &result {
@@ -524,7 +506,7 @@ fn real_prometheus_scrapes_protobuf_with_native_histograms_enabled() {
         [("pb_payload", "pb_payload_bytes{dir=\"in\"}", &[("dir", "in")][..]), ("pb_items", "pb_items", &[][..])]
     {
         let h = snap.histogram(name, labels).unwrap();
-        let count = wait_for(Duration::from_secs(30), &guard, "histogram_count", || {
+        let count = wait_for(Duration::from_secs(30), guard, "histogram_count", || {
             scalar(&format!("histogram_count({series})"))
         });
         assert_eq!(count, h.count() as f64, "{series}");
@@ -544,7 +526,7 @@ fn real_prometheus_scrapes_protobuf_with_native_histograms_enabled() {
     assert_eq!(server.served_count(Format::Prometheus) + server.served_count(Format::OpenMetrics), 0);
 
     // The exemplars it read from the protobuf buckets and counter.
-    let exemplars = wait_for(Duration::from_secs(30), &guard, "the exemplars", || {
+    let exemplars = wait_for(Duration::from_secs(30), guard, "the exemplars", || {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
         let path = format!(
             "/api/v1/query_exemplars?query={}&start={}&end={}",
