@@ -24,6 +24,9 @@ mod http_client;
 pub mod json;
 pub mod openmetrics;
 pub mod prometheus;
+// Native-histogram buckets as the binary formats read them (protobuf exposition, remote write).
+#[cfg(any(feature = "protobuf", feature = "remote-write"))]
+mod native;
 #[cfg(feature = "protobuf")]
 pub mod protobuf;
 #[cfg(all(feature = "push", not(shardmetrics_loom)))]

@@ -43,13 +43,12 @@
 
 #![forbid(unsafe_code)]
 
-mod native;
 pub mod proto;
 mod wire;
 
 use std::time::UNIX_EPOCH;
 
-use native::NativeBuckets;
+use super::native::{self, NativeBuckets};
 use proto::MetricType;
 
 use crate::{
@@ -252,11 +251,6 @@ fn write_exemplar(out: &mut Vec<u8>, e: &Exemplar, unit: Unit) {
     });
 }
 
-/// Most empty buckets between two non-empty ones that are written as zero deltas instead of
-/// starting a new span (a span costs two fields, an empty bucket one byte): client_golang's
-/// choice.
-const MAX_GAP_IN_SPAN: i32 = 2;
-
 /// The native part of a histogram message: schema, zero bucket, positive spans and their
 /// delta-encoded counts. A native histogram with no buckets and no zero bucket gets a no-op
 /// span (offset 0, length 0), which tells it apart from a classic histogram.
@@ -266,48 +260,24 @@ fn write_native(out: &mut Vec<u8>, native: &impl NativeBuckets) {
     wire::double(out, field::HISTOGRAM_ZERO_THRESHOLD, native.zero_threshold());
     wire::uint64(out, field::HISTOGRAM_ZERO_COUNT, native.zero_count());
     // Spans first (one pass), then the deltas (a second pass): the field order of the schema.
-    let mut next: Option<i32> = None; // the index after the last bucket written
-    let mut span: Option<(i32, u32)> = None; // (offset, length) of the open span
-    let write_span = |out: &mut Vec<u8>, (offset, length): (i32, u32)| {
+    let mut any = false;
+    native::for_each_span(native, |offset, length| {
+        any = true;
         wire::message(out, field::HISTOGRAM_POSITIVE_SPAN, |out| {
             wire::sint64(out, field::SPAN_OFFSET, i64::from(offset));
             wire::uint64(out, field::SPAN_LENGTH, u64::from(length));
         });
-    };
-    for (index, _) in native.positive() {
-        match (next, &mut span) {
-            (Some(n), Some((_, length))) if index - n <= MAX_GAP_IN_SPAN => *length += (index - n) as u32 + 1,
-            _ => {
-                if let Some(done) = span.take() {
-                    write_span(out, done);
-                }
-                span = Some((next.map_or(index, |n| index - n), 1));
-            }
-        }
-        next = Some(index + 1);
-    }
-    if let Some(done) = span {
-        write_span(out, done);
-    }
-    if next.is_none() && native.zero_threshold() == 0.0 && native.zero_count() == 0 {
-        write_span(out, (0, 0));
-    }
-    let mut previous = (None::<i32>, 0i64); // (index after the last bucket, its count)
-    let deltas = native.positive().flat_map(|(index, count)| {
-        let count = i64::try_from(count).unwrap_or(i64::MAX);
-        // Empty buckets inside a span: each a delta back to 0, then up to this count.
-        let gap = previous.0.map_or(0, |n| index - n);
-        let zeros = if gap <= MAX_GAP_IN_SPAN { gap } else { 0 };
-        let last = previous.1;
-        previous = (Some(index + 1), count);
-        let empties = (0..zeros).map(move |k| if k == 0 { -last } else { 0 });
-        let back = if zeros > 0 { 0 } else { last };
-        empties.chain(std::iter::once(count - back))
     });
+    if !any && native.zero_threshold() == 0.0 && native.zero_count() == 0 {
+        wire::message(out, field::HISTOGRAM_POSITIVE_SPAN, |out| {
+            wire::sint64(out, field::SPAN_OFFSET, 0);
+            wire::uint64(out, field::SPAN_LENGTH, 0);
+        });
+    }
     // Unpacked, one field per delta: `metrics.proto` is proto2, whose repeated scalars are not
     // packed, so this is what client_golang writes and what prost re-encodes to (decoders read
     // either encoding).
-    for delta in deltas {
+    for delta in native::deltas(native) {
         wire::sint64(out, field::HISTOGRAM_POSITIVE_DELTA, delta);
     }
 }
