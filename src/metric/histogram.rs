@@ -1,4 +1,4 @@
-//! Histograms: `u64` values in per-thread log-linear buckets, and RAII timers.
+//! Histograms: `u64` values in per-thread base-2 exponential (native-histogram) buckets, and RAII timers.
 
 use std::fmt;
 
