@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::{
     buckets,
     catalogue::View,
+    exp_buckets::ScaledMapping,
     history::{Base, Bases, HistPoints, Level, Point},
     shard::HistLoc,
     snapshot::{HistogramSnapshot, Snapshot},
@@ -183,7 +184,7 @@ impl Aggregator {
                 match e.store {
                     Store::Counter { .. } => {}
                     Store::Gauge(loc) => gauges[e.slot as usize] = core.gauges.read(loc),
-                    Store::Histogram { index, loc, precision } => histograms[index as usize] = Some((loc, precision)),
+                    Store::Histogram { index, loc, mapping } => histograms[index as usize] = Some((loc, mapping)),
                 }
             }
         }
@@ -191,9 +192,9 @@ impl Aggregator {
         for (index, h) in histograms.iter().enumerate() {
             // Every histogram number below `view.histograms` has a series in the view; keep the
             // numbering aligned even if one did not.
-            let Some(&(loc, precision)) = h.as_ref() else {
+            let Some(&(loc, mapping)) = h.as_ref() else {
                 debug_assert!(false, "histogram {index} has no series in the view");
-                merged.push(HistogramSnapshot::empty(buckets::DEFAULT_PRECISION));
+                merged.push(HistogramSnapshot::empty(buckets::Mapping::default().get()));
                 continue;
             };
             // Read before any bucket: a merge covers every record this count includes.
@@ -202,7 +203,7 @@ impl Aggregator {
             let mut h = match last {
                 Some(l) if l.version == version => HistogramSnapshot::clone(&l.merged),
                 _ => {
-                    let mut h = merge_histogram(core, loc, precision, &mut self.scratch);
+                    let mut h = merge_histogram(core, loc, mapping.get(), &mut self.scratch);
                     let (pc, ps) = last.as_ref().map_or((0, 0), |l| (l.merged.count, l.merged.sum));
                     let (dc, ds) = (h.count.saturating_sub(pc), h.sum.saturating_sub(ps));
                     *last = Some(LastHist { version, merged: std::sync::Arc::new(h.clone()) });
@@ -328,7 +329,13 @@ fn histogram_version(core: &Core, loc: HistLoc) -> u64 {
 /// Sums one histogram over every shard. `scratch` is a reusable dense bucket buffer, left
 /// zeroed. Group `g` covers the bucket indices `group_start(g) .. group_start(g) + group_len`,
 /// so neighbouring groups share two indices (`buckets`): both add into the same scratch cells.
-pub(crate) fn merge_histogram(core: &Core, loc: HistLoc, p: u8, scratch: &mut Vec<u64>) -> HistogramSnapshot {
+pub(crate) fn merge_histogram(
+    core: &Core,
+    loc: HistLoc,
+    mapping: &'static ScaledMapping,
+    scratch: &mut Vec<u64>,
+) -> HistogramSnapshot {
+    let p = mapping.schema();
     let n = buckets::bucket_count(p);
     if scratch.len() < n {
         scratch.resize(n, 0);
@@ -340,8 +347,8 @@ pub(crate) fn merge_histogram(core: &Core, loc: HistLoc, p: u8, scratch: &mut Ve
         let Some(slot) = shard.read_hist(loc) else { continue };
         let mut any = false;
         for g in 0..buckets::group_count(p) {
-            // SAFETY: callers pass the `loc` and `p` of one `Store::Histogram`, the precision
-            // every record into this series' slots used.
+            // SAFETY: callers pass the `loc` and mapping of one `Store::Histogram`, the mapping
+            // every record into this series' slots used (`p` is its schema).
             let Some(group) = (unsafe { slot.group(g, p) }) else { continue };
             any = true;
             touched |= 1 << g;
@@ -376,7 +383,7 @@ pub(crate) fn merge_histogram(core: &Core, loc: HistLoc, p: u8, scratch: &mut Ve
             }
         }
     }
-    let mut h = HistogramSnapshot::empty(p);
+    let mut h = HistogramSnapshot::empty(mapping);
     if count > 0 {
         h.count = count;
         // `sum` can already include values whose bucket increments this tick did not see (the

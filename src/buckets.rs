@@ -10,6 +10,14 @@
 //! bounds). There are `64·2^p + 2` indices; `u64::MAX` lands in the last one. Some low
 //! buckets hold no integer (at `p = 5`, a few below 45); they never count anything.
 //!
+//! That is the **identity** mapping, for histograms exported in their recorded unit. One
+//! recorded in ns, µs or ms is exported in seconds, and its values are keyed where their value
+//! *in seconds* falls ([`Mapping`] picks an [`exp_buckets::ScaledMapping`] by precision and
+//! unit): index `i ≥ 1` is then key `first_key + i - 1` in seconds, with the same number of
+//! indices and the same groups (the positions in a power of two of the recorded value stay in
+//! `1 ..= 2^p + 1`), so the shards and the merge do not depend on the mapping, only on `p`.
+//! The snapshot's bounds and representatives come from the mapping.
+//!
 //! The shards store the buckets grouped **one group per power of two** (the group is known
 //! from one `lzcnt`, [`exp_buckets::octave_position`]): group `g` holds the indices
 //! `g·2^p ..= g·2^p + 2^p + 1` ([`group_len`] cells), so neighbouring groups share two
@@ -31,6 +39,67 @@ pub const MAX_PRECISION: u8 = exp_buckets::MAX_SCHEMA as u8;
 /// Default precision (schema 5): ≤ 1.79 % relative quantile error, 272 B per populated power
 /// of two per thread.
 pub const DEFAULT_PRECISION: u8 = exp_buckets::DEFAULT_SCHEMA;
+
+/// Which values a histogram's bucket indices hold: its precision (schema) and the scale from
+/// the recorded unit to the exported one, as one byte (the precision in the low four bits, the
+/// scale above). A histogram recorded in nanoseconds and exported in seconds keys each value by
+/// the bucket its value *in seconds* falls in ([`exp_buckets::ScaledMapping`]), so its
+/// exponential keys are the native keys in seconds, exactly; every other unit is exported as
+/// recorded (the identity mapping, [`index`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Mapping(u8);
+
+/// Recorded-to-exported scales `(num, den)`, by the number in [`Mapping`]'s high bits.
+const SCALES: [(u32, u64); 4] = [(1, 1), (1, 1_000_000_000), (1, 1_000_000), (1, 1_000)];
+
+const SCHEMAS: usize = MAX_PRECISION as usize + 1;
+
+impl Mapping {
+    /// The mapping of a histogram of precision `p` (`0 ≤ p ≤ 8`) recorded in `unit`.
+    pub(crate) fn new(p: u8, unit: crate::Unit) -> Mapping {
+        debug_assert!(p <= MAX_PRECISION);
+        let scale = match unit {
+            crate::Unit::Nanoseconds => 1,
+            crate::Unit::Microseconds => 2,
+            crate::Unit::Milliseconds => 3,
+            _ => 0,
+        };
+        debug_assert_eq!(f64::from(SCALES[scale].0) / SCALES[scale].1 as f64, unit.to_base());
+        Mapping((scale << 4) as u8 | p)
+    }
+
+    /// The identity mapping at precision `p`: index [`index`]`(v, p)`.
+    pub(crate) fn identity(p: u8) -> Mapping {
+        Mapping::new(p, crate::Unit::None)
+    }
+
+    /// The precision (schema): the bucket-group layout depends on it alone.
+    #[inline]
+    pub(crate) const fn precision(self) -> u8 {
+        self.0 & 15
+    }
+
+    /// The mapping's tables (built on first use, 16 KiB each, shared by every histogram of
+    /// this precision and scale; never freed).
+    pub(crate) fn get(self) -> &'static exp_buckets::ScaledMapping {
+        // loom-exempt: a process-wide static of immutable tables (loom types cannot be statics),
+        // outside every modelled protocol.
+        static TABLES: [std::sync::OnceLock<exp_buckets::ScaledMapping>; SCALES.len() * SCHEMAS] =
+            [const { std::sync::OnceLock::new() }; SCALES.len() * SCHEMAS];
+        let (scale, p) = (usize::from(self.0 >> 4), self.precision());
+        TABLES[scale * SCHEMAS + usize::from(p)].get_or_init(|| {
+            let (num, den) = SCALES[scale];
+            exp_buckets::ScaledMapping::new(p, num, den)
+        })
+    }
+}
+
+impl Default for Mapping {
+    /// The identity mapping at the default precision.
+    fn default() -> Mapping {
+        Mapping::identity(DEFAULT_PRECISION)
+    }
+}
 
 /// Number of bucket groups (one per power of two of a `u64`).
 #[inline]
@@ -163,6 +232,28 @@ mod tests {
                     assert!((r - v as f64).abs() / v as f64 <= 0.0179, "i={i} v={v}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn mappings() {
+        use crate::Unit;
+        for p in MIN_PRECISION..=MAX_PRECISION {
+            let id = Mapping::identity(p);
+            assert_eq!((id.precision(), id.get().schema(), id.get().scale()), (p, p, (1, 1)));
+            assert!(std::ptr::eq(id.get(), Mapping::new(p, Unit::Bytes).get()));
+            for (unit, den) in
+                [(Unit::Nanoseconds, 1_000_000_000), (Unit::Microseconds, 1_000_000), (Unit::Milliseconds, 1_000)]
+            {
+                let m = Mapping::new(p, unit);
+                assert_eq!((m.precision(), m.get().schema(), m.get().scale()), (p, p, (1, den)));
+            }
+        }
+        let ns = Mapping::new(DEFAULT_PRECISION, Unit::Nanoseconds).get();
+        assert_eq!(*ns, exp_buckets::NANOS_TO_SECONDS);
+        for v in [0, 1, 999, 1_000_000, 123_456_789, u64::MAX] {
+            assert_eq!(ns.key(v), exp_buckets::NANOS_TO_SECONDS.key(v));
+            assert_eq!(Mapping::default().get().slot(v), index(v, DEFAULT_PRECISION));
         }
     }
 

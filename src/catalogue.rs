@@ -584,7 +584,8 @@ impl Catalogue {
                 self.hist_precisions.push(info.precision);
                 self.hist_families.push(f as u32);
                 let i = u32::try_from(index).map_err(|_| exhausted())?;
-                (Store::Histogram { index: i, loc, precision: info.precision }, index)
+                let mapping = buckets::Mapping::new(info.precision, info.unit);
+                (Store::Histogram { index: i, loc, mapping }, index)
             }
         };
         let slot = u32::try_from(slot).map_err(|_| exhausted())?;

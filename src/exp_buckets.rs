@@ -69,7 +69,10 @@
 //! doubles every `2^s` keys, the bounds in the recorded unit repeat in every power of two, just
 //! shifted; their floors are the integer thresholds (`x ≤ C ⟺ x ≤ floor(C)` for an integer
 //! `x`). The record cost is the same as [`key`]'s. A naive `key_f64(v as f64 / 1e9)` agrees
-//! except where the division rounds onto or across a bound.
+//! except where the division rounds onto or across a bound. Every histogram records through a
+//! mapping (`buckets::Mapping`: identity, or ns/µs/ms to seconds), and the snapshots read the
+//! bucket bounds in the recorded unit back from it ([`ScaledMapping::lowest`],
+//! [`ScaledMapping::highest`]: floors of the scaled bounds, the same integer arithmetic).
 //!
 //! # Representative value
 //!
@@ -369,7 +372,20 @@ const fn parts(k: i32, s: u8) -> (i32, u64) {
 
 /// Nanoseconds recorded, seconds exported, at the default schema: the static a histogram in
 /// nanoseconds keys its values with (built at compile time; its loads fold into constants).
-pub static NANOS_TO_SECONDS: ScaledMapping = ScaledMapping::nanos_to_seconds(DEFAULT_SCHEMA);
+pub static NANOS_TO_SECONDS: ScaledMapping = ScaledMapping {
+    schema: DEFAULT_SCHEMA,
+    offset: ScaledMapping::fill(DEFAULT_SCHEMA, 1, 1_000_000_000, &mut [[0; 2]; CELL_COUNT]),
+    num: 1,
+    den: 1_000_000_000,
+    cells: &NANOS_TO_SECONDS_CELLS,
+};
+
+/// [`NANOS_TO_SECONDS`]' cells, built at compile time.
+static NANOS_TO_SECONDS_CELLS: [[u64; 2]; CELL_COUNT] = {
+    let mut cells = [[0; 2]; CELL_COUNT];
+    ScaledMapping::fill(DEFAULT_SCHEMA, 1, 1_000_000_000, &mut cells);
+    cells
+};
 
 /// Keys of `u64` values scaled by an exact rational, `key(v · num / den)`, at one schema: a
 /// histogram recorded in nanoseconds whose buckets are the native buckets *in seconds*
@@ -383,9 +399,13 @@ pub struct ScaledMapping {
     schema: u8,
     /// Key of the first bucket whose bound is at least 1 in the recorded unit (slot 1).
     offset: i32,
+    /// The scale: a recorded `v` is `v · num / den` in the keyed unit.
+    num: u32,
+    den: u64,
     /// `[threshold, j* + 1]` per cell, as in [`CELLS`] (the thresholds are floors of the
-    /// scaled bounds).
-    cells: [[u64; 2]; CELL_COUNT],
+    /// scaled bounds). On the heap, built there (16 KiB would overflow a small stack, such as a
+    /// loom model thread's) and never freed: a mapping is built once per unit and schema.
+    cells: &'static [[u64; 2]; CELL_COUNT],
 }
 
 impl std::fmt::Debug for ScaledMapping {
@@ -393,13 +413,34 @@ impl std::fmt::Debug for ScaledMapping {
         f.debug_struct("ScaledMapping")
             .field("schema", &self.schema)
             .field("offset", &self.offset)
+            .field("num", &self.num)
+            .field("den", &self.den)
             .finish_non_exhaustive()
     }
 }
 
+/// Two mappings are equal when they key the same: same schema and scale (the cells follow).
+impl PartialEq for ScaledMapping {
+    fn eq(&self, other: &Self) -> bool {
+        (self.schema, self.num, self.den) == (other.schema, other.num, other.den)
+    }
+}
+
+impl Eq for ScaledMapping {}
+
 impl ScaledMapping {
-    /// Keys of `v · num / den` at schema `s` (`0 ≤ s ≤ 8`, `num ≥ 1`, `den ≥ 1`).
-    pub const fn new(s: u8, num: u32, den: u64) -> Self {
+    /// Keys of `v · num / den` at schema `s` (`0 ≤ s ≤ 8`, `num ≥ 1`, `den ≥ 1`). Allocates its
+    /// 16 KiB table, which is never freed (leaked: build each mapping once and share it, as
+    /// `buckets::Mapping` does).
+    pub fn new(s: u8, num: u32, den: u64) -> Self {
+        let mut cells: Box<[[u64; 2]; CELL_COUNT]> =
+            vec![[0; 2]; CELL_COUNT].into_boxed_slice().try_into().expect("CELL_COUNT cells");
+        let offset = Self::fill(s, num, den, &mut cells);
+        ScaledMapping { schema: s, offset, num, den, cells: Box::leak(cells) }
+    }
+
+    /// Writes the cells of `new(s, num, den)` into `cells` and returns its offset (first key).
+    const fn fill(s: u8, num: u32, den: u64, cells: &mut [[u64; 2]; CELL_COUNT]) -> i32 {
         assert!(s <= 8 && num >= 1 && den >= 1, "schema 0..=8, num and den at least 1");
         let n = 1usize << s;
         let (num, den) = (num as u128, den as u128);
@@ -441,7 +482,6 @@ impl ScaledMapping {
             }
             k += 1;
         }
-        let mut cells = [[0u64; 2]; CELL_COUNT];
         let mut lo = 0usize;
         let mut c = 2 * n;
         while c < 4 * n {
@@ -453,11 +493,11 @@ impl ScaledMapping {
             cells[c] = [thresholds[j], j as u64 + 1];
             c += 1;
         }
-        ScaledMapping { schema: s, offset, cells }
+        offset
     }
 
     /// Nanoseconds recorded, seconds exported (`num = 1, den = 10^9`).
-    pub const fn nanos_to_seconds(s: u8) -> Self {
+    pub fn nanos_to_seconds(s: u8) -> Self {
         Self::new(s, 1, 1_000_000_000)
     }
 
@@ -500,6 +540,59 @@ impl ScaledMapping {
     #[inline(always)]
     pub fn key(&self, value: u64) -> i32 {
         self.offset + self.slot(value) as i32 - 1
+    }
+
+    /// The scale `(num, den)`: a recorded `v` is keyed as `v · num / den`.
+    pub fn scale(&self) -> (u32, u64) {
+        (self.num, self.den)
+    }
+
+    /// Highest `u64` (in the recorded unit) in dense slot `slot`: `floor(upper_bound(k) · den /
+    /// num)` for its key `k`, exactly (the integer arithmetic of [`new`](Self::new)), saturating
+    /// at `u64::MAX`; `0` for slot 0 (the zero bucket).
+    pub fn highest(&self, slot: usize) -> u64 {
+        if slot == 0 {
+            return 0;
+        }
+        let k = self.offset + slot as i32 - 1;
+        let (q, t) = parts(k, self.schema);
+        // The bound in the recorded unit is T[j]·den·2^(q-63) / num.
+        let a = t as u128 * self.den as u128;
+        let p = q - 63;
+        let scaled = if p >= 0 {
+            if p as u32 >= a.leading_zeros() {
+                return u64::MAX;
+            }
+            (a << p) / self.num as u128
+        } else {
+            // floor(floor(a / 2^-p) / num) = floor(a / (2^-p · num)).
+            a.checked_shr((-p) as u32).unwrap_or(0) / self.num as u128
+        };
+        u64::try_from(scaled).unwrap_or(u64::MAX)
+    }
+
+    /// Lowest `u64` (in the recorded unit) in dense slot `slot`: one above the previous slot's
+    /// [`highest`](Self::highest) (so above this slot's own when it holds no integer); `0` for
+    /// slot 0 and `1` for slot 1.
+    pub fn lowest(&self, slot: usize) -> u64 {
+        match slot {
+            0 => 0,
+            1 => 1,
+            _ => self.highest(slot - 1).saturating_add(1),
+        }
+    }
+
+    /// The value reported for dense slot `slot`, in the recorded unit: with `a ..= b` the
+    /// integers it holds, `2ab / (a + b)` (as [`representative`] for the keys), rounded; `0` for
+    /// the zero bucket. A slot holding no integer (it can have no count) reports its highest.
+    pub fn representative(&self, slot: usize) -> u64 {
+        let (a, b) = (self.lowest(slot), self.highest(slot));
+        if slot == 0 || a >= b {
+            return b;
+        }
+        let (a, b) = (a as f64, b as f64);
+        // `as` saturates; the rounded point of `a ..= b` stays in `a ..= b`.
+        (2.0 * a * b / (a + b)).round() as u64
     }
 }
 
@@ -763,6 +856,38 @@ mod tests {
         assert!((0.0178..0.0179).contains(&worst), "{worst}");
     }
 
+    #[test]
+    fn scaled_bounds_are_the_slots_integers() {
+        for s in 0..=8u8 {
+            for (num, den) in [(1, 1), (1, 1_000), (1, 1_000_000), (1, 1_000_000_000), (3, 7)] {
+                let m = ScaledMapping::new(s, num, den);
+                assert_eq!((m.lowest(0), m.highest(0), m.representative(0)), (0, 0, 0));
+                assert_eq!(m.lowest(1), 1);
+                assert_eq!(m.highest(slot_count(s) - 1), u64::MAX);
+                assert_eq!(m.slot(u64::MAX), slot_count(s) - 1, "s={s} den={den}");
+                for i in 1..slot_count(s) {
+                    let (a, b) = (m.lowest(i), m.highest(i));
+                    if i > 1 {
+                        assert_eq!(a, m.highest(i - 1).saturating_add(1), "s={s} den={den} i={i}");
+                    }
+                    if a > b {
+                        continue;
+                    }
+                    // Both ends are in the slot, their neighbours outside it.
+                    assert_eq!((m.slot(a), m.slot(b)), (i, i), "s={s} den={den} i={i} a={a} b={b}");
+                    assert!(a == 1 || m.slot(a - 1) < i);
+                    assert!(b == u64::MAX || m.slot(b + 1) > i);
+                    assert!((a..=b).contains(&m.representative(i)));
+                    if num == 1 && den == 1 {
+                        let k = m.first_key() + i as i32 - 1;
+                        assert_eq!((a, b), (lowest(k, s as i8), highest(k, s as i8)), "s={s} i={i}");
+                        assert_eq!(m.representative(i), representative(k, s as i8).round() as u64, "s={s} i={i}");
+                    }
+                }
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn value_in_its_bucket(v in 1u64.., s in 0u8..=8) {
@@ -827,6 +952,11 @@ mod tests {
             let (e, pos) = m.octave_position(v);
             prop_assert_eq!(m.first_key() + ((e << s) + pos) as i32 - 1, m.key(v));
             prop_assert_eq!(m.octave_position(0), (0, 0));
+            let i = m.slot(v);
+            prop_assert!(m.lowest(i) <= v && v <= m.highest(i), "v={} i={}", v, i);
+            let r = m.representative(i) as f64;
+            let gamma = (1.0f64 / f64::from(1u32 << s)).exp2();
+            prop_assert!((r - v as f64).abs() / v as f64 <= (gamma - 1.0) / (gamma + 1.0) + 0.5 / v as f64 + 1e-12);
         }
 
         #[test]

@@ -100,7 +100,8 @@ pub struct ReadmeDoctests;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::buckets::{
-        bucket_count, highest, index, lowest, relative_error, DEFAULT_PRECISION, MAX_PRECISION, MIN_PRECISION,
+        bucket_count, highest, index, lowest, relative_error, representative, DEFAULT_PRECISION, MAX_PRECISION,
+        MIN_PRECISION,
     };
 
     /// The exponential (native-histogram) bucket math, for its benches and fuzz targets.

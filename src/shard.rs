@@ -38,7 +38,8 @@
 use std::{cell::Cell, cell::RefCell, ptr};
 
 use crate::{
-    buckets, exp_buckets,
+    buckets,
+    exp_buckets::ScaledMapping,
     sync::{shard_thread_local, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, LazySlice, Ordering},
 };
 
@@ -263,17 +264,21 @@ impl HistSlot {
         }
     }
 
-    /// Records `value` at precision `p`. Called by the owning thread only.
+    /// Records `value` keyed by mapping `m` (at its schema `p = m.schema()`). Called by the
+    /// owning thread only.
     ///
     /// # Safety
-    /// `p` is this slot's precision: every call of `record`, [`group`](Self::group) and
-    /// [`allocated_bytes`](Self::allocated_bytes) on one slot passes the same `p` (the
-    /// series' precision, fixed at registration in `Store::Histogram`), because the bucket
-    /// groups are allocated with `buckets::group_len(p)` cells and indexed without bounds checks.
+    /// `m` is this slot's mapping: every call of `record` on one slot passes the same mapping,
+    /// and every call of [`group`](Self::group) and [`allocated_bytes`](Self::allocated_bytes)
+    /// its schema `p` (the series' mapping, fixed at registration in `Store::Histogram`),
+    /// because the bucket groups are allocated with `buckets::group_len(p)` cells and indexed
+    /// without bounds checks. (Only the schema matters for memory safety; the same mapping is
+    /// what makes the counts mean one thing.)
     #[inline(always)]
-    pub(crate) unsafe fn record(&self, value: u64, p: u8) {
+    pub(crate) unsafe fn record(&self, value: u64, m: &ScaledMapping) {
+        let p = m.schema();
         debug_assert!((buckets::MIN_PRECISION..=buckets::MAX_PRECISION).contains(&p));
-        let (g, within) = exp_buckets::octave_position(value, p);
+        let (g, within) = m.octave_position(value);
         debug_assert!(g < GROUPS && within < buckets::group_len(p));
         // SAFETY: `g = msb(value) ≤ 63 < GROUPS` (`octave_position` returns the power of two of
         // a `u64`, 0 for the value zero).
@@ -293,9 +298,9 @@ impl HistSlot {
         }
         let s = &self.sum;
         s.store(s.load(Ordering::Relaxed).saturating_add(value), Ordering::Relaxed);
-        // SAFETY: `within ≤ 2^p + 1 < group_len(p)` (`octave_position`'s positions, for the
-        // precisions `0..=8` the registry accepts, the only source of `p`), the length every
-        // group of this slot is allocated with.
+        // SAFETY: `within ≤ 2^p + 1 < group_len(p)` (`ScaledMapping::octave_position`'s positions
+        // at its schema `p`, `0..=8` by construction, whatever its scale), the length every group
+        // of this slot is allocated with.
         let cell = unsafe { group.get_unchecked(within) };
         // Release: pairs with the aggregator's Acquire load of this bucket, so a merged count
         // that includes this value also sees the min/max/sum updates above.
@@ -319,7 +324,7 @@ impl HistSlot {
     /// indices `buckets::group_start(g, p) ..` (`buckets::group_len(p)` of them).
     ///
     /// # Safety
-    /// As for [`record`](Self::record): `p` is this slot's precision.
+    /// As for [`record`](Self::record): `p` is the schema of this slot's mapping.
     pub(crate) unsafe fn group(&self, g: usize, p: u8) -> Option<&[AtomicU64]> {
         // SAFETY: every group of this slot has `group_len(p)` cells (the caller's contract).
         unsafe { self.groups.get(g)?.get(buckets::group_len(p)) }
@@ -328,7 +333,7 @@ impl HistSlot {
     /// Bytes allocated for bucket groups (memory accounting).
     ///
     /// # Safety
-    /// As for [`record`](Self::record): `p` is this slot's precision.
+    /// As for [`record`](Self::record): `p` is the schema of this slot's mapping.
     pub(crate) unsafe fn allocated_bytes(&self, p: u8) -> usize {
         // SAFETY: the caller's contract.
         (0..GROUPS).filter(|&g| unsafe { self.group(g, p) }.is_some()).count() * 8 * buckets::group_len(p)

@@ -13,8 +13,8 @@ use std::{
 };
 
 use crate::{
-    buckets,
     catalogue::{View, ViewEntry},
+    exp_buckets::ScaledMapping,
     exposition::{le_bounds, Desc, Headers},
     store::Store,
     sync::OnceBox,
@@ -309,15 +309,17 @@ pub struct CounterValue {
 /// quantile ≤ max`, in every snapshot (also while writers run).
 #[derive(Clone, PartialEq)]
 pub struct HistogramSnapshot {
-    pub(crate) precision: u8,
+    /// The series' bucket mapping: its schema (the precision) and the scale from the recorded
+    /// unit to the unit its keys are in (seconds for ns, µs and ms histograms).
+    pub(crate) mapping: &'static ScaledMapping,
     pub(crate) count: u64,
     pub(crate) sum: u64,
     pub(crate) min: u64,
     pub(crate) max: u64,
     /// Non-empty buckets: `(bucket index, count)`, ascending; shared between the snapshots
     /// of ticks that found the histogram unchanged. The index is the exponential bucket's
-    /// dense slot (`buckets`): `0` the zero bucket, `key + 1` for key `key` at schema
-    /// `precision`.
+    /// dense slot of `mapping` (`buckets`): `0` the zero bucket, `i ≥ 1` for the key
+    /// `mapping.first_key() + i - 1` (in the exported unit) at its schema.
     pub(crate) buckets: Arc<[(u32, u64)]>,
     pub(crate) delta_count: u64,
     pub(crate) delta_sum: u64,
@@ -333,9 +335,9 @@ pub struct Bucket {
 }
 
 impl HistogramSnapshot {
-    pub(crate) fn empty(precision: u8) -> Self {
+    pub(crate) fn empty(mapping: &'static ScaledMapping) -> Self {
         HistogramSnapshot {
-            precision,
+            mapping,
             count: 0,
             sum: 0,
             min: 0,
@@ -395,7 +397,7 @@ impl HistogramSnapshot {
         for &(idx, n) in self.buckets.iter() {
             seen += n;
             if seen >= rank {
-                let v = buckets::representative(idx as usize, self.precision);
+                let v = self.mapping.representative(idx as usize);
                 return Some(v.clamp(self.min, self.max));
             }
         }
@@ -405,8 +407,8 @@ impl HistogramSnapshot {
     /// Non-empty buckets, ascending.
     pub fn buckets(&self) -> impl ExactSizeIterator<Item = Bucket> + '_ {
         self.buckets.iter().map(|&(i, count)| Bucket {
-            low: buckets::lowest(i as usize, self.precision),
-            high: buckets::highest(i as usize, self.precision),
+            low: self.mapping.lowest(i as usize),
+            high: self.mapping.highest(i as usize),
             count,
         })
     }
@@ -421,7 +423,7 @@ impl HistogramSnapshot {
         }
         self.buckets
             .iter()
-            .take_while(|&&(i, _)| (buckets::representative(i as usize, self.precision) as f64) <= bound)
+            .take_while(|&&(i, _)| (self.mapping.representative(i as usize) as f64) <= bound)
             .map(|&(_, n)| n)
             .sum()
     }
@@ -434,8 +436,8 @@ impl HistogramSnapshot {
         h.sum = self.sum.saturating_sub(base.sum);
         h.buckets = crate::history::subtract(&self.buckets, &base.buckets).into();
         if let (Some(&(lo, _)), Some(&(hi, _))) = (h.buckets.first(), h.buckets.last()) {
-            h.min = buckets::lowest(lo as usize, self.precision).max(self.min);
-            h.max = buckets::highest(hi as usize, self.precision).min(self.max);
+            h.min = self.mapping.lowest(lo as usize).max(self.min);
+            h.max = self.mapping.highest(hi as usize).min(self.max);
             if h.min > h.max {
                 (h.min, h.max) = (h.max, h.min);
             }
@@ -451,7 +453,7 @@ impl HistogramSnapshot {
             .buckets
             .iter()
             .map(|&(i, n)| {
-                let v = buckets::representative(i as usize, self.precision).clamp(self.min, self.max) as f64;
+                let v = self.mapping.representative(i as usize).clamp(self.min, self.max) as f64;
                 n as f64 * (v - mean) * (v - mean)
             })
             .sum::<f64>()
@@ -476,21 +478,23 @@ impl HistogramSnapshot {
 
     /// Precision of the buckets: the exponential schema (`2^p` buckets per power of two).
     pub fn precision(&self) -> u8 {
-        self.precision
+        self.mapping.schema()
     }
 
     /// The buckets as a native (base-2 exponential) histogram: `(schema, zero count, the
-    /// non-empty positive buckets as (key, count), ascending)`, keys of the recorded values
-    /// (identity mapping: bucket `k` holds `(2^((k-1)·2^-schema), 2^(k·2^-schema)]` in the
-    /// recorded unit). The zero bucket holds exactly the value 0. `count == zero count + Σ
-    /// positive counts`. Read by the binary formats.
+    /// non-empty positive buckets as (key, count), ascending)`. The keys are those of the values
+    /// in the exported unit (bucket `k` holds `(2^((k-1)·2^-schema), 2^(k·2^-schema)]` seconds
+    /// for a histogram recorded in ns, µs or ms; in the recorded unit otherwise), exactly: each
+    /// value was keyed by its mapping when recorded. The zero bucket holds exactly the value 0.
+    /// `count == zero count + Σ positive counts`. Read by the binary formats.
     #[cfg(any(feature = "protobuf", feature = "remote-write"))]
     pub(crate) fn native(&self) -> (u8, u64, impl Iterator<Item = (i32, u64)> + '_) {
         let (zero, rest) = match self.buckets.first() {
             Some(&(0, n)) => (n, &self.buckets[1..]),
             _ => (0, &self.buckets[..]),
         };
-        (self.precision, zero, rest.iter().map(|&(i, n)| (buckets::key(i as usize), n)))
+        let first = self.mapping.first_key();
+        (self.mapping.schema(), zero, rest.iter().map(move |&(i, n)| (first + i as i32 - 1, n)))
     }
 
     /// Converts to an `hdrhistogram::Histogram` (each bucket recorded at its representative), for
@@ -499,7 +503,7 @@ impl HistogramSnapshot {
     pub fn to_hdr(&self) -> hdrhistogram::Histogram<u64> {
         let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures is valid");
         for &(i, n) in self.buckets.iter() {
-            let v = buckets::representative(i as usize, self.precision).clamp(self.min, self.max);
+            let v = self.mapping.representative(i as usize).clamp(self.min, self.max);
             // Auto-resize is on, so `record_n` only fails on counter overflow, which the
             // saturating fallback avoids.
             let _ = h.record_n(v, n);
@@ -994,5 +998,58 @@ mod labels_tests {
         }
         assert!(labels(&[("a", "z")]) < labels(&[("b", "a")]));
         assert!(labels(&[("a", "1")]) < labels(&[("a", "1"), ("b", "0")]));
+    }
+}
+
+#[cfg(test)]
+mod scaled_tests {
+    use crate::{Registry, Unit};
+
+    /// A histogram recorded in ns reads back in ns: bucket bounds hold their values, quantiles
+    /// are within a bucket, `le` counts are exact at bounds of the seconds grid, and the native
+    /// keys are the keys in seconds.
+    #[test]
+    fn nanosecond_histograms_read_back_in_nanoseconds() {
+        let r = Registry::builder().manual().build();
+        let h = r.histogram("scaled_latency").unit(Unit::Nanoseconds).build().unwrap();
+        // 2^-10 s = 976,562.5 ns is a bucket bound at schema 5.
+        let values = [0u64, 7, 976_562, 976_563, 2_000_000, 2_000_000, 400_000_000, u64::MAX];
+        for v in values {
+            h.record(v);
+        }
+        let snap = r.flush();
+        let s = snap.histogram("scaled_latency", &[]).unwrap();
+        assert_eq!((s.count(), s.precision()), (values.len() as u64, 5));
+        let buckets: Vec<_> = s.buckets().collect();
+        for v in values {
+            let b = buckets.iter().find(|b| b.low <= v && v <= b.high).unwrap_or_else(|| panic!("{v} in no bucket"));
+            assert!(b.count >= 1);
+        }
+        assert!(buckets.windows(2).all(|w| w[0].high < w[1].low));
+        assert_eq!(s.count_le(976_562.5), 3, "0, 7 and 976,562 ns are ≤ 2^-10 s");
+        assert_eq!(s.count_le(976_562.0), 3);
+        let p50 = s.quantile(0.5).unwrap() as f64;
+        assert!((p50 - 976_563.0).abs() / 976_563.0 < 0.011, "{p50}");
+        #[cfg(any(feature = "protobuf", feature = "remote-write"))]
+        native_keys_are_the_keys_in_seconds(s, &values);
+    }
+
+    #[cfg(any(feature = "protobuf", feature = "remote-write"))]
+    fn native_keys_are_the_keys_in_seconds(s: &super::HistogramSnapshot, values: &[u64]) {
+        use crate::exp_buckets::NANOS_TO_SECONDS;
+        let (schema, zero, keys) = s.native();
+        assert_eq!((schema, zero), (5, 1));
+        let keys: Vec<_> = keys.collect();
+        let mut expected: Vec<(i32, u64)> = Vec::new();
+        for &v in values.iter().filter(|&&v| v > 0) {
+            let k = NANOS_TO_SECONDS.key(v);
+            match expected.last_mut() {
+                Some((last, n)) if *last == k => *n += 1,
+                _ => expected.push((k, 1)),
+            }
+        }
+        assert_eq!(keys, expected);
+        assert_eq!(keys[1].0, -10 << 5);
+        assert_eq!(keys[2].0, (-10 << 5) + 1);
     }
 }

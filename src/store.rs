@@ -25,10 +25,11 @@ pub(crate) enum Store {
         loc: CounterLoc,
     },
     Gauge(Loc),
+    /// `mapping`: the precision and unit scale every record into the series' slots keys with.
     Histogram {
         index: u32,
         loc: HistLoc,
-        precision: u8,
+        mapping: crate::buckets::Mapping,
     },
 }
 

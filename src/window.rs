@@ -177,7 +177,7 @@ impl<'a> Window<'a> {
     /// it is not a histogram.
     pub(crate) fn histogram_of(&self, s: &Series) -> Option<HistogramSnapshot> {
         let Value::Histogram(cumulative) = s.value() else { return None };
-        let p = cumulative.precision;
+        let p = cumulative.mapping;
         let Some(span) = self.span else { return Some(HistogramSnapshot::empty(p)) };
         let i = s.slot() as usize;
         let at = |k: usize| span.level.hists[k].get(i).cloned().flatten();

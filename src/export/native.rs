@@ -5,12 +5,12 @@
 //! [`native_buckets`] hands them to the encoders, which turn them into spans, deltas and the zero
 //! bucket.
 //!
-//! **Units.** The bucket bounds are powers of two in the unit the values are recorded in. For a
-//! histogram whose exported unit is its recorded unit (no unit, seconds, bytes, ratios) the
-//! recorded keys are the exported keys. A histogram recorded in ns, µs or ms and exported in
-//! seconds would need its values keyed by where they fall *in seconds*
-//! (`exp_buckets::ScaledMapping`), not relabelled (×10^-9 is not a power of two): that is not
-//! done yet, so such histograms are exposed classic only ([`native_buckets`] answers `None`).
+//! **Units.** The bucket bounds are powers of two in the *exported* unit. A histogram recorded
+//! in ns, µs or ms and exported in seconds keys each value, when it is recorded, by the bucket
+//! its value in seconds falls in (`exp_buckets::ScaledMapping`, chosen by `buckets::Mapping`
+//! from the unit): relabelling the recorded keys would be wrong, since ×10^-9 is not a power of
+//! two. So every histogram's recorded buckets are its native buckets in the exported unit,
+//! exactly, and the zero bucket still holds exactly the value 0 (threshold 0).
 
 use crate::snapshot::{FamilyInfo, HistogramSnapshot};
 
@@ -29,17 +29,19 @@ pub(crate) trait NativeBuckets {
     fn positive(&self) -> impl Iterator<Item = (i32, u64)> + '_;
 }
 
-/// The native buckets of series `h` of family `info`: the recorded exponential buckets, when
-/// the family's recorded unit is its exported unit (see the module doc; `None` otherwise).
+/// The native buckets of series `h` of family `info`: the recorded exponential buckets, whose
+/// keys are in the exported unit whatever the recorded one (see the module doc). `None` for a
+/// series whose mapping is not its family's unit's: one registered unitless through the
+/// `metrics` facade before a late `describe_histogram!` gave its family a time unit (its values
+/// were keyed as recorded, so relabelling them in seconds would misplace them); it is exported
+/// with its classic buckets only.
 pub(crate) fn native_buckets<'a>(info: &'a FamilyInfo, h: &'a HistogramSnapshot) -> Option<impl NativeBuckets + 'a> {
-    // `value_in_base` is the identity exactly for the units exported as recorded.
-    if info.unit().to_base() != 1.0 {
-        return None;
-    }
-    Some(Recorded(h))
+    // The unit's exact scale to the exported unit: 1 / to_base is 1, 10^3, 10^6 or 10^9.
+    let den = (1.0 / info.unit().to_base()).round() as u64;
+    (h.mapping.scale() == (1, den)).then_some(Recorded(h))
 }
 
-/// A histogram's recorded buckets, read as native buckets (identity mapping).
+/// A histogram's recorded buckets, read as native buckets (keys in the exported unit).
 pub(crate) struct Recorded<'a>(&'a HistogramSnapshot);
 
 impl NativeBuckets for Recorded<'_> {

@@ -16,8 +16,9 @@
 //!   base unit, and each bucket's latest exemplar. The `+Inf` bucket is implicit (the count)
 //!   unless it has an exemplar, as client_golang does. Beside them, the native histogram: the
 //!   recorded base-2 exponential buckets exactly (schema = the histogram's precision, zero
-//!   threshold 0, positive spans and delta-encoded counts), for histograms exported in their
-//!   recorded unit; those recorded in ns, µs or ms are classic only for now (see `native.rs`);
+//!   threshold 0, positive spans and delta-encoded counts); for histograms recorded in ns, µs
+//!   or ms the buckets are those of the values in seconds, keyed exactly when recorded (see
+//!   `native.rs`);
 //! * a histogram's quantile series: a `SUMMARY` family `…_quantiles`, quantiles over the
 //!   family's quantile window, cumulative count and sum;
 //! * `help` when set; `unit` when the OpenMetrics render writes `# UNIT` (the family name ends in
@@ -369,7 +370,12 @@ mod tests {
             items.record(v);
             bytes.record(v);
         }
-        nanos.record(1_000);
+        // Next to second-grid bounds in ns (2^-10 s = 976,562.5 ns; 2^-30 s = 0.93 ns) and a few
+        // arbitrary latencies.
+        let ns_values = [0, 1, 2, 999, 1_000, 976_562, 976_563, 1_000_000, 123_456_789, 1_000_000_000, u64::MAX];
+        for v in ns_values {
+            nanos.record(v);
+        }
         let snap = r.flush();
         let _ = empty;
         let families = decode(&render(&snap)).unwrap();
@@ -409,10 +415,55 @@ mod tests {
                 }
             }
         }
-        // Recorded in ns, exported in seconds: no native part yet (classic only).
+        // Recorded in ns, exported in seconds: native buckets in seconds, each value in the bucket
+        // its value in seconds falls in (not the ns key relabelled), beside the classic buckets.
         let h = find("pb_native_latency_seconds");
-        assert_eq!((h.schema, h.zero_threshold, h.positive_span.len()), (None, None, 0));
+        assert_eq!((h.schema, h.zero_threshold, h.zero_count), (Some(5), Some(0.0), Some(1)));
+        let mut expected = std::collections::BTreeMap::new();
+        for v in ns_values.into_iter().filter(|&v| v > 0) {
+            *expected.entry(crate::exp_buckets::NANOS_TO_SECONDS.key(v)).or_insert(0u64) += 1;
+        }
+        assert_eq!(expand(&h), expected.into_iter().collect::<Vec<_>>(), "{h:?}");
+        assert_eq!(h.sample_count, Some(ns_values.len() as u64));
+        // 2^-10 s is the top of key -10·2^5: 976,562 ns is in it, 976,563 ns above it.
+        let keys: Vec<i32> = expand(&h).into_iter().map(|(k, _)| k).collect();
+        assert!(keys.contains(&(-10 << 5)) && keys.contains(&((-10 << 5) + 1)), "{keys:?}");
         assert!(!h.bucket.is_empty());
+    }
+
+    /// A facade histogram registered unitless and described in seconds before its first value
+    /// (its family's unit becomes ns, its series keeps the identity mapping it was registered
+    /// with): classic only, never native keys in the wrong unit; one registered after the
+    /// description is native in seconds.
+    #[cfg(feature = "metrics-facade")]
+    #[test]
+    fn a_series_keyed_in_another_unit_than_its_family_is_classic_only() {
+        let r = crate::Registry::builder().manual().build();
+        let recorder = crate::facade::Recorder::new(r.clone());
+        metrics::with_local_recorder(&recorder, || {
+            let early = metrics::histogram!("pb_late", "when" => "early");
+            metrics::describe_histogram!("pb_late", metrics::Unit::Seconds, "Described late");
+            early.record(0.002);
+            metrics::histogram!("pb_late", "when" => "later").record(0.002);
+        });
+        let snap = r.flush();
+        let families = decode(&render(&snap)).unwrap();
+        let f = families.iter().find(|f| f.name.as_deref() == Some("pb_late_seconds")).expect("pb_late_seconds");
+        let when =
+            |m: &proto::Metric| m.label.iter().find(|l| l.name.as_deref() == Some("when")).unwrap().value.clone();
+        for m in &f.metric {
+            let h = m.histogram.as_ref().unwrap();
+            assert_eq!(h.sample_count, Some(1));
+            if when(m).as_deref() == Some("early") {
+                assert_eq!((h.schema, h.positive_span.len()), (None, 0), "{h:?}");
+            } else {
+                assert_eq!(h.schema, Some(5));
+                let k = crate::exp_buckets::NANOS_TO_SECONDS.key(2_000_000);
+                assert_eq!(expand(h), [(k, 1)]);
+            }
+            assert!(!h.bucket.is_empty());
+        }
+        assert_eq!(f.metric.len(), 2);
     }
 
     #[test]
