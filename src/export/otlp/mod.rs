@@ -540,6 +540,14 @@ impl OtlpBuilder {
         self
     }
 
+    /// A base URL to which `/v1/metrics` is appended (e.g. `http://collector:4318`, or
+    /// Prometheus 3's `http://prometheus:9090/api/v1/otlp`), like
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn base_endpoint(mut self, base: &str) -> Self {
+        self.env.endpoint = config::append_metrics_path(base);
+        self
+    }
+
     /// Adds an HTTP header to every request (e.g. `Authorization`), replacing one of the same
     /// name from `OTEL_EXPORTER_OTLP_HEADERS`.
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -973,6 +981,10 @@ mod tests {
         assert!(matches!(b().header("bad header", "1").build(&r), Err(ExportError::InvalidHeader { .. })));
         let o = b().endpoint("http://c:4318/v1/metrics").build(&r).unwrap();
         assert_eq!(o.endpoint(), "http://c:4318/v1/metrics");
+        assert_eq!(
+            b().base_endpoint("http://p:9090/api/v1/otlp").build(&r).unwrap().endpoint(),
+            "http://p:9090/api/v1/otlp/v1/metrics"
+        );
         let mut built = b().timeout(Duration::from_secs(2));
         assert_eq!(built.options_mut().timeout, Duration::from_secs(2));
         assert_eq!(built.options_mut().interval, Some(DEFAULT_INTERVAL));

@@ -6,8 +6,8 @@
 //! package decodes what these encode in `tests/otlp.rs`.
 //!
 //! Every message of those four files that the metrics export can carry is here, including
-//! [`ExponentialHistogram`], which this exporter does not send yet (the hook is
-//! [`Histograms::Exponential`](super::Histograms)). Left out: `MetricsData` (a file format),
+//! [`ExponentialHistogram`], which this exporter does not send yet (the switch that will
+//! select it is [`Histograms`](super::Histograms)). Left out: `MetricsData` (a file format),
 //! profiling-only fields (`*_strindex`, `EntityRef`).
 
 #![forbid(unsafe_code)]
