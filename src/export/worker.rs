@@ -259,8 +259,10 @@ impl Drop for Finished {
 ///
 /// The batch at the front is sent, each request bounded by the request
 /// [`timeout`](crate::export::ExporterBuilder::timeout). A retryable failure (connection
-/// refused or reset, HTTP 429 or 5xx, I/O error) is tried again after an exponential, jittered
-/// delay while new snapshots keep arriving, a permanent one (other 4xx) is not; a batch that
+/// refused or reset, HTTP 429 or 5xx — for OTLP only 429, 502, 503 and 504 —, I/O error) is
+/// tried again after an exponential, jittered delay, or after the answer's `Retry-After`
+/// (seconds or an HTTP date, at most 5 minutes) when that is longer, while new snapshots keep
+/// arriving; a permanent one (other 4xx) is not; a batch that
 /// fails `max_attempts` times is given up and its samples counted as `failed`. A request that
 /// times out (the receiver accepted the connection but did not answer in time) is counted as
 /// `failed` at once and not retried: retrying would hold the queue for another whole timeout,

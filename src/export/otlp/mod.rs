@@ -59,8 +59,8 @@
 //! # Not yet
 //! Exponential histograms: OTLP's `ExponentialHistogram` (the messages are in [`proto`]) maps
 //! exactly from base-2 exponential buckets, which the engine does not record yet (issue #16);
-//! [`Histograms`] is the switch that will select it, and `histogram_point` the one place that
-//! fills a histogram point.
+//! [`Histograms`] ([`OtlpBuilder::histograms`]) is the switch that will select it, and the
+//! `HOOK` comment in `Encoder::encode` marks where its points will be built.
 
 #![forbid(unsafe_code)]
 
@@ -219,6 +219,12 @@ impl Encoder {
         }
     }
 
+    /// How histograms are sent (default [`Histograms::Explicit`]).
+    pub fn histograms(mut self, h: Histograms) -> Encoder {
+        self.histograms = h;
+        self
+    }
+
     /// The request for `snapshot`, and its number of data points. Remembers what it sent:
     /// the next call's start times and deltas are relative to this one.
     pub fn encode(&self, snapshot: &Snapshot) -> (ExportMetricsServiceRequest, u64) {
@@ -255,6 +261,10 @@ impl Encoder {
                 Kind::Gauge => Data::Gauge(proto::Gauge {
                     data_points: family.iter().filter_map(|s| ctx.gauge_point(s)).collect(),
                 }),
+                // HOOK (exponential histograms, after issue #16): a `Histograms::Exponential`
+                // arm here builds `Data::ExponentialHistogram(proto::ExponentialHistogram { … })`
+                // from the snapshot's base-2 buckets (scale, zero count, offset + counts); the
+                // delta memory in `Track` then keeps exponential counts instead of `buckets`.
                 Kind::Histogram => match self.histograms {
                     Histograms::Explicit => Data::Histogram(proto::Histogram {
                         data_points: family.iter().filter_map(|s| ctx.histogram_point(s)).collect(),
@@ -511,6 +521,7 @@ pub fn encode_body(req: &ExportMetricsServiceRequest, compression: Compression) 
 pub struct OtlpBuilder {
     env: EnvConfig,
     service_name: Option<String>,
+    histograms: Histograms,
     options: ExportOptions,
 }
 
@@ -530,7 +541,7 @@ impl OtlpBuilder {
         let mut options = ExportOptions::new(16);
         options.interval = Some(env.interval);
         options.timeout = env.timeout;
-        OtlpBuilder { env, service_name: None, options }
+        OtlpBuilder { env, service_name: None, histograms: Histograms::Explicit, options }
     }
 
     /// The full URL to POST to (e.g. `http://collector:4318/v1/metrics`), used as is, like
@@ -582,6 +593,13 @@ impl OtlpBuilder {
         self
     }
 
+    /// How histograms are sent (today [`Histograms::Explicit`] only; the exponential form
+    /// joins it once the engine records exponential buckets).
+    pub fn histograms(mut self, h: Histograms) -> Self {
+        self.histograms = h;
+        self
+    }
+
     /// The resource attributes sent: `OTEL_RESOURCE_ATTRIBUTES` and
     /// [`resource_attribute`](Self::resource_attribute)s, `service.name`, then the SDK's
     /// `telemetry.sdk.{name,language,version}` (which nothing overrides).
@@ -616,7 +634,8 @@ impl OtlpBuilder {
                 return Err(ExportError::InvalidHeader { name: k.clone() });
             }
         }
-        let encoder = Encoder::new(self.resource(), self.env.temporality, registry.started_at());
+        let encoder =
+            Encoder::new(self.resource(), self.env.temporality, registry.started_at()).histograms(self.histograms);
         let sink = OtlpSink {
             agent: http_client::agent(self.options.timeout),
             url: self.env.endpoint,
