@@ -16,7 +16,9 @@
 //! Benchmark ids are `<group>/<lib>/<t>t`; `lib` is `shardmetrics`, a peer, or `floor` (no
 //! library: a thread-local `Cell<u64>` `+= 1`, or an `lzcnt` bucket index + plain increment).
 //!
-//! * `counter_inc`, `gauge_set`, `histogram_record`: one operation through a handle.
+//! * `counter_inc`, `gauge_set`, `histogram_record`: one operation through a handle
+//!   (`histogram_record` also has prometheus-client's native histogram at schema 5,
+//!   `prometheus-client-native`).
 //! * `timer_guard`: start a timer and drop it (two clock reads + one record).
 //! * `labelled_inc`: look-up of an existing `(route, status)` series + increment.
 //! * `labelled_inc_1`, `labelled_inc_2`, `labelled_inc_3`: the same with 1, 2 and 3 labels
@@ -324,6 +326,12 @@ fn histogram_record(c: &mut Criterion) {
 
     let hist = prometheus_client::metrics::histogram::Histogram::new(bounds_seconds());
     bench_op(&mut g, "prometheus-client", move |i| hist.observe(latency(values, i) as f64 * 1e-9));
+
+    // prometheus-client's native (sparse exponential) histogram at our schema, 5: the peer of
+    // issue #16's exact native buckets.
+    use prometheus_client::metrics::histogram::NativeHistogramConfig;
+    let hist = prometheus_client::metrics::histogram::Histogram::new_native(NativeHistogramConfig::with_schema(5));
+    bench_op(&mut g, "prometheus-client-native", move |i| hist.observe(latency(values, i) as f64 * 1e-9));
 
     let handle = metrics_handle();
     let hist = metrics::histogram!("bench_latency_seconds");

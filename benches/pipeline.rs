@@ -34,6 +34,8 @@
 //!   the arc-swap store, sees the new snapshot; the difference is the publish.
 //! * `snapshot_load_contended/<lib>`: `snapshot()` while one other thread calls it in a loop,
 //!   beside arc-swap's `load_full` under the same contention.
+//! * `render_histograms/<format>/1000` (feature `protobuf`): 1,000 histograms in every
+//!   format, ours beside prometheus-client's native-histogram protobuf encoder.
 //! * `render_prometheus`, `render_openmetrics`, `render_json` `/<lib>/<n>`: text renders of
 //!   n = 100, 10,000, 100,000 counter series (10 realistic families × n/10 label values),
 //!   throughput in series. Peers as in `render_10k_counters`; prometheus-client's only text
@@ -708,10 +710,57 @@ fn criterion() -> Criterion {
         .configure_from_args()
 }
 
+/// `render_histograms/<format>/1000`: the 1,000 histograms of `histogram_registry` (ns, exported
+/// in seconds, 1,024 latencies × 2 threads each) in every format, throughput in series: the
+/// Prometheus text (classic `le` buckets), OpenMetrics, our protobuf (classic buckets plus the
+/// native ones), and prometheus-client's protobuf encoder (`encode_to_vec`) over 1,000 of its
+/// native histograms (schema 5) fed the same values — the encode a scrape of native histograms
+/// costs each library.
+#[cfg(feature = "protobuf")]
+fn render_histograms(c: &mut Criterion) {
+    use prometheus_client::metrics::histogram::{Histogram as PcHistogram, NativeHistogramConfig};
+    let values = latencies();
+    let reg = histogram_registry(&values);
+    let snap = reg.flush();
+    let mut g = c.benchmark_group("render_histograms");
+    g.throughput(Throughput::Elements(HISTOGRAMS as u64));
+    let n = HISTOGRAMS;
+    g.bench_with_input(BenchmarkId::new("shardmetrics-prometheus-text", n), &snap, |b, s| {
+        b.iter(|| shardmetrics::export::prometheus::render(black_box(s)))
+    });
+    g.bench_with_input(BenchmarkId::new("shardmetrics-openmetrics", n), &snap, |b, s| {
+        b.iter(|| shardmetrics::export::openmetrics::render(black_box(s)))
+    });
+    g.bench_with_input(BenchmarkId::new("shardmetrics-protobuf", n), &snap, |b, s| {
+        b.iter(|| shardmetrics::export::protobuf::render(black_box(s)))
+    });
+    let mut registry = prometheus_client::registry::Registry::default();
+    let family =
+        prometheus_client::metrics::family::Family::<Vec<(String, String)>, PcHistogram, _>::new_with_constructor(
+            || PcHistogram::new_native(NativeHistogramConfig::with_schema(5)),
+        );
+    registry.register("bench_latency_seconds", "Latency", family.clone());
+    for i in 0..HISTOGRAMS {
+        let h = family.get_or_create(&vec![("id".to_owned(), i.to_string())]);
+        for _ in 0..WRITERS {
+            for &v in &values {
+                h.observe(v as f64 * 1e-9);
+            }
+        }
+    }
+    g.bench_function(BenchmarkId::new("prometheus-client-native-protobuf", n), |b| {
+        b.iter(|| prometheus_client::encoding::prometheus_protobuf::encode_to_vec(black_box(&registry)).unwrap())
+    });
+    g.finish();
+}
+
+#[cfg(not(feature = "protobuf"))]
+fn render_histograms(_: &mut Criterion) {}
+
 criterion_group! {
     name = benches;
     config = criterion();
     targets = pipeline, tick_counters, tick_histograms, publish, snapshot_load_contended, render_prometheus,
-        render_openmetrics, render_json
+        render_openmetrics, render_json, render_histograms
 }
 criterion_main!(benches);

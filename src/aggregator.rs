@@ -326,13 +326,14 @@ fn histogram_version(core: &Core, loc: HistLoc) -> u64 {
 }
 
 /// Sums one histogram over every shard. `scratch` is a reusable dense bucket buffer, left
-/// zeroed.
+/// zeroed. Group `g` covers the bucket indices `group_start(g) .. group_start(g) + group_len`,
+/// so neighbouring groups share two indices (`buckets`): both add into the same scratch cells.
 pub(crate) fn merge_histogram(core: &Core, loc: HistLoc, p: u8, scratch: &mut Vec<u64>) -> HistogramSnapshot {
     let n = buckets::bucket_count(p);
     if scratch.len() < n {
         scratch.resize(n, 0);
     }
-    let group_len = 1usize << p;
+    let group_len = buckets::group_len(p);
     let mut touched = 0u64;
     let (mut sum, mut min_inv, mut max) = (0u64, 0u64, 0u64);
     for shard in core.shards.iter() {
@@ -344,7 +345,8 @@ pub(crate) fn merge_histogram(core: &Core, loc: HistLoc, p: u8, scratch: &mut Ve
             let Some(group) = (unsafe { slot.group(g, p) }) else { continue };
             any = true;
             touched |= 1 << g;
-            let dst = &mut scratch[g * group_len..(g + 1) * group_len];
+            let start = buckets::group_start(g, p);
+            let dst = &mut scratch[start..start + group_len];
             for (d, cell) in dst.iter_mut().zip(group) {
                 // Acquire: pairs with the Release bucket store in `HistSlot::record`, so the
                 // sum/min/max loads below cover every value counted here.
@@ -360,12 +362,15 @@ pub(crate) fn merge_histogram(core: &Core, loc: HistLoc, p: u8, scratch: &mut Ve
     }
     let mut out = Vec::new();
     let mut count = 0u64;
+    // Groups in ascending order cover ascending index ranges; an index shared with the previous
+    // group was emitted (and zeroed) with it, so each index is emitted once, in order.
     while touched != 0 {
         let g = touched.trailing_zeros() as usize;
         touched &= touched - 1;
-        for (i, c) in scratch[g * group_len..(g + 1) * group_len].iter_mut().enumerate() {
+        let start = buckets::group_start(g, p);
+        for (i, c) in scratch[start..start + group_len].iter_mut().enumerate() {
             if *c != 0 {
-                out.push(((g * group_len + i) as u32, *c));
+                out.push(((start + i) as u32, *c));
                 count = count.wrapping_add(*c);
                 *c = 0;
             }

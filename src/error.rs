@@ -28,7 +28,8 @@ pub enum Error {
     ConfigMismatch { name: String, what: &'static str },
     /// A family look-up gave a different number of label values than the family has names.
     LabelCount { name: String, expected: usize, got: usize },
-    /// Histogram precision outside `MIN_PRECISION..=MAX_PRECISION`.
+    /// Histogram precision (the exponential schema) outside `MIN_PRECISION..=MAX_PRECISION`
+    /// (`0..=8`).
     InvalidPrecision { name: String, precision: u8 },
     /// Export bucket boundaries must be finite and strictly increasing.
     InvalidBuckets { name: String },
@@ -89,7 +90,8 @@ impl fmt::Display for Error {
             ),
             Error::InvalidPrecision { name, precision } => write!(
                 f,
-                "histogram {name:?}: precision {precision} is out of range; use {}..={} (default {})",
+                "histogram {name:?}: precision {precision} is out of range; the precision is the \
+                 native-histogram schema: use {}..={} (default {})",
                 crate::buckets::MIN_PRECISION,
                 crate::buckets::MAX_PRECISION,
                 crate::buckets::DEFAULT_PRECISION

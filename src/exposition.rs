@@ -135,7 +135,9 @@ pub(crate) struct Headers {
     /// OpenMetrics sample name and `# TYPE` / `# UNIT` / `# HELP` lines.
     pub(crate) om_name: String,
     pub(crate) om: String,
-    /// The OpenMetrics `# UNIT` (also the protobuf `MetricFamily.unit`), if written.
+    /// The OpenMetrics `# UNIT` (also the protobuf `MetricFamily.unit`), if written. Read only
+    /// by the protobuf encoder.
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) om_unit: Option<&'static str>,
     /// The summary family of a histogram's quantile series, if it has one.
     pub(crate) quantiles: Option<QuantileHeaders>,
@@ -145,7 +147,9 @@ pub(crate) struct Headers {
 #[derive(Debug, Clone)]
 pub(crate) struct QuantileHeaders {
     pub(crate) name: String,
-    /// Its HELP text (unescaped).
+    /// Its HELP text (unescaped; the text formats use the escaped lines below). Read only by
+    /// the protobuf encoder.
+    #[cfg_attr(not(feature = "protobuf"), allow(dead_code))]
     pub(crate) help: String,
     /// Prometheus `# HELP` / `# TYPE` lines.
     pub(crate) prom: String,

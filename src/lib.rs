@@ -12,7 +12,7 @@
 //! | [`Registry`] | a set of metrics, its shards and its aggregator thread; [`global()`] is the default one |
 //! | [`Counter`] | monotonic `u64` |
 //! | [`Gauge`] | `f64`, last write wins |
-//! | [`Histogram`] | `u64` values in log-linear buckets; [`Timer`] records elapsed time on drop |
+//! | [`Histogram`] | `u64` values in base-2 exponential (native) buckets; [`Timer`] records elapsed time on drop |
 //! | [`Family`] | labelled series, `family.with(&["/api", "200"])` |
 //! | [`Snapshot`] | what one tick merged: totals, deltas, rates, quantiles |
 //!
@@ -99,9 +99,11 @@ pub struct ReadmeDoctests;
 /// way). May change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::buckets::{bucket_count, highest, index, lowest, DEFAULT_PRECISION, MAX_PRECISION, MIN_PRECISION};
+    pub use crate::buckets::{
+        bucket_count, highest, index, lowest, relative_error, DEFAULT_PRECISION, MAX_PRECISION, MIN_PRECISION,
+    };
 
-    /// The exponential (native-histogram) bucket math, for its bench beside the log-linear index.
+    /// The exponential (native-histogram) bucket math, for its benches and fuzz targets.
     pub mod exp_buckets {
         pub use crate::exp_buckets::*;
     }

@@ -96,8 +96,10 @@ impl MetricBuilder<'_, crate::Gauge> {
 }
 
 impl MetricBuilder<'_, Histogram> {
-    /// Sub-bucket bits (default 5: ≤ 1.56 % relative quantile error, 256 B per populated
-    /// power of two per thread). Range `1..=10`.
+    /// The exponential schema (Prometheus native histograms, OpenTelemetry's scale): `2^bits`
+    /// buckets per power of two. Default 5: ≤ 1.79 % relative quantile error (1.1 % above
+    /// 1,357), 272 B per populated power of two per thread. Range `0..=8`
+    /// ([`Histogram::MIN_PRECISION`](crate::Histogram::MIN_PRECISION)`..=`[`MAX_PRECISION`](crate::Histogram::MAX_PRECISION)).
     pub fn precision(mut self, bits: u8) -> Self {
         self.def.precision = bits;
         self

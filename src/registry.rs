@@ -242,7 +242,7 @@ impl Registry {
         MetricBuilder::new(self, name, Kind::Gauge)
     }
 
-    /// Starts defining a histogram (`u64` values in log-linear buckets).
+    /// Starts defining a histogram (`u64` values in base-2 exponential buckets, as Prometheus native histograms).
     pub fn histogram(&self, name: &str) -> MetricBuilder<'_, Histogram> {
         MetricBuilder::new(self, name, Kind::Histogram)
     }

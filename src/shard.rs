@@ -38,7 +38,7 @@
 use std::{cell::Cell, cell::RefCell, ptr};
 
 use crate::{
-    buckets,
+    buckets, exp_buckets,
     sync::{shard_thread_local, Arc, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, LazySlice, Ordering},
 };
 
@@ -69,7 +69,7 @@ pub(crate) const HIST_CHUNKS: usize = 22;
 #[cfg(shardmetrics_loom)]
 pub(crate) const HIST_CHUNKS: usize = 2;
 
-/// Bucket groups per histogram slot: enough for every precision ≥ 1 (65 - p ≤ 64).
+/// Bucket groups per histogram slot: one per power of two of a `u64` (`buckets::group_count`).
 const GROUPS: usize = 64;
 
 /// 128-byte aligned run of cells, so two shards' cells never share a cache line pair.
@@ -246,7 +246,8 @@ pub(crate) struct HistSlot {
     pub(crate) count: AtomicU64,
     /// Precision the groups were allocated with (set before the first group is published).
     precision: AtomicUsize,
-    /// Bucket group `g` holds buckets `g·2^p .. (g+1)·2^p`, allocated on first use.
+    /// Bucket group `g` holds the cells of the power of two `2^g ..= 2^(g+1)` (bucket indices
+    /// `g·2^p ..= g·2^p + 2^p + 1`, see `buckets`), allocated on first use.
     groups: [LazySlice<AtomicU64>; GROUPS],
 }
 
@@ -268,18 +269,17 @@ impl HistSlot {
     /// `p` is this slot's precision: every call of `record`, [`group`](Self::group) and
     /// [`allocated_bytes`](Self::allocated_bytes) on one slot passes the same `p` (the
     /// series' precision, fixed at registration in `Store::Histogram`), because the bucket
-    /// groups are allocated with `2^p` cells and indexed without bounds checks.
+    /// groups are allocated with `buckets::group_len(p)` cells and indexed without bounds checks.
     #[inline(always)]
     pub(crate) unsafe fn record(&self, value: u64, p: u8) {
         debug_assert!((buckets::MIN_PRECISION..=buckets::MAX_PRECISION).contains(&p));
-        let idx = buckets::index(value, p);
-        let (g, within) = (idx >> p, idx & ((1 << p) - 1));
-        debug_assert!(g < GROUPS);
-        // SAFETY: `idx < (65 - p) << p` (bucket math), so `g ≤ 64 - p < GROUPS` for the
-        // precisions the registry accepts (1..=10), which is the only source of `p`.
+        let (g, within) = exp_buckets::octave_position(value, p);
+        debug_assert!(g < GROUPS && within < buckets::group_len(p));
+        // SAFETY: `g = msb(value) ≤ 63 < GROUPS` (`octave_position` returns the power of two of
+        // a `u64`, 0 for the value zero).
         let slot = unsafe { self.groups.get_unchecked(g) };
-        // SAFETY: every group of this slot has `2^p` cells (the caller's contract).
-        let group = match unsafe { slot.get(1 << p) } {
+        // SAFETY: every group of this slot has `group_len(p)` cells (the caller's contract).
+        let group = match unsafe { slot.get(buckets::group_len(p)) } {
             Some(group) => group,
             None => self.grow(g, p),
         };
@@ -293,7 +293,9 @@ impl HistSlot {
         }
         let s = &self.sum;
         s.store(s.load(Ordering::Relaxed).saturating_add(value), Ordering::Relaxed);
-        // SAFETY: `within < 2^p`, the length every group of this slot is allocated with.
+        // SAFETY: `within ≤ 2^p + 1 < group_len(p)` (`octave_position`'s positions, for the
+        // precisions `0..=8` the registry accepts, the only source of `p`), the length every
+        // group of this slot is allocated with.
         let cell = unsafe { group.get_unchecked(within) };
         // Release: pairs with the aggregator's Acquire load of this bucket, so a merged count
         // that includes this value also sees the min/max/sum updates above.
@@ -308,17 +310,19 @@ impl HistSlot {
     fn grow(&self, g: usize, p: u8) -> &[AtomicU64] {
         // Relaxed: published by the group's Release CAS, which follows in program order.
         self.precision.store(usize::from(p), Ordering::Relaxed);
-        // SAFETY: every group of this slot has `2^p` cells (`record`'s contract).
-        unsafe { self.groups[g].get_or_init(1 << p, || (0..1usize << p).map(|_| AtomicU64::new(0)).collect()) }
+        let len = buckets::group_len(p);
+        // SAFETY: every group of this slot has `group_len(p)` cells (`record`'s contract).
+        unsafe { self.groups[g].get_or_init(len, || (0..len).map(|_| AtomicU64::new(0)).collect()) }
     }
 
-    /// The bucket group `g` if any value landed in it (aggregator side).
+    /// The bucket group `g` if any value landed in it (aggregator side): the cells of bucket
+    /// indices `buckets::group_start(g, p) ..` (`buckets::group_len(p)` of them).
     ///
     /// # Safety
     /// As for [`record`](Self::record): `p` is this slot's precision.
     pub(crate) unsafe fn group(&self, g: usize, p: u8) -> Option<&[AtomicU64]> {
-        // SAFETY: every group of this slot has `2^p` cells (the caller's contract).
-        unsafe { self.groups.get(g)?.get(1 << p) }
+        // SAFETY: every group of this slot has `group_len(p)` cells (the caller's contract).
+        unsafe { self.groups.get(g)?.get(buckets::group_len(p)) }
     }
 
     /// Bytes allocated for bucket groups (memory accounting).
@@ -327,7 +331,7 @@ impl HistSlot {
     /// As for [`record`](Self::record): `p` is this slot's precision.
     pub(crate) unsafe fn allocated_bytes(&self, p: u8) -> usize {
         // SAFETY: the caller's contract.
-        (0..GROUPS).filter(|&g| unsafe { self.group(g, p) }.is_some()).count() * (8 << p)
+        (0..GROUPS).filter(|&g| unsafe { self.group(g, p) }.is_some()).count() * 8 * buckets::group_len(p)
     }
 }
 
@@ -336,9 +340,9 @@ impl Drop for HistSlot {
         let p = self.precision.load(Ordering::Relaxed);
         for g in &mut self.groups {
             // SAFETY: `precision` was stored (before the first group was published) with the
-            // `p` every group of this slot was allocated with; no group exists otherwise, and
-            // `free` on an empty slot reads no length.
-            unsafe { g.free(1 << p) };
+            // `p` every group of this slot was allocated with (`group_len(p)` cells); no group
+            // exists otherwise, and `free` on an empty slot reads no length.
+            unsafe { g.free(buckets::group_len(p as u8)) };
         }
     }
 }

@@ -11,7 +11,7 @@ pub enum Kind {
     Counter,
     /// `f64` value that goes up and down (last write wins).
     Gauge,
-    /// Distribution of `u64` values in log-linear buckets.
+    /// Distribution of `u64` values in base-2 exponential (native-histogram) buckets.
     Histogram,
 }
 

@@ -305,7 +305,7 @@ fn the_queue_stays_within_its_byte_bound_while_the_receiver_is_down() {
         &registry.flush(),
         &[],
         0,
-        true,
+        shardmetrics::export::remote_write::RequestOptions { metadata: true, native_histograms: false },
     ))
     .unwrap()
     .len();

@@ -153,7 +153,8 @@ fn protobuf_samples(families: &[proto::MetricFamily]) -> Samples {
 }
 
 /// The samples of this test's families (not the registry's own `shardmetrics_*` series, which
-/// may change from one tick to the next).
+/// may change from one tick to the next). Used by the tests that serve over HTTP.
+#[cfg(feature = "http")]
 fn ours(mut samples: Samples) -> Samples {
     samples.retain(|k, _| k.0.starts_with("pb_"));
     samples
@@ -377,7 +378,18 @@ while pos < len(data):
                 emit("_bucket", h.sample_count, ("le", float("inf")))
             emit("_sum", h.sample_sum)
             emit("_count", h.sample_count)
-            assert not h.HasField("schema") and len(h.positive_span) == 0, "native fields set"
+            if h.HasField("schema"):
+                # The native buckets hold every value: zero bucket plus the expanded deltas.
+                assert -4 <= h.schema <= 8 and h.zero_threshold == 0.0, "native schema / zero threshold"
+                assert sum(s.length for s in h.positive_span) == len(h.positive_delta), "spans vs deltas"
+                total, bucket = h.zero_count, 0
+                for d in h.positive_delta:
+                    bucket += d
+                    assert bucket >= 0, "negative bucket count"
+                    total += bucket
+                assert total == h.sample_count, "native buckets do not add up to the count"
+            else:
+                assert len(h.positive_span) == 0, "native spans without a schema"
         elif kind == "SUMMARY":
             s = m.summary
             for q in s.quantile:
@@ -433,50 +445,44 @@ while pos < len(data):
 #[cfg(feature = "http")]
 #[test]
 fn real_prometheus_scrapes_protobuf_with_native_histograms_enabled() {
-    use common::{free_port, request, spawn, temp_dir, tool, urlencode, wait_for};
+    use common::{request, urlencode, wait_for, Prometheus};
     use shardmetrics::export::http::{Format, Server};
 
-    let Some(prometheus) = tool("prometheus") else { return };
     let r = populated();
     let server = Server::builder().listen("127.0.0.1:0").start(&r).unwrap();
-    let dir = temp_dir("prometheus-protobuf");
-    let port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: shardmetrics\n    \
-             static_configs:\n      - targets: ['{}']\n",
-            server.local_addr()
-        ),
-    )
-    .unwrap();
-    let args = vec![
-        format!("--config.file={}", dir.join("prometheus.yml").display()),
-        format!("--storage.tsdb.path={}", dir.join("data").display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-        "--log.level=warn".to_owned(),
-        // Native histograms make Prometheus ask for protobuf first; exemplar storage keeps the
-        // exemplars it reads from it.
-        "--enable-feature=native-histograms,exemplar-storage".to_owned(),
-    ];
-    let guard = spawn(&prometheus, &args, dir);
-    let api: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Native histograms make Prometheus ask for protobuf first; exemplar storage keeps the
+    // exemplars it reads from it.
+    let flags = ["--enable-feature=native-histograms,exemplar-storage"];
+    let Some(prom) = Prometheus::start("prometheus-protobuf", &[server.local_addr()], &flags) else { return };
+    let (guard, api) = (&prom.guard, prom.api);
     let query = |q: &str| -> Option<Vec<serde_json::Value>> {
-        let reply = request(api, "GET", &format!("/api/v1/query?query={}", urlencode(q)), &[]).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&reply.body).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&prom.query(q)?).ok()?;
         let result = v["data"]["result"].as_array()?.clone();
         (!result.is_empty()).then_some(result)
     };
 
-    wait_for(Duration::from_secs(60), &guard, "a successful scrape", || query("up{job=\"shardmetrics\"} == 1"));
+    wait_for(Duration::from_secs(60), guard, "a successful scrape", || query("up{job=\"shardmetrics\"} == 1"));
     // Everything the text render has, stored under the same names and labels (the job and
     // instance labels aside), with the same values: counters, gauges, classic buckets, sums,
     // counts, quantiles.
-    let expected = ours(text_samples(&r.snapshot()));
-    let stored = wait_for(Duration::from_secs(30), &guard, "every series", || {
+    // Histograms exported in their recorded unit carry native buckets, which Prometheus 2.42
+    // stores instead of the classic series (`_bucket`, `_sum`, `_count`): those are checked
+    // through `histogram_count` / `histogram_sum` / `histogram_quantile` below. The empty one
+    // (`pb_idle`: no buckets, zero threshold 0, the no-op span) is classic to 2.42, which
+    // predates the no-op span, and native to later versions: left out either way.
+    let native = ["pb_payload_bytes", "pb_items", "pb_idle"];
+    let classic = |k: &Key| {
+        !native.iter().any(|f| ["_bucket", "_sum", "_count"].iter().any(|suffix| k.0 == format!("{f}{suffix}")))
+    };
+    let mut expected = ours(text_samples(&r.snapshot()));
+    expected.retain(|k, _| classic(k));
+    let stored = wait_for(Duration::from_secs(30), guard, "every series", || {
         let result = query("{__name__=~\"pb_.*\"}")?;
         let mut samples = Samples::new();
         for s in &result {
+            if s.get("value").is_none() {
+                continue; // a native histogram sample
+            }
             let metric = s["metric"].as_object().unwrap();
             let name = metric["__name__"].as_str().unwrap();
             let labels = metric
@@ -484,18 +490,43 @@ fn real_prometheus_scrapes_protobuf_with_native_histograms_enabled() {
                 .filter(|(k, _)| !matches!(k.as_str(), "__name__" | "job" | "instance"))
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()));
             let value: f64 = s["value"][1].as_str().unwrap().parse().unwrap();
-            samples.insert(key(name, labels), value);
+            let k = key(name, labels);
+            if classic(&k) {
+                samples.insert(k, value);
+            }
         }
         (samples.len() >= expected.len()).then_some(samples)
     });
     assert_same_samples(&expected, &stored, "Prometheus");
+
+    // The native histograms: count and sum exact, quantiles within one bucket of ours.
+    let snap = r.snapshot();
+    let scalar = |q: &str| -> Option<f64> { query(q)?.first()?["value"][1].as_str()?.parse().ok() };
+    for (name, series, labels) in
+        [("pb_payload", "pb_payload_bytes{dir=\"in\"}", &[("dir", "in")][..]), ("pb_items", "pb_items", &[][..])]
+    {
+        let h = snap.histogram(name, labels).unwrap();
+        let count = wait_for(Duration::from_secs(30), guard, "histogram_count", || {
+            scalar(&format!("histogram_count({series})"))
+        });
+        assert_eq!(count, h.count() as f64, "{series}");
+        let sum = scalar(&format!("histogram_sum({series})")).unwrap();
+        assert_eq!(sum, h.sum() as f64, "{series}");
+        // One bucket at schema 5 is a factor 2^(1/32).
+        let width = 2f64.powf(1.0 / 32.0);
+        for q in [0.5, 0.99] {
+            let theirs = scalar(&format!("histogram_quantile({q}, {series})")).unwrap();
+            let ours = h.quantile(q).unwrap() as f64;
+            assert!(theirs <= ours * width && ours <= theirs * width, "{series} q={q}: {theirs} vs ours {ours}");
+        }
+    }
 
     // It asked for protobuf and got it: no scrape was answered in a text format.
     assert!(server.served_count(Format::Protobuf) > 0);
     assert_eq!(server.served_count(Format::Prometheus) + server.served_count(Format::OpenMetrics), 0);
 
     // The exemplars it read from the protobuf buckets and counter.
-    let exemplars = wait_for(Duration::from_secs(30), &guard, "the exemplars", || {
+    let exemplars = wait_for(Duration::from_secs(30), guard, "the exemplars", || {
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
         let path = format!(
             "/api/v1/query_exemplars?query={}&start={}&end={}",

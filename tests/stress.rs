@@ -144,10 +144,11 @@ fn churn_with_concurrent_snapshots_and_flushes() {
     let memory = registry.shard_memory_bytes();
     assert!(shards <= PER_WAVE as usize, "{shards} shards for at most {PER_WAVE} live writers");
     // Re-used shards keep their cells; the only growth churn can cause is a bucket group a
-    // re-used shard had not needed yet (lazily allocated, 2^5 × 8 B each at the default
-    // precision). The values span 2^9..2^27, i.e. at most GROUPS groups per shard.
+    // re-used shard had not needed yet (lazily allocated, (2^5 + 2) × 8 B each at the default
+    // precision: one group per power of two). The values span 2^9..2^27, i.e. at most GROUPS
+    // groups per shard.
     const GROUPS: usize = 27 - 9 + 1;
-    let group_bytes = 8 << shardmetrics::Histogram::DEFAULT_PRECISION;
+    let group_bytes = 8 * ((1 << shardmetrics::Histogram::DEFAULT_PRECISION) + 2);
     assert!(
         memory <= memory_after_first_wave + shards * GROUPS * group_bytes,
         "shard memory grew beyond the bucket groups the value range needs: {memory} B after, \

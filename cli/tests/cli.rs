@@ -343,21 +343,8 @@ fn bad_flags_give_usage() {
 /// /metrics, computes rates from successive scrapes, and `report` reads it.
 #[test]
 fn top_and_report_against_a_real_prometheus() {
-    let Some(prometheus) = common::tool("prometheus") else { return };
-    let dir = common::temp_dir("cli-prom");
-    let port = common::free_port();
-    std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 1s\n").unwrap();
-    let args = vec![
-        format!("--config.file={}", dir.join("prometheus.yml").display()),
-        format!("--storage.tsdb.path={}", dir.join("data").display()),
-        format!("--web.listen-address=127.0.0.1:{port}"),
-        "--log.level=warn".to_owned(),
-    ];
-    let guard = common::spawn(&prometheus, &args, dir);
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    common::wait_for(Duration::from_secs(30), &guard, "prometheus to be ready", || {
-        common::request(addr, "GET", "/-/ready", &[]).ok().filter(|r| r.status == 200)
-    });
+    let Some(prom) = common::Prometheus::start("cli-prom", &[], &[]) else { return };
+    let port = prom.api.port();
     let base = format!("http://127.0.0.1:{port}");
 
     let out = run(&["top", &base, "--no-tui", "--seconds", "3", "--interval", "500ms"], Duration::from_secs(60));

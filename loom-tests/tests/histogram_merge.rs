@@ -12,11 +12,13 @@ use loom::thread;
 use shardmetrics::{Registry, Snapshot};
 use shardmetrics_loom_tests::{check_histogram, explore};
 
-/// Precision 1 keeps a slot small; the values land in three different bucket groups (0, 2
-/// and 5), so every record also allocates and publishes a group while the aggregator reads.
+/// Precision (schema) 1 keeps a slot small; the values land in three different bucket groups
+/// (powers of two 2, 0 and 5), so every record also allocates and publishes a group while the
+/// aggregator reads.
 const VALUES: [u64; 3] = [6, 1, 40];
-/// The bucket `(low, high)` each of `VALUES` lands in at precision 1.
-const BUCKETS: [(u64, u64); 3] = [(6, 7), (1, 1), (32, 47)];
+/// The exponential bucket `(low, high)` each of `VALUES` lands in at schema 1 (bounds
+/// `2^(k/2)`: `(2^2.5, 2^3]`, `(2^-0.5, 2^0]`, `(2^5, 2^5.5]`).
+const BUCKETS: [(u64, u64); 3] = [(6, 8), (1, 1), (33, 45)];
 
 /// Checks one snapshot against the recorded values: beyond [`check_histogram`], the counted
 /// buckets are exactly some of `VALUES`' buckets, min/max are recorded values that bound every

@@ -75,13 +75,51 @@ pub mod proto {
         pub metadata: Vec<MetricMetadata>,
     }
 
-    /// `prometheus.TimeSeries`: labels sorted by name, samples in time order.
+    /// `prometheus.TimeSeries`: labels sorted by name, samples (or native histograms) in time
+    /// order.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TimeSeries {
         #[prost(message, repeated, tag = "1")]
         pub labels: Vec<Label>,
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<Sample>,
+        #[prost(message, repeated, tag = "4")]
+        pub histograms: Vec<Histogram>,
+    }
+
+    /// `prometheus.Histogram`: a native histogram at one time — integer counts (this exporter
+    /// never sends float histograms), positive buckets as spans and delta-encoded counts.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Histogram {
+        #[prost(uint64, tag = "1")]
+        pub count_int: u64,
+        #[prost(double, tag = "3")]
+        pub sum: f64,
+        #[prost(sint32, tag = "4")]
+        pub schema: i32,
+        #[prost(double, tag = "5")]
+        pub zero_threshold: f64,
+        #[prost(uint64, tag = "6")]
+        pub zero_count_int: u64,
+        #[prost(message, repeated, tag = "11")]
+        pub positive_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        pub positive_deltas: Vec<i64>,
+        /// `ResetHint`: 0 unknown (the receiver detects resets), 1 yes, 2 no, 3 gauge.
+        #[prost(int32, tag = "14")]
+        pub reset_hint: i32,
+        #[prost(int64, tag = "15")]
+        pub timestamp: i64,
+    }
+
+    /// `prometheus.BucketSpan`: `length` consecutive buckets, `offset` buckets after the
+    /// previous span (the first span's offset is its first bucket's index).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct BucketSpan {
+        #[prost(sint32, tag = "1")]
+        pub offset: i32,
+        #[prost(uint32, tag = "2")]
+        pub length: u32,
     }
 
     /// `prometheus.Label`.
@@ -130,17 +168,31 @@ pub mod proto {
     }
 }
 
+use crate::export::native::NativeBuckets;
 use proto::{Label, MetricMetadata, MetricType, Sample, TimeSeries, WriteRequest};
 
+/// What a [`write_request`] carries besides the samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// One metadata entry per family (type, help, unit).
+    pub metadata: bool,
+    /// Histograms with native buckets as native histograms (one series under the family's
+    /// name, a `Histogram` message) instead of classic `_bucket`/`_sum`/`_count` series — what a
+    /// Prometheus with native histograms enabled stores from a protobuf scrape. The receiver
+    /// must accept them (Prometheus: `--enable-feature=native-histograms`).
+    pub native_histograms: bool,
+}
+
 /// The `WriteRequest` for one snapshot: every sample the text export would show, stamped
-/// `timestamp_ms`, with `external_labels` added to series that lack them, plus one metadata
-/// entry per family (type, help, unit) when `metadata` is set.
+/// `timestamp_ms`, with `external_labels` added to series that lack them (see
+/// [`RequestOptions`] for metadata and native histograms).
 pub fn write_request(
     snapshot: &Snapshot,
     external_labels: &[(String, String)],
     timestamp_ms: i64,
-    metadata: bool,
+    options: RequestOptions,
 ) -> WriteRequest {
+    let RequestOptions { metadata, native_histograms } = options;
     let mut req = WriteRequest { timeseries: Vec::with_capacity(snapshot.series().len()), metadata: Vec::new() };
     let mut le = String::new();
     for family in snapshot.families() {
@@ -219,6 +271,19 @@ pub fn write_request(
             let name_at = base.iter().position(|l| l.name == "__name__").unwrap_or(0);
             let le_at = base.partition_point(|l| l.name.as_str() < "le");
             let quantile_at = base.partition_point(|l| l.name.as_str() < "quantile");
+            // A histogram with native buckets, when asked for: one series under the family's
+            // name, in place of the classic `_bucket`/`_sum`/`_count` (its quantile series stay).
+            let mut native = false;
+            if let (true, Value::Histogram(h)) = (native_histograms, s.value()) {
+                if let Some(buckets) = crate::export::native::native_buckets(info, h) {
+                    let mut labels = base.clone();
+                    labels[name_at].value.clone_from(&names[0]);
+                    let sum = info.unit().value_in_base(h.sum());
+                    let histograms = vec![native_histogram(&buckets, h.count(), sum, timestamp_ms)];
+                    req.timeseries.push(TimeSeries { labels, samples: Vec::new(), histograms });
+                    native = true;
+                }
+            }
             let mut push_with = |which: usize, extra: Option<(&str, &str, usize)>, value: f64| {
                 let mut labels = Vec::with_capacity(base.len() + 1);
                 labels.extend_from_slice(&base);
@@ -226,7 +291,11 @@ pub fn write_request(
                 if let Some((name, value, at)) = extra {
                     labels.insert(at, Label { name: name.into(), value: value.to_owned() });
                 }
-                req.timeseries.push(TimeSeries { labels, samples: vec![Sample { value, timestamp: timestamp_ms }] });
+                req.timeseries.push(TimeSeries {
+                    labels,
+                    samples: vec![Sample { value, timestamp: timestamp_ms }],
+                    histograms: Vec::new(),
+                });
             };
             let mut push = |which: usize, le: Option<&str>, value: f64| {
                 push_with(which, le.map(|le| ("le", le, le_at)), value);
@@ -237,13 +306,15 @@ pub fn write_request(
                 Value::Gauge(g) => push(0, None, g),
                 Value::Histogram(h) => {
                     let unit = info.unit();
-                    for (&bound, le) in export_buckets(info).iter().zip(&les) {
-                        push(1, Some(le), h.count_le(bound_in_unit(bound, unit)) as f64);
-                    }
-                    push(1, Some("+Inf"), h.count() as f64);
                     let sum = unit.value_in_base(h.sum());
-                    push(2, None, sum);
-                    push(3, None, h.count() as f64);
+                    if !native {
+                        for (&bound, le) in export_buckets(info).iter().zip(&les) {
+                            push(1, Some(le), h.count_le(bound_in_unit(bound, unit)) as f64);
+                        }
+                        push(1, Some("+Inf"), h.count() as f64);
+                        push(2, None, sum);
+                        push(3, None, h.count() as f64);
+                    }
                     if !quantiles.is_empty() {
                         let windowed = window.as_ref().and_then(|w| w.histogram_of(&s));
                         let hq = windowed.as_ref().unwrap_or(h);
@@ -259,6 +330,26 @@ pub fn write_request(
         }
     }
     req
+}
+
+/// A native histogram's `Histogram` message: spans and deltas as the protobuf exposition writes
+/// them (`export::native`), integer counts, the sum in the exported unit.
+fn native_histogram(native: &impl NativeBuckets, count: u64, sum: f64, timestamp_ms: i64) -> proto::Histogram {
+    let mut positive_spans = Vec::new();
+    crate::export::native::for_each_span(native, |offset, length| {
+        positive_spans.push(proto::BucketSpan { offset, length });
+    });
+    proto::Histogram {
+        count_int: count,
+        sum,
+        schema: native.schema(),
+        zero_threshold: native.zero_threshold(),
+        zero_count_int: native.zero_count(),
+        positive_spans,
+        positive_deltas: crate::export::native::deltas(native).collect(),
+        reset_hint: 0,
+        timestamp: timestamp_ms,
+    }
 }
 
 /// Protobuf-encodes and snappy-compresses (block format) a request: a remote-write body.
@@ -284,6 +375,7 @@ pub struct RemoteWriteBuilder {
     external_labels: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     metadata: bool,
+    native_histograms: bool,
     options: ExportOptions,
 }
 
@@ -317,6 +409,14 @@ impl RemoteWriteBuilder {
         self
     }
 
+    /// Whether to send histograms that have native buckets as native histograms (default
+    /// false: classic `_bucket`/`_sum`/`_count` series, which every receiver accepts). See
+    /// [`RequestOptions::native_histograms`].
+    pub fn native_histograms(mut self, on: bool) -> Self {
+        self.native_histograms = on;
+        self
+    }
+
     /// Validates the configuration and registers the exporter's self-metrics in `registry`.
     pub fn build(self, registry: &Registry) -> Result<RemoteWrite, ExportError> {
         http_client::check_url(&self.url)?;
@@ -337,7 +437,7 @@ impl RemoteWriteBuilder {
             agent: http_client::agent(self.options.timeout),
             headers: self.headers,
             external_labels,
-            metadata: self.metadata,
+            request: RequestOptions { metadata: self.metadata, native_histograms: self.native_histograms },
             last_timestamp: AtomicI64::new(i64::MIN),
         };
         Ok(RemoteWrite { exporter: Exporter::new(registry, ID, sink, self.options) })
@@ -375,6 +475,7 @@ impl RemoteWrite {
             external_labels: Vec::new(),
             headers: Vec::new(),
             metadata: true,
+            native_histograms: false,
             options: ExportOptions::new(16),
         }
     }
@@ -399,7 +500,7 @@ struct RemoteSink {
     headers: Vec<(String, String)>,
     /// Sorted by name.
     external_labels: Vec<(String, String)>,
-    metadata: bool,
+    request: RequestOptions,
     /// Last timestamp used: samples of one series must have increasing timestamps, and two
     /// snapshots may be taken within one millisecond.
     last_timestamp: AtomicI64,
@@ -421,7 +522,7 @@ impl RemoteSink {
 
 impl Sink for RemoteSink {
     fn encode(&self, snapshot: &Snapshot) -> Batch {
-        let req = write_request(snapshot, &self.external_labels, self.timestamp(snapshot), self.metadata);
+        let req = write_request(snapshot, &self.external_labels, self.timestamp(snapshot), self.request);
         let samples = req.timeseries.len() as u64;
         match encode(&req) {
             Ok(body) => Batch { seq: snapshot.seq(), samples, body: Ok(body) },
@@ -526,7 +627,12 @@ mod tests {
     #[test]
     fn samples_match_the_text_export() {
         let (_r, snap) = sample_registry();
-        let req = write_request(&snap, &[("job".into(), "test".into())], 1_000, true);
+        let req = write_request(
+            &snap,
+            &[("job".into(), "test".into())],
+            1_000,
+            RequestOptions { metadata: true, ..Default::default() },
+        );
         assert_eq!(sample_keys(&req, &["job"]), text_samples(&prometheus::render(&snap)));
         assert_eq!(req.timeseries.len() as u64, crate::export::sink::sample_count(&snap));
     }
@@ -535,7 +641,7 @@ mod tests {
     fn labels_are_sorted_with_name_and_external_labels() {
         let (_r, snap) = sample_registry();
         let ext = vec![("instance".to_owned(), "h1".to_owned()), ("job".to_owned(), "svc".to_owned())];
-        let req = write_request(&snap, &ext, 7, false);
+        let req = write_request(&snap, &ext, 7, RequestOptions { metadata: false, ..Default::default() });
         assert!(req.metadata.is_empty());
         for ts in &req.timeseries {
             let names: Vec<&str> = ts.labels.iter().map(|l| l.name.as_str()).collect();
@@ -574,7 +680,12 @@ mod tests {
     fn series_labels_win_over_external_labels() {
         let r = Registry::builder().manual().build();
         r.counter("c").label("job", "own").build().unwrap().inc();
-        let req = write_request(&r.flush(), &[("job".into(), "external".into())], 0, false);
+        let req = write_request(
+            &r.flush(),
+            &[("job".into(), "external".into())],
+            0,
+            RequestOptions { metadata: false, ..Default::default() },
+        );
         let c = req.timeseries.iter().find(|ts| ts.labels[0].value == "c_total").unwrap();
         assert_eq!(labels(c), [("__name__", "c_total"), ("job", "own")]);
     }
@@ -582,7 +693,7 @@ mod tests {
     #[test]
     fn metadata_describes_each_family() {
         let (_r, snap) = sample_registry();
-        let req = write_request(&snap, &[], 0, true);
+        let req = write_request(&snap, &[], 0, RequestOptions { metadata: true, ..Default::default() });
         let m = |n: &str| req.metadata.iter().find(|m| m.metric_family_name == n).unwrap().clone();
         assert_eq!(m("requests_total").r#type, MetricType::Counter as i32);
         assert_eq!(m("requests_total").help, "Requests");
@@ -594,7 +705,12 @@ mod tests {
     #[test]
     fn encode_round_trips_through_snappy_and_protobuf() {
         let (_r, snap) = sample_registry();
-        let req = write_request(&snap, &[("job".into(), "x".into())], 123, true);
+        let req = write_request(
+            &snap,
+            &[("job".into(), "x".into())],
+            123,
+            RequestOptions { metadata: true, ..Default::default() },
+        );
         let body = encode(&req).unwrap();
         // Snappy block format starts with the uncompressed length as a varint.
         let raw = req.encode_to_vec();

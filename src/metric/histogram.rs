@@ -1,4 +1,4 @@
-//! Histograms: `u64` values in per-thread log-linear buckets, and RAII timers.
+//! Histograms: `u64` values in per-thread base-2 exponential (native-histogram) buckets, and RAII timers.
 
 use std::fmt;
 
@@ -119,12 +119,14 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Fewest sub-bucket bits a histogram can have ([`MetricBuilder::precision`](crate::MetricBuilder)):
-    /// 2 sub-buckets per power of two, ≤ 25 % quantile error.
+    /// Lowest precision, i.e. exponential schema, a histogram can have
+    /// ([`MetricBuilder::precision`](crate::MetricBuilder)): schema 0, one bucket per power of
+    /// two, ≤ 33 % quantile error.
     pub const MIN_PRECISION: u8 = crate::buckets::MIN_PRECISION;
-    /// Most sub-bucket bits: 1,024 sub-buckets per power of two, ≤ 0.05 % quantile error.
+    /// Highest precision (schema 8, Prometheus' maximum): 256 buckets per power of two,
+    /// ≤ 0.14 % quantile error (plus half a unit: values are integers).
     pub const MAX_PRECISION: u8 = crate::buckets::MAX_PRECISION;
-    /// The default: 32 sub-buckets per power of two, ≤ 1.56 % quantile error.
+    /// The default (schema 5): 32 buckets per power of two, ≤ 1.79 % quantile error.
     pub const DEFAULT_PRECISION: u8 = crate::buckets::DEFAULT_PRECISION;
 
     histogram_methods!();

@@ -14,8 +14,10 @@
 //! * histograms: `HISTOGRAM` with the configured classic buckets (`le` bounds in the exported
 //!   unit, the counts the text renders show, the same code), `sample_count`, `sample_sum` in the
 //!   base unit, and each bucket's latest exemplar. The `+Inf` bucket is implicit (the count)
-//!   unless it has an exemplar, as client_golang does. The native-histogram fields stay empty
-//!   until histograms record into exponential buckets (see `native.rs`);
+//!   unless it has an exemplar, as client_golang does. Beside them, the native histogram: the
+//!   recorded base-2 exponential buckets exactly (schema = the histogram's precision, zero
+//!   threshold 0, positive spans and delta-encoded counts), for histograms exported in their
+//!   recorded unit; those recorded in ns, µs or ms are classic only for now (see `native.rs`);
 //! * a histogram's quantile series: a `SUMMARY` family `…_quantiles`, quantiles over the
 //!   family's quantile window, cumulative count and sum;
 //! * `help` when set; `unit` when the OpenMetrics render writes `# UNIT` (the family name ends in
@@ -41,13 +43,12 @@
 
 #![forbid(unsafe_code)]
 
-mod native;
 pub mod proto;
 mod wire;
 
 use std::time::UNIX_EPOCH;
 
-use native::NativeBuckets;
+use super::native::{self, NativeBuckets};
 use proto::MetricType;
 
 use crate::{
@@ -250,11 +251,6 @@ fn write_exemplar(out: &mut Vec<u8>, e: &Exemplar, unit: Unit) {
     });
 }
 
-/// Most empty buckets between two non-empty ones that are written as zero deltas instead of
-/// starting a new span (a span costs two fields, an empty bucket one byte): client_golang's
-/// choice.
-const MAX_GAP_IN_SPAN: i32 = 2;
-
 /// The native part of a histogram message: schema, zero bucket, positive spans and their
 /// delta-encoded counts. A native histogram with no buckets and no zero bucket gets a no-op
 /// span (offset 0, length 0), which tells it apart from a classic histogram.
@@ -264,45 +260,26 @@ fn write_native(out: &mut Vec<u8>, native: &impl NativeBuckets) {
     wire::double(out, field::HISTOGRAM_ZERO_THRESHOLD, native.zero_threshold());
     wire::uint64(out, field::HISTOGRAM_ZERO_COUNT, native.zero_count());
     // Spans first (one pass), then the deltas (a second pass): the field order of the schema.
-    let mut next: Option<i32> = None; // the index after the last bucket written
-    let mut span: Option<(i32, u32)> = None; // (offset, length) of the open span
-    let write_span = |out: &mut Vec<u8>, (offset, length): (i32, u32)| {
+    let mut any = false;
+    native::for_each_span(native, |offset, length| {
+        any = true;
         wire::message(out, field::HISTOGRAM_POSITIVE_SPAN, |out| {
             wire::sint64(out, field::SPAN_OFFSET, i64::from(offset));
             wire::uint64(out, field::SPAN_LENGTH, u64::from(length));
         });
-    };
-    for (index, _) in native.positive() {
-        match (next, &mut span) {
-            (Some(n), Some((_, length))) if index - n <= MAX_GAP_IN_SPAN => *length += (index - n) as u32 + 1,
-            _ => {
-                if let Some(done) = span.take() {
-                    write_span(out, done);
-                }
-                span = Some((next.map_or(index, |n| index - n), 1));
-            }
-        }
-        next = Some(index + 1);
-    }
-    if let Some(done) = span {
-        write_span(out, done);
-    }
-    if next.is_none() && native.zero_threshold() == 0.0 && native.zero_count() == 0 {
-        write_span(out, (0, 0));
-    }
-    let mut previous = (None::<i32>, 0i64); // (index after the last bucket, its count)
-    let deltas = native.positive().flat_map(|(index, count)| {
-        let count = i64::try_from(count).unwrap_or(i64::MAX);
-        // Empty buckets inside a span: each a delta back to 0, then up to this count.
-        let gap = previous.0.map_or(0, |n| index - n);
-        let zeros = if gap <= MAX_GAP_IN_SPAN { gap } else { 0 };
-        let last = previous.1;
-        previous = (Some(index + 1), count);
-        let empties = (0..zeros).map(move |k| if k == 0 { -last } else { 0 });
-        let back = if zeros > 0 { 0 } else { last };
-        empties.chain(std::iter::once(count - back))
     });
-    wire::packed_sint64(out, field::HISTOGRAM_POSITIVE_DELTA, deltas);
+    if !any && native.zero_threshold() == 0.0 && native.zero_count() == 0 {
+        wire::message(out, field::HISTOGRAM_POSITIVE_SPAN, |out| {
+            wire::sint64(out, field::SPAN_OFFSET, 0);
+            wire::uint64(out, field::SPAN_LENGTH, 0);
+        });
+    }
+    // Unpacked, one field per delta: `metrics.proto` is proto2, whose repeated scalars are not
+    // packed, so this is what client_golang writes and what prost re-encodes to (decoders read
+    // either encoding).
+    for delta in native::deltas(native) {
+        wire::sint64(out, field::HISTOGRAM_POSITIVE_DELTA, delta);
+    }
 }
 
 #[cfg(test)]
@@ -377,6 +354,65 @@ mod tests {
         let spans: Vec<_> = h.positive_span.iter().map(|s| (s.offset.unwrap(), s.length.unwrap())).collect();
         assert_eq!(spans, [(1, 4), (3, 1)]);
         assert_eq!(h.positive_delta, [4, -4, 0, 1, 1]);
+    }
+
+    /// The encoded native histogram decodes (prost, the official messages) to the snapshot's
+    /// exponential buckets: schema, zero bucket, spans and deltas, count and sum.
+    #[test]
+    fn native_buckets_decode_to_the_snapshot() {
+        let r = crate::Registry::builder().manual().build();
+        let items = r.histogram("pb_native_items").precision(3).build().unwrap();
+        let bytes = r.histogram("pb_native_bytes").unit(Unit::Bytes).build().unwrap();
+        let empty = r.histogram("pb_native_empty").build().unwrap();
+        let nanos = r.histogram("pb_native_latency").unit(Unit::Nanoseconds).build().unwrap();
+        for v in [0, 0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 100, 1_000, 1_000, 1 << 40, u64::MAX] {
+            items.record(v);
+            bytes.record(v);
+        }
+        nanos.record(1_000);
+        let snap = r.flush();
+        let _ = empty;
+        let families = decode(&render(&snap)).unwrap();
+        let find = |name: &str| {
+            let f = families.iter().find(|f| f.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("{name}"));
+            f.metric[0].histogram.clone().expect("a histogram")
+        };
+        for (name, schema) in [("pb_native_items", 3), ("pb_native_bytes", 5), ("pb_native_empty", 5)] {
+            let h = find(name);
+            let ours = snap.histogram(name, &[]).unwrap();
+            let (s, zero, positive) = ours.native();
+            assert_eq!(i32::from(s), schema);
+            assert_eq!(h.schema, Some(schema), "{name}");
+            assert_eq!(h.zero_threshold, Some(0.0), "{name}");
+            assert_eq!(h.zero_count, Some(zero), "{name}");
+            let positive: Vec<_> = positive.collect();
+            assert_eq!(expand(&h), positive, "{name}: {h:?}");
+            assert_eq!(h.sample_count, Some(ours.count()));
+            assert_eq!(zero + positive.iter().map(|&(_, n)| n).sum::<u64>(), ours.count());
+            assert!(h.negative_span.is_empty() && h.negative_delta.is_empty());
+            // Only buckets that hold an integer can have counted a `u64`.
+            for &(k, _) in &positive {
+                let (lo, hi) =
+                    (crate::exp_buckets::lowest(k, schema as i8), crate::exp_buckets::highest(k, schema as i8));
+                assert!(lo <= hi, "{name}: bucket {k} holds no integer");
+            }
+            if name == "pb_native_empty" {
+                assert_eq!(h.positive_span, [proto::BucketSpan { offset: Some(0), length: Some(0) }]);
+            } else {
+                assert_eq!(zero, 2);
+                // 1 is key 0; 2, 4, 8, 16 are the top of keys 2^s·{1, 2, 3, 4}; u64::MAX is the last.
+                let keys: Vec<i32> = positive.iter().map(|&(k, _)| k).collect();
+                assert_eq!(keys.first(), Some(&0));
+                assert_eq!(keys.last(), Some(&(64 << schema)));
+                for e in 1..=4 {
+                    assert!(keys.contains(&(e << schema)), "{name}: 2^{e}");
+                }
+            }
+        }
+        // Recorded in ns, exported in seconds: no native part yet (classic only).
+        let h = find("pb_native_latency_seconds");
+        assert_eq!((h.schema, h.zero_threshold, h.positive_span.len()), (None, None, 0));
+        assert!(!h.bucket.is_empty());
     }
 
     #[test]

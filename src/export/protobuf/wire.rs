@@ -99,16 +99,6 @@ pub(super) fn message(out: &mut Vec<u8>, field: u32, body: impl FnOnce(&mut Vec<
     delimited(out, body);
 }
 
-/// A packed repeated `sint64` field (nothing when `values` is empty). Decoders read packed and
-/// unpacked encodings of a repeated scalar alike, whatever the schema declares.
-pub(super) fn packed_sint64(out: &mut Vec<u8>, field: u32, values: impl IntoIterator<Item = i64>) {
-    let mut values = values.into_iter().peekable();
-    if values.peek().is_none() {
-        return;
-    }
-    message(out, field, |out| values.for_each(|v| varint(out, zigzag(v))));
-}
-
 /// What `body` writes, preceded by its length as a varint (a message field's payload, or one
 /// message of a length-delimited stream).
 #[inline]

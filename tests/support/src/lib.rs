@@ -341,3 +341,59 @@ pub mod logs {
             .count()
     }
 }
+
+/// A real Prometheus server (Debian's `prometheus`) on a free loopback port, with its own
+/// data directory, stopped and removed on drop.
+pub struct Prometheus {
+    pub guard: ChildGuard,
+    /// Its HTTP API and UI.
+    pub api: SocketAddr,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `targets` every second (job `shardmetrics`) with the extra
+    /// command-line `flags`; `None` (after the skip line, or a failure under `CI=true`) when it
+    /// is not installed. Returns once it is ready.
+    pub fn start(tag: &str, targets: &[SocketAddr], flags: &[&str]) -> Option<Prometheus> {
+        let program = tool("prometheus")?;
+        let dir = temp_dir(tag);
+        let port = free_port();
+        let mut config = "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n".to_owned();
+        if !targets.is_empty() {
+            let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+            config += &format!(
+                "scrape_configs:\n  - job_name: shardmetrics\n    static_configs:\n      - targets: [{}]\n",
+                list.join(", ")
+            );
+        }
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let mut args = vec![
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--log.level=warn".to_owned(),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        let guard = spawn(&program, &args, dir);
+        let api: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_for(Duration::from_secs(60), &guard, "prometheus to be ready", || {
+            request(api, "GET", "/-/ready", &[]).ok().filter(|r| r.status == 200)
+        });
+        Some(Prometheus { guard, api })
+    }
+
+    /// The body of a successful `GET path` against its API, `None` on any failure.
+    pub fn get(&self, path: &str) -> Option<Vec<u8>> {
+        request(self.api, "GET", path, &[]).ok().filter(|r| r.status == 200).map(|r| r.body)
+    }
+
+    /// The raw JSON body of an instant query (`/api/v1/query`).
+    pub fn query(&self, q: &str) -> Option<Vec<u8>> {
+        self.get(&format!("/api/v1/query?query={}", urlencode(q)))
+    }
+
+    /// Polls `f` until it returns `Some`; see [`wait_for`].
+    pub fn wait_for<T>(&self, timeout: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        wait_for(timeout, &self.guard, what, f)
+    }
+}
