@@ -58,7 +58,8 @@
 //!
 //! # Not yet
 //! Exponential histograms: OTLP's `ExponentialHistogram` (the messages are in [`proto`]) maps
-//! exactly from base-2 exponential buckets, which the engine does not record yet (issue #16);
+//! exactly from the base-2 exponential buckets the engine records (issue #16) — scale =
+//! schema; it is not wired up yet;
 //! [`Histograms`] ([`OtlpBuilder::histograms`]) is the switch that will select it, and the
 //! `HOOK` comment in `Encoder::encode` marks where its points will be built.
 
@@ -100,8 +101,8 @@ pub const CONTENT_TYPE: &str = "application/x-protobuf";
 pub const SDK_NAME: &str = "shardmetrics";
 
 /// How histograms are sent. Today only as explicit-bucket `Histogram`s; `Exponential` (OTLP
-/// `ExponentialHistogram`, exact from base-2 exponential buckets) joins once the engine
-/// records them (issue #16).
+/// `ExponentialHistogram`, exact from the recorded base-2 exponential buckets) is the next
+/// step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Histograms {
@@ -261,7 +262,7 @@ impl Encoder {
                 Kind::Gauge => Data::Gauge(proto::Gauge {
                     data_points: family.iter().filter_map(|s| ctx.gauge_point(s)).collect(),
                 }),
-                // HOOK (exponential histograms, after issue #16): a `Histograms::Exponential`
+                // HOOK (exponential histograms, the buckets of issue #16): a `Histograms::Exponential`
                 // arm here builds `Data::ExponentialHistogram(proto::ExponentialHistogram { … })`
                 // from the snapshot's base-2 buckets (scale, zero count, offset + counts); the
                 // delta memory in `Track` then keeps exponential counts instead of `buckets`.
@@ -593,8 +594,8 @@ impl OtlpBuilder {
         self
     }
 
-    /// How histograms are sent (today [`Histograms::Explicit`] only; the exponential form
-    /// joins it once the engine records exponential buckets).
+    /// How histograms are sent (today [`Histograms::Explicit`] only; the exponential form is
+    /// the next step).
     pub fn histograms(mut self, h: Histograms) -> Self {
         self.histograms = h;
         self
