@@ -483,7 +483,8 @@ impl HistogramSnapshot {
     /// non-empty positive buckets as (key, count), ascending)`, keys of the recorded values
     /// (identity mapping: bucket `k` holds `(2^((k-1)·2^-schema), 2^(k·2^-schema)]` in the
     /// recorded unit). The zero bucket holds exactly the value 0. `count == zero count + Σ
-    /// positive counts`.
+    /// positive counts`. Read by the binary formats.
+    #[cfg(any(feature = "protobuf", feature = "remote-write"))]
     pub(crate) fn native(&self) -> (u8, u64, impl Iterator<Item = (i32, u64)> + '_) {
         let (zero, rest) = match self.buckets.first() {
             Some(&(0, n)) => (n, &self.buckets[1..]),
