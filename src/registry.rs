@@ -162,7 +162,9 @@ impl RegistryBuilder {
             overflow,
         });
         let ticker = self.background.then(|| Ticker::start(core.clone(), self.interval));
-        Registry { owner: SyncArc::new(Owner { core, ticker: Mutex::new(ticker) }) }
+        Registry {
+            owner: SyncArc::new(Owner { core, ticker: Mutex::new(ticker), started_at: std::time::SystemTime::now() }),
+        }
     }
 }
 
@@ -179,6 +181,9 @@ pub struct Registry {
 struct Owner {
     core: SyncArc<Core>,
     ticker: Mutex<Option<Ticker>>,
+    /// When the registry was built: the start of every cumulative series (OTLP's
+    /// `start_time_unix_nano`).
+    started_at: std::time::SystemTime,
 }
 
 impl Drop for Owner {
@@ -302,6 +307,12 @@ impl Registry {
     /// Whether the background aggregator thread is running.
     pub fn is_ticking(&self) -> bool {
         lock(&self.owner.ticker).is_some()
+    }
+
+    /// When the registry was built: the time every cumulative total counts from (the OTLP
+    /// exporter's `start_time_unix_nano`).
+    pub fn started_at(&self) -> std::time::SystemTime {
+        self.owner.started_at
     }
 
     /// Configured aggregator interval.

@@ -71,6 +71,11 @@ pub struct DemoArgs {
     /// Aggregator tick (how often the snapshot and the dashboard update), e.g. 500ms, 1s.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = interval)]
     pub interval: Duration,
+    /// Also push the metrics over OTLP/HTTP to this base URL (`/v1/metrics` is appended), e.g.
+    /// http://localhost:4318. Without it, the demo pushes when OTEL_EXPORTER_OTLP_ENDPOINT (or
+    /// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) is set; the other OTEL_* variables apply either way.
+    #[arg(long, value_name = "URL")]
+    pub otlp: Option<String>,
 }
 
 /// Options shared by the commands that scrape an endpoint.

@@ -17,14 +17,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use shardmetrics::{export::http::Server, ops::Cache, ops::Operation, ops::StateSet, Counter, Gauge, Registry, Unit};
+use shardmetrics::{
+    export::{http::Server, otlp::Otlp, ExporterBuilder, ExporterHandle},
+    ops::Cache,
+    ops::Operation,
+    ops::StateSet,
+    Counter, Gauge, Registry, Unit,
+};
 
 use super::{
     app::App,
     args::DemoArgs,
     ingest::Scrape,
     terminal::{self, Update},
-    CliError, EXIT_FAILURE, EXIT_UNREACHABLE,
+    CliError, EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE,
 };
 
 /// One synthetic route.
@@ -361,6 +367,32 @@ pub fn prepare(args: &DemoArgs, now: Instant) -> Result<Plan, CliError> {
     })
 }
 
+/// The OTLP exporter, when `--otlp URL` is given or the OTel environment names an endpoint:
+/// every tick (unless `OTEL_METRIC_EXPORT_INTERVAL` says otherwise), as service
+/// `shardmetrics-demo` (unless `OTEL_SERVICE_NAME` names it).
+fn start_otlp(args: &DemoArgs, registry: &Registry) -> Result<Option<ExporterHandle>, CliError> {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+    let from_env = set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT");
+    if args.otlp.is_none() && !from_env {
+        return Ok(None);
+    }
+    let mut builder = Otlp::builder();
+    if let Some(url) = &args.otlp {
+        builder = builder.base_endpoint(url.trim_end_matches("/v1/metrics"));
+    }
+    if !set("OTEL_METRIC_EXPORT_INTERVAL") {
+        builder = builder.interval(args.interval);
+    }
+    if !set("OTEL_SERVICE_NAME") {
+        builder = builder.service_name("shardmetrics-demo");
+    }
+    let otlp = builder
+        .build(registry)
+        .map_err(|e| CliError::new(EXIT_USAGE, format!("--otlp / OTEL_EXPORTER_OTLP_ENDPOINT: {e}")))?;
+    println!("pushing OTLP to {}", otlp.endpoint());
+    Ok(Some(otlp.start()))
+}
+
 /// Runs the demo; returns the exit code.
 pub fn run(args: DemoArgs) -> Result<u8, CliError> {
     let plan = prepare(&args, Instant::now())?;
@@ -376,6 +408,7 @@ pub fn run(args: DemoArgs) -> Result<u8, CliError> {
     let pace = args.rate.map_or("unthrottled".to_owned(), |r| format!("paced to {r} requests/s"));
     println!("shardmetrics demo: serving {} (JSON at {}.json)", server.url(), server.url());
     println!("{threads} worker threads, {pace}; watch it from another terminal with `shardmetrics top http://{addr}`");
+    let otlp = start_otlp(&args, &registry)?;
     let tui = !args.no_tui && terminal::interactive();
     let deadline = plan.deadline;
     let mut app = App::new(format!("demo (in-process), serving http://{addr}"));
@@ -412,6 +445,13 @@ pub fn run(args: DemoArgs) -> Result<u8, CliError> {
         r
     });
     server.shutdown();
+    if let Some(otlp) = otlp {
+        let s = otlp.shutdown();
+        println!(
+            "otlp: {} batches ({} data points) sent, {} failed, {} dropped, {} points rejected by the receiver",
+            s.sent_batches, s.sent_samples, s.failed_batches, s.dropped_batches, s.rejected_samples
+        );
+    }
     let snap = registry.shutdown();
     result?;
     let total: u64 = snap.operations().filter(|(n, _, _)| *n == "demo_request").map(|(_, _, s)| s.count).sum();

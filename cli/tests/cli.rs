@@ -501,3 +501,70 @@ fn invalid_json_says_what_is_wrong() {
     assert_eq!(out.status.code(), Some(4), "{}", out.stderr);
     assert!(out.stderr.contains("not valid JSON: key must be a string at line 1 column 2"), "{}", out.stderr);
 }
+
+/// `demo --otlp URL` pushes every tick to an OTLP/HTTP receiver (here a loopback listener that
+/// answers 200) and prints what it delivered when it stops.
+#[test]
+fn demo_pushes_otlp_when_asked() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, bodies) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 16384];
+            let (head, mut body) = loop {
+                let Ok(n) = stream.read(&mut buf) else { break (String::new(), Vec::new()) };
+                if n == 0 {
+                    break (String::new(), Vec::new());
+                }
+                raw.extend_from_slice(&buf[..n]);
+                if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break (String::from_utf8_lossy(&raw[..i]).to_ascii_lowercase(), raw[i + 4..].to_vec());
+                }
+            };
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while body.len() < len {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => body.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if tx.send((head, body)).is_err() {
+                return;
+            }
+        }
+    });
+    let url = format!("http://{addr}");
+    let mut demo = start_demo(&["--seconds", "2", "--interval", "200ms", "--rate", "2000", "--otlp", &url]);
+    let status = demo.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut lines = Vec::new();
+    while let Ok(l) = demo.lines.recv_timeout(Duration::from_secs(10)) {
+        lines.push(l);
+    }
+    let out = lines.join("\n");
+    assert!(out.contains(&format!("pushing OTLP to {url}/v1/metrics")), "{out}");
+    let summary = out.lines().find(|l| l.starts_with("otlp: ")).unwrap_or_else(|| panic!("no otlp line in {out}"));
+    let sent: u64 = summary.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(sent >= 2, "{summary}");
+    let received: Vec<(String, Vec<u8>)> = bodies.try_iter().collect();
+    assert_eq!(received.len() as u64, sent, "{summary}");
+    let (head, body) = received.last().unwrap();
+    assert!(head.starts_with("post /v1/metrics ") && head.contains("content-type: application/x-protobuf"), "{head}");
+    let req = shardmetrics::export::otlp::decode_body(body, false).unwrap();
+    let rm = &req.resource_metrics[0];
+    let service = shardmetrics::export::otlp::attribute(&rm.resource.as_ref().unwrap().attributes, "service.name");
+    assert_eq!(service, Some("shardmetrics-demo"));
+    let names: Vec<&str> = rm.scope_metrics[0].metrics.iter().map(|m| m.name.as_str()).collect();
+    for name in ["demo_request_calls", "demo_request_duration", "demo_queue_depth"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+}

@@ -18,11 +18,13 @@ mod builder;
 mod error;
 #[cfg(not(shardmetrics_loom))]
 pub mod file;
-#[cfg(all(any(feature = "remote-write", feature = "push"), not(shardmetrics_loom)))]
+#[cfg(all(any(feature = "remote-write", feature = "push", feature = "otlp"), not(shardmetrics_loom)))]
 mod http_client;
 #[cfg(feature = "json")]
 pub mod json;
 pub mod openmetrics;
+#[cfg(all(feature = "otlp", not(shardmetrics_loom)))]
+pub mod otlp;
 pub mod prometheus;
 // Native-histogram buckets as the binary formats read them (protobuf exposition, remote write).
 #[cfg(any(feature = "protobuf", feature = "remote-write"))]

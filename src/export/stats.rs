@@ -18,6 +18,9 @@ pub struct ExportStats {
     pub sent_samples: u64,
     /// Samples of batches given up (permanent error or every attempt failed).
     pub failed_samples: u64,
+    /// Samples of delivered batches that the receiver reported as rejected while accepting the
+    /// rest (OTLP `partial_success.rejected_data_points`); not counted in `sent_samples`.
+    pub rejected_samples: u64,
     /// Samples of batches dropped from a full queue before being tried to the end.
     pub dropped_samples: u64,
     /// Batches delivered.
@@ -46,6 +49,7 @@ pub struct ExportStats {
 struct StatCells {
     sent_samples: AtomicU64,
     failed_samples: AtomicU64,
+    rejected_samples: AtomicU64,
     dropped_samples: AtomicU64,
     sent_batches: AtomicU64,
     failed_batches: AtomicU64,
@@ -66,6 +70,7 @@ impl StatCells {
         ExportStats {
             sent_samples: l(&self.sent_samples),
             failed_samples: l(&self.failed_samples),
+            rejected_samples: l(&self.rejected_samples),
             dropped_samples: l(&self.dropped_samples),
             sent_batches: l(&self.sent_batches),
             failed_batches: l(&self.failed_batches),
@@ -87,6 +92,9 @@ pub(crate) struct Meter {
     sent: Counter,
     failed: Counter,
     dropped: Counter,
+    /// `outcome="rejected"`: registered by [`with_rejected`](Self::with_rejected) only, for the
+    /// exporters whose receiver can reject part of a batch; a no-op for the others.
+    rejected: Counter,
     retries: Counter,
     cells: Arc<StatCells>,
 }
@@ -131,9 +139,28 @@ impl Meter {
             sent: samples("sent"),
             failed: samples("failed"),
             dropped: samples("dropped"),
+            rejected: Counter::noop(),
             retries,
             cells: Arc::default(),
         }
+    }
+
+    /// Also counts `outcome="rejected"` samples in the registry (OTLP's partial success): only
+    /// the exporters that can report them register the series.
+    // Only the OTLP exporter reads partial successes.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn with_rejected(mut self, registry: &Registry) -> Meter {
+        let exporter = self.exporter;
+        self.rejected = registry
+            .counter(self_metrics::EXPORT_SAMPLES)
+            .label("exporter", exporter)
+            .label("outcome", "rejected")
+            .build()
+            .unwrap_or_else(|e| {
+                log::error!("shardmetrics {exporter} exporter: cannot register {}: {e}", self_metrics::EXPORT_SAMPLES);
+                Counter::noop()
+            });
+        self
     }
 
     /// The `exporter` label of the counters.
@@ -153,9 +180,15 @@ impl Meter {
         }
     }
 
-    pub(crate) fn sent(&self, b: &Batch) {
-        self.sent.add(b.samples);
-        self.cells.sent_samples.fetch_add(b.samples, Ordering::Relaxed);
+    /// A delivered batch, `rejected` of whose samples the receiver reported as rejected.
+    pub(crate) fn sent(&self, b: &Batch, rejected: u64) {
+        let rejected = rejected.min(b.samples);
+        self.sent.add(b.samples - rejected);
+        self.cells.sent_samples.fetch_add(b.samples - rejected, Ordering::Relaxed);
+        if rejected > 0 {
+            self.rejected.add(rejected);
+            self.cells.rejected_samples.fetch_add(rejected, Ordering::Relaxed);
+        }
         self.cells.sent_batches.fetch_add(1, Ordering::Relaxed);
         self.cells.last_sent_seq.fetch_max(b.seq, Ordering::Relaxed);
     }

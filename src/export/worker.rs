@@ -58,9 +58,11 @@ fn deliver(
     loop {
         meter.attempt(attempt > 0);
         attempt += 1;
-        match sink.send(batch, timeout) {
-            Ok(()) => {
-                meter.sent(batch);
+        let result = sink.send_counting(batch, timeout);
+        let retry = result.as_ref().err().and_then(|e| e.retry().map(|(m, after)| (m.to_owned(), after)));
+        match result {
+            Ok(rejected) => {
+                meter.sent(batch, rejected);
                 return Ok(());
             }
             Err(SendError::Rejected { status, body }) => {
@@ -82,19 +84,21 @@ fn deliver(
                 meter.failed(batch);
                 return Err(ExportError::TimedOut { timeout, detail });
             }
-            Err(SendError::Retryable(last)) if attempt >= backoff.attempts() => {
-                log::error!(
-                    "shardmetrics {} exporter: giving up on a batch of {} samples after {attempt} attempt(s): {last}",
-                    meter.exporter(),
-                    batch.samples
-                );
-                meter.failed(batch);
-                return Err(ExportError::GaveUp { attempts: attempt, last });
-            }
-            Err(SendError::Retryable(e)) => {
-                let delay = backoff.delay(attempt, &mut rng);
+            Err(SendError::Retryable(_) | SendError::Throttled { .. }) => {
+                let (last, retry_after) = retry.unwrap_or_default();
+                if attempt >= backoff.attempts() {
+                    log::error!(
+                        "shardmetrics {} exporter: giving up on a batch of {} samples after {attempt} attempt(s): \
+                         {last}",
+                        meter.exporter(),
+                        batch.samples
+                    );
+                    meter.failed(batch);
+                    return Err(ExportError::GaveUp { attempts: attempt, last });
+                }
+                let delay = backoff.delay(attempt, &mut rng).max(retry_after.unwrap_or_default());
                 log::warn!(
-                    "shardmetrics {} exporter: attempt {attempt} failed ({e}); retrying in {delay:?}",
+                    "shardmetrics {} exporter: attempt {attempt} failed ({last}); retrying in {delay:?}",
                     meter.exporter()
                 );
                 std::thread::sleep(delay);
@@ -118,6 +122,22 @@ impl<S: Sink> Exporter<S> {
     /// Registers the exporter's self-metrics in `registry`.
     pub(crate) fn new(registry: &Registry, id: ExporterId, sink: S, options: ExportOptions) -> Self {
         Exporter { id, meter: Meter::new(registry, id.name), sink: Arc::new(sink), registry: registry.clone(), options }
+    }
+
+    /// [`new`](Self::new), for an exporter whose receiver can reject part of a batch: also
+    /// counts `outcome="rejected"` samples.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn new_with_rejected(registry: &Registry, id: ExporterId, sink: S, options: ExportOptions) -> Self {
+        let mut exporter = Exporter::new(registry, id, sink, options);
+        exporter.meter = exporter.meter.with_rejected(registry);
+        exporter
+    }
+
+    /// What the exporter has done so far (its one-shot deliveries; the thread's are on its
+    /// handle, which shares the counters once started).
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) fn stats(&self) -> ExportStats {
+        self.meter.stats()
     }
 
     /// Encodes and delivers one snapshot now on the calling thread, retrying with the
@@ -239,8 +259,10 @@ impl Drop for Finished {
 ///
 /// The batch at the front is sent, each request bounded by the request
 /// [`timeout`](crate::export::ExporterBuilder::timeout). A retryable failure (connection
-/// refused or reset, HTTP 429 or 5xx, I/O error) is tried again after an exponential, jittered
-/// delay while new snapshots keep arriving, a permanent one (other 4xx) is not; a batch that
+/// refused or reset, HTTP 429 or 5xx — for OTLP only 429, 502, 503 and 504 —, I/O error) is
+/// tried again after an exponential, jittered delay, or after the answer's `Retry-After`
+/// (seconds or an HTTP date, at most 5 minutes) when that is longer, while new snapshots keep
+/// arriving; a permanent one (other 4xx) is not; a batch that
 /// fails `max_attempts` times is given up and its samples counted as `failed`. A request that
 /// times out (the receiver accepted the connection but did not answer in time) is counted as
 /// `failed` at once and not retried: retrying would hold the queue for another whole timeout,
@@ -460,12 +482,12 @@ impl Worker {
     fn try_head(&mut self, timeout: Duration) {
         let Some(batch) = self.shared.lock().queue.batches.front().cloned() else { return };
         self.meter.attempt(self.head_attempts > 0);
-        let result = self.sink.send(&batch, timeout);
+        let result = self.sink.send_counting(&batch, timeout);
         let name = self.meter.exporter();
         let mut state = self.shared.lock();
         if state.abandoned {
             let outcome = match &result {
-                Ok(()) => "delivered".to_owned(),
+                Ok(_) => "delivered".to_owned(),
                 Err(e) => format!("failed: {e}"),
             };
             log::warn!(
@@ -476,8 +498,8 @@ impl Worker {
             return;
         }
         let settled = match result {
-            Ok(()) => {
-                self.meter.sent(&batch);
+            Ok(rejected) => {
+                self.meter.sent(&batch, rejected);
                 self.consecutive_failures = 0;
                 true
             }
@@ -504,10 +526,16 @@ impl Worker {
                 self.meter.failed(&batch);
                 true
             }
-            Err(SendError::Retryable(e)) => {
+            Err(e @ (SendError::Retryable(_) | SendError::Throttled { .. })) => {
+                let (e, retry_after) = e.retry().unwrap_or_default();
                 self.head_attempts += 1;
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-                let delay = self.options.backoff.delay(self.consecutive_failures, &mut self.rng);
+                // The receiver's Retry-After, when longer than our own backoff, wins.
+                let delay = self
+                    .options
+                    .backoff
+                    .delay(self.consecutive_failures, &mut self.rng)
+                    .max(retry_after.unwrap_or_default());
                 self.next_try = Instant::now() + delay;
                 if self.head_attempts >= self.options.backoff.attempts() {
                     log::error!(
@@ -629,6 +657,8 @@ mod tests {
         names.push(crate::export::pushgateway::THREAD_NAME);
         #[cfg(feature = "remote-write")]
         names.push(crate::export::remote_write::THREAD_NAME);
+        #[cfg(feature = "otlp")]
+        names.push(crate::export::otlp::THREAD_NAME);
         for name in &names {
             assert!(!name.is_empty() && name.len() <= MAX_THREAD_NAME, "{name:?} is {} bytes", name.len());
         }
@@ -659,6 +689,46 @@ mod tests {
             Some(batch.samples)
         );
         assert_eq!(after.counter(self_metrics::EXPORT_RETRIES, &[("exporter", "test")]), Some(2));
+    }
+
+    #[test]
+    fn a_retry_waits_for_the_receivers_retry_after_and_partial_rejections_are_counted() {
+        let r = Registry::builder().manual().build();
+        r.counter("x_total").build().unwrap().add(3);
+        let snap = r.flush();
+        let meter = Meter::new(&r, "test").with_rejected(&r);
+        // Throttled once for 150 ms (our own backoff would wait 1 ms), then accepted with 1
+        // sample rejected.
+        struct Throttling(AtomicU64);
+        impl Sink for Throttling {
+            fn encode(&self, s: &Snapshot) -> Batch {
+                Batch { seq: s.seq(), samples: 4, body: Ok(Vec::new()) }
+            }
+            fn send(&self, b: &Batch, t: Duration) -> Result<(), SendError> {
+                self.send_counting(b, t).map(drop)
+            }
+            fn send_counting(&self, _: &Batch, _: Duration) -> Result<u64, SendError> {
+                match self.0.fetch_add(1, Ordering::Relaxed) {
+                    0 => {
+                        Err(SendError::Throttled { detail: "HTTP 429".into(), retry_after: Duration::from_millis(150) })
+                    }
+                    _ => Ok(1),
+                }
+            }
+        }
+        let sink = Throttling(AtomicU64::new(0));
+        let b = Backoff::new().initial(Duration::from_millis(1)).jitter(0.0);
+        let start = Instant::now();
+        assert_eq!(deliver(&sink, &sink.encode(&snap), &b, T, &meter), Ok(()));
+        assert!(start.elapsed() >= Duration::from_millis(150), "{:?}", start.elapsed());
+        let s = meter.stats();
+        assert_eq!((s.attempts, s.retries, s.sent_samples, s.rejected_samples), (2, 1, 3, 1), "{s:?}");
+        let after = r.flush();
+        let outcome = |o| after.counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "test"), ("outcome", o)]);
+        assert_eq!((outcome("sent"), outcome("rejected")), (Some(3), Some(1)));
+        // A Retry-After past the cap is cut to it.
+        let long = SendError::Throttled { detail: String::new(), retry_after: Duration::from_secs(86_400) };
+        assert_eq!(long.retry().unwrap().1, Some(crate::export::sink::MAX_RETRY_AFTER));
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub fn free_port() -> u16 {
 
 /// How to get every outside program the tests use (Debian packages prometheus,
 /// prometheus-pushgateway, prometheus-node-exporter; pip prometheus_client, protobuf,
-/// grpcio-tools).
+/// grpcio-tools, opentelemetry-proto).
 pub const INSTALL_HINT: &str = "`bash .ci/install` (as root) installs every outside program the tests use";
 
 /// Whether a missing outside program fails the test (CI) instead of skipping it.
