@@ -15,14 +15,17 @@ use shardmetrics_test_support as common;
 /// representative of it.
 const ONE_BUCKET: f64 = 0.0219;
 
-/// Sizes log-spread over 10 B … 1 MB (bytes) and item counts over 1 … 10,000 (no unit),
-/// deterministic, with a few zeros (the zero bucket).
+/// Latencies log-spread over 50 µs … 2 s (recorded in ns, exported in seconds: keyed by the
+/// bucket of the value in seconds), sizes over 10 B … 1 MB (bytes) and item counts over
+/// 1 … 10,000 (no unit), deterministic, with a few zeros (the zero bucket).
 fn populated(prefix: &str) -> Registry {
     let r = Registry::builder().interval(Duration::from_millis(100)).build();
+    let lat = r.histogram(&format!("{prefix}_latency")).help("Latency").unit(Unit::Nanoseconds).build().unwrap();
     let sizes = r.histogram(&format!("{prefix}_payload")).help("Payload").unit(Unit::Bytes).build().unwrap();
     let items = r.histogram(&format!("{prefix}_items")).help("Items per batch").build().unwrap();
     for i in 0..2_000u32 {
         let f = f64::from(i) / 2_000.0;
+        lat.record((50_000.0 * (40_000f64).powf(f)) as u64);
         sizes.record((10.0 * (100_000f64).powf(f)) as u64);
         items.record(if i % 100 == 0 { 0 } else { (10_000f64).powf(f) as u64 });
     }
@@ -31,8 +34,9 @@ fn populated(prefix: &str) -> Registry {
 }
 
 /// `(registered name, exported name, scale)`: what one recorded unit is in the exported unit.
-fn histograms(prefix: &str) -> [(String, String, f64); 2] {
+fn histograms(prefix: &str) -> [(String, String, f64); 3] {
     [
+        (format!("{prefix}_latency"), format!("{prefix}_latency_seconds"), 1e-9),
         (format!("{prefix}_payload"), format!("{prefix}_payload_bytes"), 1.0),
         (format!("{prefix}_items"), format!("{prefix}_items"), 1.0),
     ]
