@@ -418,14 +418,13 @@ impl HistogramSnapshot {
     /// count is lost; exact when `bound` is an exponential bucket bound, otherwise as precise as
     /// the buckets (within one bucket, `2^(2^-p)`).
     pub fn count_le(&self, bound: f64) -> u64 {
-        if bound >= self.max as f64 {
-            return self.count;
-        }
-        self.buckets
-            .iter()
-            .take_while(|&&(i, _)| (self.mapping.representative(i as usize) as f64) <= bound)
-            .map(|&(_, n)| n)
-            .sum()
+        self.counts_le().count_le(bound)
+    }
+
+    /// A cursor answering [`count_le`](Self::count_le) for ascending bounds in one pass over
+    /// the buckets (each bucket's representative computed once): a render's classic buckets.
+    pub(crate) fn counts_le(&self) -> CountsLe<'_> {
+        CountsLe { h: self, next: 0, cumulative: 0 }
     }
 
     /// What was recorded after `base` (an earlier state of the same histogram): counts, sum
@@ -509,6 +508,33 @@ impl HistogramSnapshot {
             let _ = h.record_n(v, n);
         }
         h
+    }
+}
+
+/// See [`HistogramSnapshot::counts_le`].
+pub(crate) struct CountsLe<'a> {
+    h: &'a HistogramSnapshot,
+    /// The first bucket not yet counted.
+    next: usize,
+    /// The counts of the buckets before it.
+    cumulative: u64,
+}
+
+impl CountsLe<'_> {
+    /// [`HistogramSnapshot::count_le`] of `bound`, which is at least every earlier bound asked.
+    pub(crate) fn count_le(&mut self, bound: f64) -> u64 {
+        let h = self.h;
+        if bound >= h.max as f64 {
+            return h.count;
+        }
+        while let Some(&(i, n)) = h.buckets.get(self.next) {
+            if h.mapping.representative(i as usize) as f64 > bound {
+                break;
+            }
+            self.cumulative += n;
+            self.next += 1;
+        }
+        self.cumulative
     }
 }
 
@@ -1051,5 +1077,24 @@ mod scaled_tests {
         assert_eq!(keys, expected);
         assert_eq!(keys[1].0, -10 << 5);
         assert_eq!(keys[2].0, (-10 << 5) + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_pass_classic_counts_equal_count_le_per_bound() {
+        let r = crate::Registry::builder().manual().build();
+        let h = r.histogram("t").unit(crate::Unit::Nanoseconds).build().unwrap();
+        for i in 0..5_000u64 {
+            h.record(i * i * 37 % 10_000_019);
+        }
+        let snap = r.flush();
+        let hs = snap.histogram("t", &[]).unwrap();
+        let bounds: Vec<f64> = (0..80).map(|k| 1.3f64.powi(k)).collect();
+        let mut cursor = hs.counts_le();
+        for &b in &bounds {
+            assert_eq!(cursor.count_le(b), hs.count_le(b), "bound {b}");
+        }
     }
 }

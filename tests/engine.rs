@@ -216,6 +216,19 @@ fn check_quantiles(values: &[u64], precision: u8) {
         }
         assert!(err <= bound + 1e-12, "p={precision} q={q}: got {got}, exact {exact}, err {err} > {bound}");
     }
+    // Classic `le` counts: every value more than a bucket below a bound is counted, none more
+    // than a bucket above it; monotonic; everything at the max.
+    let gamma = 2f64.powf(2f64.powi(-i32::from(precision))) * (1.0 + 1e-9);
+    let mut last = 0;
+    for k in 0..60 {
+        let bound = (1.5f64).powi(k);
+        let got = hs.count_le(bound);
+        let surely = sorted.partition_point(|&v| (v as f64) * gamma <= bound) as u64;
+        let maybe = sorted.partition_point(|&v| (v as f64) <= bound * gamma) as u64;
+        assert!((surely..=maybe).contains(&got) && got >= last, "le {bound}: {got} not in {surely}..={maybe}");
+        last = got;
+    }
+    assert_eq!(hs.count_le(*sorted.last().unwrap() as f64), values.len() as u64);
     // The HdrHistogram conversion (feature `hdrhistogram`) agrees on the median within its own
     // precision (3 significant figures; HdrHistogram tracks values up to 2^63 only, and our
     // extreme ranks are exact min/max where it reports a bucket's highest equivalent value).

@@ -214,7 +214,8 @@ pub(crate) fn classic_buckets<'a>(
     h: &'a crate::snapshot::HistogramSnapshot,
 ) -> impl ExactSizeIterator<Item = (f64, u64)> + 'a {
     let unit = info.unit();
-    prometheus::export_buckets(info).iter().map(move |&bound| (bound, h.count_le(bound_in_unit(bound, unit))))
+    let mut counts = h.counts_le();
+    prometheus::export_buckets(info).iter().map(move |&bound| (bound, counts.count_le(bound_in_unit(bound, unit))))
 }
 
 /// Writes `name suffix {labels[,le="…"]} ` (everything before the value).

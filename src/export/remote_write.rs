@@ -308,8 +308,9 @@ pub fn write_request(
                     let unit = info.unit();
                     let sum = unit.value_in_base(h.sum());
                     if !native {
+                        let mut counts = h.counts_le();
                         for (&bound, le) in export_buckets(info).iter().zip(&les) {
-                            push(1, Some(le), h.count_le(bound_in_unit(bound, unit)) as f64);
+                            push(1, Some(le), counts.count_le(bound_in_unit(bound, unit)) as f64);
                         }
                         push(1, Some("+Inf"), h.count() as f64);
                         push(2, None, sum);
