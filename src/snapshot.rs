@@ -486,7 +486,7 @@ impl HistogramSnapshot {
     /// for a histogram recorded in ns, µs or ms; in the recorded unit otherwise), exactly: each
     /// value was keyed by its mapping when recorded. The zero bucket holds exactly the value 0.
     /// `count == zero count + Σ positive counts`. Read by the binary formats.
-    #[cfg(any(feature = "protobuf", feature = "remote-write"))]
+    #[cfg(any(feature = "protobuf", feature = "remote-write", feature = "otlp"))]
     pub(crate) fn native(&self) -> (u8, u64, impl Iterator<Item = (i32, u64)> + '_) {
         let (zero, rest) = match self.buckets.first() {
             Some(&(0, n)) => (n, &self.buckets[1..]),
@@ -1056,11 +1056,11 @@ mod scaled_tests {
         assert_eq!(s.count_le(976_562.0), 3);
         let p50 = s.quantile(0.5).unwrap() as f64;
         assert!((p50 - 976_563.0).abs() / 976_563.0 < 0.011, "{p50}");
-        #[cfg(any(feature = "protobuf", feature = "remote-write"))]
+        #[cfg(any(feature = "protobuf", feature = "remote-write", feature = "otlp"))]
         native_keys_are_the_keys_in_seconds(s, &values);
     }
 
-    #[cfg(any(feature = "protobuf", feature = "remote-write"))]
+    #[cfg(any(feature = "protobuf", feature = "remote-write", feature = "otlp"))]
     fn native_keys_are_the_keys_in_seconds(s: &super::HistogramSnapshot, values: &[u64]) {
         use crate::exp_buckets::NANOS_TO_SECONDS;
         let (schema, zero, keys) = s.native();

@@ -26,7 +26,7 @@ use std::{
 use serde_json::Value as Json;
 use shardmetrics::{
     export::{
-        otlp::{Compression, EnvConfig, OtlpBuilder, Temporality},
+        otlp::{Compression, EnvConfig, Histograms, OtlpBuilder, Temporality},
         prometheus, Backoff, ExportError, ExporterBuilder,
     },
     self_metrics,
@@ -553,6 +553,66 @@ fn delta_pushes_add_up_to_the_cumulative_totals() {
         sums[&vec![("queue".to_owned(), "a".to_owned())]],
         snap.counter("jobs_total", &[("queue", "a")]).unwrap()
     );
+}
+
+/// `Histograms::Exponential`, decoded by the official Python messages: scale 5, every recorded
+/// value in the bucket its value in seconds falls in (OTLP index `i` holds
+/// `(2^(i/32), 2^((i+1)/32)]`), the zero bucket, count and sum; and delta pushes whose buckets
+/// add up, index by index, to the cumulative ones.
+#[test]
+fn exponential_histograms_are_the_recorded_buckets_and_deltas_add_up() {
+    if !python_otlp() {
+        return;
+    }
+    let (cum_rx, delta_rx) = (Receiver::ok(), Receiver::ok());
+    let r = Registry::builder().manual().build();
+    let exponential = |url: &str| builder(url).histograms(Histograms::Exponential);
+    let cum = exponential(&cum_rx.url()).build(&r).unwrap();
+    let delta = exponential(&delta_rx.url()).temporality(Temporality::Delta).build(&r).unwrap();
+    let h = r.histogram("job_duration").unit(Unit::Milliseconds).build().unwrap();
+    let mut recorded: Vec<u64> = Vec::new();
+    let mut delta_buckets: HashMap<i64, u64> = HashMap::new();
+    let (mut delta_count, mut delta_zero) = (0u64, 0u64);
+    for round in 1..=3u64 {
+        for i in 0..50 * round {
+            let v = if i % 17 == 0 { 0 } else { (i * i * 7 + round * 13) % 5_000 };
+            h.record(v);
+            recorded.push(v);
+        }
+        let snap = r.flush();
+        cum.send_once(&snap).unwrap();
+        delta.send_once(&snap).unwrap();
+        let c = decode(&cum_rx.requests()).pop().unwrap();
+        let d = decode(&delta_rx.requests()).pop().unwrap();
+        let cp = &metric(&c, "job_duration")["exponential_histogram"]["data_points"][0];
+        let dp = &metric(&d, "job_duration")["exponential_histogram"]["data_points"][0];
+        assert_eq!(cp["scale"], 5, "{cp}");
+        // Expected from the recorded values: the OTLP index of v ms = ceil(32·log2(v/1000)) − 1.
+        let mut expected: HashMap<i64, u64> = HashMap::new();
+        for &v in recorded.iter().filter(|&&v| v > 0) {
+            let i = (32.0 * (v as f64 / 1000.0).log2()).ceil() as i64 - 1;
+            *expected.entry(i).or_default() += 1;
+        }
+        let buckets = |p: &Json| -> HashMap<i64, u64> {
+            let offset = p["positive"]["offset"].as_i64().unwrap_or(0);
+            let counts = p["positive"]["bucket_counts"].as_array().cloned().unwrap_or_default();
+            counts.iter().enumerate().map(|(j, n)| (offset + j as i64, int(n))).filter(|&(_, n)| n > 0).collect()
+        };
+        assert_eq!(buckets(cp), expected, "round {round}");
+        let zeros = recorded.iter().filter(|&&v| v == 0).count() as u64;
+        assert_eq!(cp.get("zero_count").map_or(0, int), zeros);
+        assert_eq!(int(&cp["count"]), recorded.len() as u64);
+        let sum_s = recorded.iter().sum::<u64>() as f64 / 1000.0;
+        assert!((float(&cp["sum"]) - sum_s).abs() < 1e-9, "{} vs {sum_s}", cp["sum"]);
+        // Deltas: added up, the cumulative point.
+        for (i, n) in buckets(dp) {
+            *delta_buckets.entry(i).or_default() += n;
+        }
+        delta_count += int(&dp["count"]);
+        delta_zero += dp.get("zero_count").map_or(0, int);
+        assert_eq!(delta_buckets, expected, "round {round}: deltas add up");
+        assert_eq!((delta_count, delta_zero), (recorded.len() as u64, zeros));
+    }
 }
 
 #[test]

@@ -26,8 +26,9 @@ pub mod openmetrics;
 #[cfg(all(feature = "otlp", not(shardmetrics_loom)))]
 pub mod otlp;
 pub mod prometheus;
-// Native-histogram buckets as the binary formats read them (protobuf exposition, remote write).
-#[cfg(any(feature = "protobuf", feature = "remote-write"))]
+// Native-histogram buckets as the binary formats read them (protobuf exposition, remote write,
+// OTLP exponential histograms).
+#[cfg(any(feature = "protobuf", feature = "remote-write", feature = "otlp"))]
 mod native;
 #[cfg(feature = "protobuf")]
 pub mod protobuf;

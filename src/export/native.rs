@@ -64,12 +64,14 @@ impl NativeBuckets for Recorded<'_> {
 /// Most empty buckets between two non-empty ones that are written as zero deltas instead of
 /// starting a new span (a span costs two fields, an empty bucket one byte): client_golang's
 /// choice.
+#[cfg(any(feature = "protobuf", feature = "remote-write"))]
 const MAX_GAP_IN_SPAN: i32 = 2;
 
 /// The positive spans `(offset, length)` of `native`'s buckets, in order: the first offset is
 /// the first bucket's index, each later one the gap since the previous span; gaps of up to
 /// [`MAX_GAP_IN_SPAN`] empty buckets stay inside a span (as zero counts in [`deltas`]). Nothing
 /// for a histogram without positive buckets.
+#[cfg(any(feature = "protobuf", feature = "remote-write"))]
 pub(crate) fn for_each_span(native: &impl NativeBuckets, mut f: impl FnMut(i32, u32)) {
     let mut next: Option<i32> = None; // the index after the last bucket seen
     let mut span: Option<(i32, u32)> = None; // (offset, length) of the open span
@@ -92,6 +94,7 @@ pub(crate) fn for_each_span(native: &impl NativeBuckets, mut f: impl FnMut(i32, 
 
 /// The bucket counts along the spans of [`for_each_span`], delta-encoded (each the difference
 /// from the previous bucket's count, empty buckets inside a span included as 0).
+#[cfg(any(feature = "protobuf", feature = "remote-write"))]
 pub(crate) fn deltas(native: &impl NativeBuckets) -> impl Iterator<Item = i64> + '_ {
     let mut previous = (None::<i32>, 0i64); // (index after the last bucket, its count)
     native.positive().flat_map(move |(index, count)| {

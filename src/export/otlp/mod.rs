@@ -56,12 +56,13 @@
 //! # Ok::<(), shardmetrics::export::ExportError>(())
 //! ```
 //!
-//! # Not yet
-//! Exponential histograms: OTLP's `ExponentialHistogram` (the messages are in [`proto`]) maps
-//! exactly from the base-2 exponential buckets the engine records (issue #16) — scale =
-//! schema; it is not wired up yet;
-//! [`Histograms`] ([`OtlpBuilder::histograms`]) is the switch that will select it, and the
-//! `HOOK` comment in `Encoder::encode` marks where its points will be built.
+//! # Exponential histograms
+//! [`Histograms::Exponential`] ([`OtlpBuilder::histograms`]) sends histograms as OTLP
+//! `ExponentialHistogram`s, exactly the recorded base-2 exponential buckets (issue #16): scale =
+//! the histogram's schema, OTLP index = native key − 1 (OTLP numbers a bucket by its lower
+//! bound), zero count, dense positive counts from the first non-empty bucket. A family with a
+//! series that has no native buckets (a `metrics`-facade histogram whose unit was described
+//! after it was registered) is sent as explicit buckets instead.
 
 #![forbid(unsafe_code)]
 
@@ -100,9 +101,8 @@ pub const CONTENT_TYPE: &str = "application/x-protobuf";
 /// The `telemetry.sdk.name` resource attribute and the instrumentation scope's name.
 pub const SDK_NAME: &str = "shardmetrics";
 
-/// How histograms are sent. Today only as explicit-bucket `Histogram`s; `Exponential` (OTLP
-/// `ExponentialHistogram`, exact from the recorded base-2 exponential buckets) is the next
-/// step.
+/// How histograms are sent: explicit-bucket `Histogram`s (the classic `le` buckets) or
+/// `ExponentialHistogram`s (the recorded buckets, exactly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Histograms {
@@ -110,6 +110,8 @@ pub enum Histograms {
     /// `explicit_bounds`: the buckets the text formats export.
     #[default]
     Explicit,
+    /// `ExponentialHistogram` with the recorded base-2 exponential buckets (scale = schema).
+    Exponential,
 }
 
 /// The OTLP metric name of a family: the registered name without `_total` (counters) and
@@ -170,8 +172,12 @@ struct Track {
     count: u64,
     /// Histogram sum at the previous export (in the recorded unit).
     sum: u64,
-    /// Per-bucket histogram counts at the previous export (delta temporality only).
+    /// Per-bucket histogram counts at the previous export (delta temporality only): explicit
+    /// buckets, or exponential ones from OTLP index `offset`.
     buckets: Vec<u64>,
+    offset: i32,
+    /// Exponential histograms' zero count at the previous export (delta temporality only).
+    zero: u64,
     /// The export that last saw the series.
     seen: u64,
 }
@@ -262,16 +268,23 @@ impl Encoder {
                 Kind::Gauge => Data::Gauge(proto::Gauge {
                     data_points: family.iter().filter_map(|s| ctx.gauge_point(s)).collect(),
                 }),
-                // HOOK (exponential histograms, the buckets of issue #16): a `Histograms::Exponential`
-                // arm here builds `Data::ExponentialHistogram(proto::ExponentialHistogram { … })`
-                // from the snapshot's base-2 buckets (scale, zero count, offset + counts); the
-                // delta memory in `Track` then keeps exponential counts instead of `buckets`.
-                Kind::Histogram => match self.histograms {
-                    Histograms::Explicit => Data::Histogram(proto::Histogram {
-                        data_points: family.iter().filter_map(|s| ctx.histogram_point(s)).collect(),
-                        aggregation_temporality: temporality,
-                    }),
-                },
+                Kind::Histogram => {
+                    let exact = family.iter().all(|s| match s.value() {
+                        Value::Histogram(h) => crate::export::native::native_buckets(info, h).is_some(),
+                        _ => false,
+                    });
+                    if self.histograms == Histograms::Exponential && exact {
+                        Data::ExponentialHistogram(proto::ExponentialHistogram {
+                            data_points: family.iter().filter_map(|s| ctx.exponential_point(s)).collect(),
+                            aggregation_temporality: temporality,
+                        })
+                    } else {
+                        Data::Histogram(proto::Histogram {
+                            data_points: family.iter().filter_map(|s| ctx.histogram_point(s)).collect(),
+                            aggregation_temporality: temporality,
+                        })
+                    }
+                }
             });
             metrics.push(metric);
             if let Some(qs) = info.quantiles() {
@@ -426,6 +439,62 @@ impl Ctx<'_> {
             flags: 0,
             min,
             max,
+        })
+    }
+
+    /// An exponential-histogram point: the recorded buckets (OTLP index = native key − 1),
+    /// dense from the first non-empty one; in delta temporality each bucket's increase since
+    /// the previous export.
+    fn exponential_point(&mut self, s: Series<'_>) -> Option<proto::ExponentialHistogramDataPoint> {
+        use crate::export::native::NativeBuckets;
+        let Value::Histogram(h) = s.value() else { return None };
+        let info = s.family();
+        let unit = info.unit();
+        let native = crate::export::native::native_buckets(info, h)?;
+        let keys: Vec<(i32, u64)> = native.positive().collect();
+        let offset = keys.first().map_or(0, |&(k, _)| k - 1);
+        let mut counts = vec![0u64; keys.last().map_or(0, |&(k, _)| (k - 1 - offset) as usize + 1)];
+        for &(k, n) in &keys {
+            counts[(k - 1 - offset) as usize] = n;
+        }
+        let (scale, zero) = (native.schema(), native.zero_count());
+        let delta = self.delta;
+        let t = self.track(&s, h.count());
+        let (count, sum, zero_count, buckets) = if delta {
+            let previous =
+                |i: i32| usize::try_from(i - t.offset).ok().and_then(|j| t.buckets.get(j)).copied().unwrap_or(0);
+            let d = counts.iter().enumerate().map(|(j, &c)| c.saturating_sub(previous(offset + j as i32))).collect();
+            (h.count() - t.count, h.sum().saturating_sub(t.sum), zero.saturating_sub(t.zero), d)
+        } else {
+            (h.count(), h.sum(), zero, counts.clone())
+        };
+        t.count = h.count();
+        t.sum = h.sum();
+        if delta {
+            (t.buckets, t.offset, t.zero) = (counts, offset, zero);
+        }
+        let start = t.start;
+        let (min, max) = if delta {
+            (None, None)
+        } else {
+            (h.min().map(|v| unit.value_in_base(v)), h.max().map(|v| unit.value_in_base(v)))
+        };
+        self.points += 1;
+        Some(proto::ExponentialHistogramDataPoint {
+            attributes: attributes(&s),
+            start_time_unix_nano: self.start(start),
+            time_unix_nano: self.now,
+            count,
+            sum: Some(unit.value_in_base(sum)),
+            scale,
+            zero_count,
+            positive: Some(proto::exponential_histogram_data_point::Buckets { offset, bucket_counts: buckets }),
+            negative: None,
+            flags: 0,
+            exemplars: exemplars(&s),
+            min,
+            max,
+            zero_threshold: native.zero_threshold(),
         })
     }
 
