@@ -290,7 +290,10 @@ fn unwritable_directory_is_counted_logged_and_retried_next_tick() {
     }
     let failing = exporter.stats();
     assert!(failing.failed_batches >= 20 && failing.sent_batches == 0, "retried at every tick: {failing:?}");
-    assert_eq!((failing.attempts, failing.retries), (failing.failed_batches, 0), "one attempt per snapshot");
+    // One attempt per snapshot. The counters of a running exporter are read one by one: an
+    // attempt in flight is counted before its outcome, so attempts may be one ahead.
+    let in_flight = failing.attempts - failing.failed_batches;
+    assert!(in_flight <= 1 && failing.retries == 0, "one attempt per snapshot: {failing:?}");
     assert!(exporter.is_running(), "errors do not stop the exporter");
     let failed = registry.flush().counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "file"), ("outcome", "failed")]);
     assert!(failed.is_some_and(|f| f >= failing.failed_samples), "{failed:?} {failing:?}");
