@@ -101,6 +101,16 @@ pub const CONTENT_TYPE: &str = "application/x-protobuf";
 /// The `telemetry.sdk.name` resource attribute and the instrumentation scope's name.
 pub const SDK_NAME: &str = "shardmetrics";
 
+/// A histogram point's min and max in the exported unit. They are known since the start only,
+/// so a delta point leaves them out.
+fn min_max(h: &HistogramSnapshot, unit: Unit, delta: bool) -> (Option<f64>, Option<f64>) {
+    if delta {
+        (None, None)
+    } else {
+        (h.min().map(|v| unit.value_in_base(v)), h.max().map(|v| unit.value_in_base(v)))
+    }
+}
+
 /// How histograms are sent: explicit-bucket `Histogram`s (the classic `le` buckets) or
 /// `ExponentialHistogram`s (the recorded buckets, exactly).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -420,12 +430,7 @@ impl Ctx<'_> {
             t.buckets = counts;
         }
         let start = t.start;
-        // Min and max are known since the start only: a delta point leaves them out.
-        let (min, max) = if delta {
-            (None, None)
-        } else {
-            (h.min().map(|v| unit.value_in_base(v)), h.max().map(|v| unit.value_in_base(v)))
-        };
+        let (min, max) = min_max(h, unit, delta);
         self.points += 1;
         Some(HistogramDataPoint {
             attributes: attributes(&s),
@@ -474,11 +479,7 @@ impl Ctx<'_> {
             (t.buckets, t.offset, t.zero) = (counts, offset, zero);
         }
         let start = t.start;
-        let (min, max) = if delta {
-            (None, None)
-        } else {
-            (h.min().map(|v| unit.value_in_base(v)), h.max().map(|v| unit.value_in_base(v)))
-        };
+        let (min, max) = min_max(h, unit, delta);
         self.points += 1;
         Some(proto::ExponentialHistogramDataPoint {
             attributes: attributes(&s),
