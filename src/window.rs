@@ -127,6 +127,16 @@ impl<'a> Window<'a> {
         self.span.map_or(0, |s| s.ticks as usize)
     }
 
+    /// The ticks the window covers, by [`Snapshot::seq`]: the values are those recorded in
+    /// ticks `start + 1 ..= end` of the returned `start..end` (empty for an empty window).
+    /// `end - start == ticks()`.
+    pub fn seqs(&self) -> std::ops::Range<u64> {
+        self.span.map_or(self.snapshot.seq..self.snapshot.seq, |s| {
+            let seq = |p: Option<usize>| p.map_or(self.snapshot.seq, |i| s.level.points[i].seq);
+            seq(Some(s.start))..seq(s.end)
+        })
+    }
+
     /// Time the window spans (see the module docs: close to [`Window::length`] once the
     /// registry has run that long, less before).
     pub fn covered(&self) -> Duration {

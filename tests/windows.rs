@@ -104,40 +104,37 @@ fn checkpointed_windows_are_exact_for_the_span_they_cover() {
         for (len, w) in
             [(short, short), (long, long), (Duration::from_millis(250), long), (Duration::from_secs(9), long)]
         {
-            // The ticks `from..to` (indices into `ticks`) the window reports.
-            let check = |win: shardmetrics::window::Window<'_>, to: usize| {
-                let from = to - win.ticks();
-                let span = &ticks[from..to];
-                assert_eq!(span.iter().map(|t| t.0).sum::<Duration>(), win.covered(), "tick {i}, {len:?}");
+            // The ticks the window reports, by seq: tick index k (into `ticks`) is seq k + 1,
+            // so seqs `start..end` cover the ticks `start..end`.
+            let check = |win: shardmetrics::window::Window<'_>| {
+                let seqs = win.seqs();
+                assert_eq!((seqs.end - seqs.start) as usize, win.ticks(), "tick {i}, {len:?}");
+                let span = &ticks[seqs.start as usize..seqs.end as usize];
+                let what = format!("tick {i}, {len:?}, seqs {seqs:?}");
+                assert_eq!(span.iter().map(|t| t.0).sum::<Duration>(), win.covered(), "{what}");
                 let wc = win.counter("cp_total", &[]).unwrap();
-                assert_eq!(wc.increase, span.iter().map(|t| t.1).sum::<u64>(), "tick {i}, {len:?}");
+                assert_eq!(wc.increase, span.iter().map(|t| t.1).sum::<u64>(), "{what}");
                 let wh = win.histogram("cp_hist", &[]).unwrap();
-                assert_eq!(wh.count(), span.iter().map(|t| t.2).sum::<u64>(), "tick {i}, {len:?}");
-                assert_eq!(wh.sum(), span.iter().map(|t| t.3).sum::<u64>(), "tick {i}, {len:?}");
+                assert_eq!(wh.count(), span.iter().map(|t| t.2).sum::<u64>(), "{what}");
+                assert_eq!(wh.sum(), span.iter().map(|t| t.3).sum::<u64>(), "{what}");
                 if win.ticks() > 0 {
                     assert!(wh.count() == 0 || wh.quantile(0.5).is_some());
                 }
             };
             let win = snap.window(len);
-            check(win, ticks.len());
+            assert_eq!(win.seqs().end, snap.seq(), "a window ends at the snapshot's tick");
+            check(win);
             let max_tick = ticks.iter().map(|t| t.0).max().unwrap();
             let served = len.min(long);
             let slack = w / 8 + max_tick;
             if elapsed > 2 * w + slack {
                 assert!(win.covered().abs_diff(served) <= slack, "tick {i}: {len:?} covers {:?}", win.covered());
-                // The window before: ends about `len` before this tick.
+                // The window before: ends about `served` before this tick, where `win` starts
+                // give or take the checkpoint spacing.
                 let before = snap.window_before(served);
-                let mut age = Duration::ZERO;
-                let mut to = ticks.len();
-                while age < served.saturating_sub(slack) || {
-                    let span: Duration = ticks[to - before.ticks()..to].iter().map(|t| t.0).sum();
-                    span != before.covered()
-                } {
-                    to -= 1;
-                    age += ticks[to].0;
-                    assert!(age <= served + slack, "tick {i}: no run of ticks matches the window before {served:?}");
-                }
-                check(before, to);
+                let age: Duration = ticks[before.seqs().end as usize..].iter().map(|t| t.0).sum();
+                assert!(age.abs_diff(served) <= slack, "tick {i}: the window before {served:?} ends {age:?} ago");
+                check(before);
                 checked += 1;
             }
         }
