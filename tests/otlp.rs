@@ -566,11 +566,19 @@ fn exponential_histograms_are_the_recorded_buckets_and_deltas_add_up() {
     }
     let (cum_rx, delta_rx) = (Receiver::ok(), Receiver::ok());
     let r = Registry::builder().manual().build();
-    let exponential = |url: &str| builder(url).histograms(Histograms::Exponential);
+    let mut recorded: Vec<u64> = Vec::new();
+    // Exponential for every histogram but `payload_bytes` (a per-family override), which
+    // stays explicit.
+    let exponential =
+        |url: &str| builder(url).histograms(Histograms::Exponential).histogram_form("payload", Histograms::Explicit);
     let cum = exponential(&cum_rx.url()).build(&r).unwrap();
     let delta = exponential(&delta_rx.url()).temporality(Temporality::Delta).build(&r).unwrap();
     let h = r.histogram("job_duration").unit(Unit::Milliseconds).build().unwrap();
-    let mut recorded: Vec<u64> = Vec::new();
+    let sizes = r.histogram("payload").unit(Unit::Bytes).buckets(&[64.0, 1024.0]).build().unwrap();
+    sizes.record(100);
+    // An exemplar on an exponential point: its value in seconds, its ids as bytes.
+    h.record_with_exemplar(2_500, &[("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"), ("span_id", "00f067aa0ba902b7")]);
+    recorded.push(2_500);
     let mut delta_buckets: HashMap<i64, u64> = HashMap::new();
     let (mut delta_count, mut delta_zero) = (0u64, 0u64);
     for round in 1..=3u64 {
@@ -587,6 +595,17 @@ fn exponential_histograms_are_the_recorded_buckets_and_deltas_add_up() {
         let cp = &metric(&c, "job_duration")["exponential_histogram"]["data_points"][0];
         let dp = &metric(&d, "job_duration")["exponential_histogram"]["data_points"][0];
         assert_eq!(cp["scale"], 5, "{cp}");
+        let e = &cp["exemplars"][0];
+        assert_eq!(
+            (e["trace_id"].as_str(), e["span_id"].as_str(), float(&e["as_double"])),
+            (Some("4bf92f3577b34da6a3ce929d0e0e4736"), Some("00f067aa0ba902b7"), 2.5),
+            "{cp}"
+        );
+        for req in [&c, &d] {
+            let p = &metric(req, "payload")["histogram"]["data_points"][0];
+            assert_eq!(p["explicit_bounds"], serde_json::json!([64.0, 1024.0]), "{p}");
+            assert!(metric(req, "payload").get("exponential_histogram").is_none());
+        }
         // Expected from the recorded values: the OTLP index of v ms = ceil(32·log2(v/1000)) − 1.
         let mut expected: HashMap<i64, u64> = HashMap::new();
         for &v in recorded.iter().filter(|&&v| v > 0) {

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use super::Histograms;
+
 /// The OTLP/HTTP metrics endpoint when none is configured.
 pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318/v1/metrics";
 /// The path appended to `OTEL_EXPORTER_OTLP_ENDPOINT` (the metrics-specific endpoint is used as
@@ -66,6 +68,8 @@ pub struct EnvConfig {
     pub resource_attributes: Vec<(String, String)>,
     pub interval: Duration,
     pub temporality: Temporality,
+    /// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`.
+    pub histograms: Histograms,
 }
 
 impl Default for EnvConfig {
@@ -79,6 +83,7 @@ impl Default for EnvConfig {
             resource_attributes: Vec::new(),
             interval: DEFAULT_INTERVAL,
             temporality: Temporality::Cumulative,
+            histograms: Histograms::Explicit,
         }
     }
 }
@@ -104,6 +109,7 @@ impl EnvConfig {
     /// | `OTEL_RESOURCE_ATTRIBUTES` | `k=v,k2=v2`, percent-decoded |
     /// | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds between exports (60000) |
     /// | `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` | `cumulative`, `delta`, `lowmemory` |
+    /// | `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION` | `explicit_bucket_histogram` (default), `base2_exponential_bucket_histogram` |
     ///
     /// The metrics-specific variable wins over the generic one.
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> (EnvConfig, Vec<String>) {
@@ -167,6 +173,16 @@ impl EnvConfig {
                 _ => warnings.push(format!(
                     "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE={v:?}: expected cumulative, delta or \
                      lowmemory; using cumulative"
+                )),
+            }
+        }
+        if let Some(v) = get("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION") {
+            match v.to_ascii_lowercase().as_str() {
+                "explicit_bucket_histogram" => c.histograms = Histograms::Explicit,
+                "base2_exponential_bucket_histogram" => c.histograms = Histograms::Exponential,
+                _ => warnings.push(format!(
+                    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION={v:?}: expected \
+                     explicit_bucket_histogram or base2_exponential_bucket_histogram; using explicit_bucket_histogram"
                 )),
             }
         }
@@ -301,6 +317,16 @@ mod tests {
     }
 
     #[test]
+    fn default_histogram_aggregation() {
+        let var = "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION";
+        assert_eq!(parse(&[]).0.histograms, Histograms::Explicit);
+        let (c, w) = parse(&[(var, "base2_exponential_bucket_histogram")]);
+        assert_eq!((c.histograms, w.len()), (Histograms::Exponential, 0));
+        let (c, w) = parse(&[(var, "Explicit_Bucket_Histogram")]);
+        assert_eq!((c.histograms, w.len()), (Histograms::Explicit, 0));
+    }
+
+    #[test]
     fn invalid_values_warn_and_keep_the_default() {
         let (c, w) = parse(&[
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
@@ -308,8 +334,9 @@ mod tests {
             ("OTEL_METRIC_EXPORT_INTERVAL", "0"),
             ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes"),
             ("OTEL_RESOURCE_ATTRIBUTES", "=x"),
+            ("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "exponential"),
         ]);
-        assert_eq!(w.len(), 5, "{w:?}");
+        assert_eq!(w.len(), 6, "{w:?}");
         assert_eq!(c, EnvConfig::default());
     }
 

@@ -211,6 +211,8 @@ pub struct Encoder {
     scope: InstrumentationScope,
     temporality: Temporality,
     histograms: Histograms,
+    /// Per family (registered name) overrides of `histograms`.
+    histogram_forms: HashMap<String, Histograms>,
     registry_start: u64,
     history: Mutex<History>,
 }
@@ -231,6 +233,7 @@ impl Encoder {
             },
             temporality,
             histograms: Histograms::Explicit,
+            histogram_forms: HashMap::new(),
             registry_start: nanos(registry_start),
             history: Mutex::new(History::default()),
         }
@@ -239,6 +242,13 @@ impl Encoder {
     /// How histograms are sent (default [`Histograms::Explicit`]).
     pub fn histograms(mut self, h: Histograms) -> Encoder {
         self.histograms = h;
+        self
+    }
+
+    /// How the histogram family `name` (registered name) is sent, overriding
+    /// [`histograms`](Self::histograms).
+    pub fn histogram_form(mut self, name: &str, h: Histograms) -> Encoder {
+        self.histogram_forms.insert(name.to_owned(), h);
         self
     }
 
@@ -283,7 +293,8 @@ impl Encoder {
                         Value::Histogram(h) => crate::export::native::native_buckets(info, h).is_some(),
                         _ => false,
                     });
-                    if self.histograms == Histograms::Exponential && exact {
+                    let form = self.histogram_forms.get(info.name()).copied().unwrap_or(self.histograms);
+                    if form == Histograms::Exponential && exact {
                         Data::ExponentialHistogram(proto::ExponentialHistogram {
                             data_points: family.iter().filter_map(|s| ctx.exponential_point(s)).collect(),
                             aggregation_temporality: temporality,
@@ -592,7 +603,8 @@ pub fn encode_body(req: &ExportMetricsServiceRequest, compression: Compression) 
 pub struct OtlpBuilder {
     env: EnvConfig,
     service_name: Option<String>,
-    histograms: Histograms,
+    /// Per family overrides of `env.histograms`.
+    histogram_forms: Vec<(String, Histograms)>,
     options: ExportOptions,
 }
 
@@ -612,7 +624,7 @@ impl OtlpBuilder {
         let mut options = ExportOptions::new(16);
         options.interval = Some(env.interval);
         options.timeout = env.timeout;
-        OtlpBuilder { env, service_name: None, histograms: Histograms::Explicit, options }
+        OtlpBuilder { env, service_name: None, histogram_forms: Vec::new(), options }
     }
 
     /// The full URL to POST to (e.g. `http://collector:4318/v1/metrics`), used as is, like
@@ -664,10 +676,19 @@ impl OtlpBuilder {
         self
     }
 
-    /// How histograms are sent (today [`Histograms::Explicit`] only; the exponential form is
-    /// the next step).
+    /// How histograms are sent (default from
+    /// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`, else
+    /// [`Histograms::Explicit`], the OpenTelemetry SDK default).
     pub fn histograms(mut self, h: Histograms) -> Self {
-        self.histograms = h;
+        self.env.histograms = h;
+        self
+    }
+
+    /// How the histogram family `name` (its registered name, e.g. `request_duration_seconds`)
+    /// is sent, whatever [`histograms`](Self::histograms) says for the others.
+    pub fn histogram_form(mut self, name: &str, h: Histograms) -> Self {
+        self.histogram_forms.retain(|(n, _)| n != name);
+        self.histogram_forms.push((name.to_owned(), h));
         self
     }
 
@@ -705,8 +726,11 @@ impl OtlpBuilder {
                 return Err(ExportError::InvalidHeader { name: k.clone() });
             }
         }
-        let encoder =
-            Encoder::new(self.resource(), self.env.temporality, registry.started_at()).histograms(self.histograms);
+        let mut encoder =
+            Encoder::new(self.resource(), self.env.temporality, registry.started_at()).histograms(self.env.histograms);
+        for (name, form) in &self.histogram_forms {
+            encoder = encoder.histogram_form(name, *form);
+        }
         let sink = OtlpSink {
             agent: http_client::agent(self.options.timeout),
             url: self.env.endpoint,
