@@ -34,9 +34,15 @@ impl Drop for Demo {
 /// Starts the demo on a free port, paced (so parallel tests leave each other CPU), and waits
 /// for the URL it prints.
 fn start_demo(extra: &[&str]) -> Demo {
+    start_demo_with_env(extra, &[])
+}
+
+/// [`start_demo`] with extra environment variables.
+fn start_demo_with_env(extra: &[&str], env: &[(&str, &str)]) -> Demo {
     let mut child = Command::new(BIN)
         .args(["demo", "--no-tui", "--listen", "127.0.0.1:0", "--threads", "2"])
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -503,7 +509,8 @@ fn invalid_json_says_what_is_wrong() {
 }
 
 /// `demo --otlp URL` pushes every tick to an OTLP/HTTP receiver (here a loopback listener that
-/// answers 200) and prints what it delivered when it stops.
+/// answers 200) and prints what it delivered when it stops; the OTel environment picks the
+/// histogram form (exponential here: the recorded buckets at the demo's schema 5).
 #[test]
 fn demo_pushes_otlp_when_asked() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -543,7 +550,10 @@ fn demo_pushes_otlp_when_asked() {
         }
     });
     let url = format!("http://{addr}");
-    let mut demo = start_demo(&["--seconds", "2", "--interval", "200ms", "--rate", "2000", "--otlp", &url]);
+    let mut demo = start_demo_with_env(
+        &["--seconds", "2", "--interval", "200ms", "--rate", "2000", "--otlp", &url],
+        &[("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "base2_exponential_bucket_histogram")],
+    );
     let status = demo.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let mut lines = Vec::new();
@@ -567,4 +577,16 @@ fn demo_pushes_otlp_when_asked() {
     for name in ["demo_request_calls", "demo_request_duration", "demo_queue_depth"] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
+    use shardmetrics::export::otlp::proto::metric::Data;
+    let duration = rm.scope_metrics[0].metrics.iter().find(|m| m.name == "demo_request_duration").unwrap();
+    let Some(Data::ExponentialHistogram(h)) = &duration.data else { panic!("{:?}", duration.data) };
+    assert_eq!(duration.unit, "s");
+    let mut total = 0;
+    for p in &h.data_points {
+        assert_eq!(p.scale, 5);
+        let buckets: u64 = p.positive.as_ref().map_or(0, |b| b.bucket_counts.iter().sum());
+        assert_eq!(buckets + p.zero_count, p.count, "{p:?}");
+        total += p.count;
+    }
+    assert!(total > 100, "{total} requests timed");
 }
