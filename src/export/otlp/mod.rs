@@ -1,11 +1,20 @@
 //! OTLP/HTTP metrics push: each new snapshot becomes one `ExportMetricsServiceRequest`
-//! (protobuf, [`proto`]; gzip when configured) POSTed to `…/v1/metrics` with
-//! `Content-Type: application/x-protobuf` from the exporter's own thread — to an OpenTelemetry
+//! ([`proto`]) POSTed to `…/v1/metrics` from the exporter's own thread — to an OpenTelemetry
 //! Collector, Prometheus 3 (`/api/v1/otlp/v1/metrics`), Grafana Mimir or any OTLP receiver.
 //!
+//! **Protocol** ([`Protocol`], `OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL`, [`OtlpBuilder::protocol`]):
+//!
+//! | protocol | body | `Content-Type` |
+//! |---|---|---|
+//! | `http/protobuf` (default) | binary protobuf | `application/x-protobuf` |
+//! | `http/json` | the OTLP JSON encoding ([`json`]: lowerCamelCase keys, hex trace and span ids, enums as integers, 64-bit integers as strings) | `application/json` |
+//! | `grpc` | not supported: [`OtlpBuilder::build`] fails with [`ExportError::Unsupported`]; use one of the above on the receiver's OTLP/HTTP port (4318) | |
+//!
+//! Either body is gzip-compressed (`Content-Encoding: gzip`) when configured.
+//!
 //! **Configuration** comes from the OpenTelemetry SDK environment variables
-//! ([`EnvConfig::from_lookup`] lists them: endpoint, headers, timeout, compression, service
-//! name, resource attributes, export interval, temporality preference), read by
+//! ([`EnvConfig::from_lookup`] lists them: endpoint, protocol, headers, timeout, compression,
+//! service name, resource attributes, export interval, temporality preference), read by
 //! [`Otlp::builder`]; every builder method overrides what the environment said.
 //!
 //! **Mapping** (the OpenTelemetry/Prometheus compatibility rules, in reverse):
@@ -35,7 +44,8 @@
 //! **Delivery** is the shared exporter worker's: a bounded queue, retries with backoff on
 //! 429, 502, 503 and 504 (OTLP's retryable statuses) waiting at least the answer's
 //! `Retry-After`, other statuses refused for good, a bounded shutdown; see
-//! [`ExporterHandle`]. A successful answer's `partial_success` is decoded: its
+//! [`ExporterHandle`]. A successful answer's `partial_success` is decoded (protobuf, or JSON's
+//! `partialSuccess`: the answer's `Content-Type` says which, else the request's encoding): its
 //! `rejected_data_points` are logged and counted in [`ExportStats::rejected_samples`] and
 //! `shardmetrics_export_samples_total{exporter="otlp",outcome="rejected"}` (a batch's
 //! "samples" are its data points).
