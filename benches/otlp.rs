@@ -4,7 +4,8 @@
 //!   snapshot (the mapping, attributes, the per-series memory for start times) for n = 10,000
 //!   counter series (10 families × 1,000 label values) or n = 1,000 histograms (values spanning
 //!   1 µs–100 ms, the 11 default time bounds); cumulative temporality.
-//! * `otlp_encode/protobuf/<kind>/<n>`: prost-encoding that request; `…/gzip/…` gzip on top.
+//! * `otlp_encode/protobuf/<kind>/<n>`: prost-encoding that request; `…/gzip/…` gzip on top;
+//!   `…/json/…` the OTLP/JSON encoding of it (`Protocol::HttpJson`).
 //! * `otlp_push/counters/10000`: `Otlp::send_once` of the 10,000-counter snapshot over real
 //!   HTTP to a loopback receiver that reads the body and answers 200 (encode + POST + answer).
 //!
@@ -24,7 +25,7 @@ use std::{
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shardmetrics::{
-    export::otlp::{encode_body, Compression, Encoder, EnvConfig, OtlpBuilder, Temporality},
+    export::otlp::{encode_body, json, Compression, Encoder, EnvConfig, OtlpBuilder, Temporality},
     Registry, Unit,
 };
 
@@ -70,12 +71,20 @@ fn encode(c: &mut Criterion) {
         let (req, _) = enc.encode(&snap);
         let bytes = encode_body(&req, Compression::None).unwrap().len();
         let gz = encode_body(&req, Compression::Gzip).unwrap().len();
-        println!("otlp {kind} {n}: {bytes} B protobuf ({:.1} B/series), {gz} B gzip", bytes as f64 / n as f64);
+        let json_bytes = json::encode(&req).len();
+        println!(
+            "otlp {kind} {n}: {bytes} B protobuf ({:.1} B/series), {gz} B gzip, {json_bytes} B JSON ({:.1} B/series)",
+            bytes as f64 / n as f64,
+            json_bytes as f64 / n as f64
+        );
         g.bench_with_input(BenchmarkId::new(format!("protobuf/{kind}"), n), &req, |b, req| {
             b.iter(|| encode_body(black_box(req), Compression::None))
         });
         g.bench_with_input(BenchmarkId::new(format!("gzip/{kind}"), n), &req, |b, req| {
             b.iter(|| encode_body(black_box(req), Compression::Gzip))
+        });
+        g.bench_with_input(BenchmarkId::new(format!("json/{kind}"), n), &req, |b, req| {
+            b.iter(|| json::encode(black_box(req)))
         });
     }
     g.finish();

@@ -33,6 +33,10 @@ pub enum ExportError {
     TimedOut { timeout: Duration, detail: String },
     /// A local I/O operation failed (file exporter).
     Io { path: String, message: String },
+    /// The configuration asks for something this exporter does not do (e.g. OTLP over gRPC,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`): `what` names it and the setting, `instead` says
+    /// what to use.
+    Unsupported { what: String, instead: &'static str },
 }
 
 impl fmt::Display for ExportError {
@@ -64,6 +68,7 @@ impl fmt::Display for ExportError {
                  it hung or overloaded? raise the exporter's timeout if it is only slow"
             ),
             ExportError::Io { path, message } => write!(f, "I/O error on {path}: {message}"),
+            ExportError::Unsupported { what, instead } => write!(f, "{what} is not supported; {instead}"),
         }
     }
 }

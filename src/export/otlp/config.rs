@@ -29,6 +29,30 @@ pub enum Compression {
     Gzip,
 }
 
+/// The OTLP transport and encoding (`OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL`). OTLP over gRPC
+/// (`grpc`) is not built: asking for it makes [`OtlpBuilder::build`](super::OtlpBuilder::build)
+/// fail with [`ExportError::Unsupported`](crate::export::ExportError::Unsupported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// `http/protobuf` (the OTel default): binary protobuf, `Content-Type: application/x-protobuf`.
+    #[default]
+    HttpProtobuf,
+    /// `http/json`: the OTLP JSON encoding of the same messages ([`json`](super::json)),
+    /// `Content-Type: application/json`.
+    HttpJson,
+}
+
+impl Protocol {
+    /// The request's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Protocol::HttpProtobuf => super::CONTENT_TYPE,
+            Protocol::HttpJson => super::json::CONTENT_TYPE,
+        }
+    }
+}
+
 /// Aggregation temporality of sums and histograms
 /// (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,6 +94,12 @@ pub struct EnvConfig {
     pub temporality: Temporality,
     /// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`.
     pub histograms: Histograms,
+    pub protocol: Protocol,
+    /// The setting that asked for a protocol this exporter does not speak (`grpc`), as
+    /// `NAME=value`: [`OtlpBuilder::build`](super::OtlpBuilder::build) fails with
+    /// [`ExportError::Unsupported`](crate::export::ExportError::Unsupported) rather than send
+    /// HTTP to a gRPC port. [`OtlpBuilder::protocol`](super::OtlpBuilder::protocol) clears it.
+    pub unsupported_protocol: Option<String>,
 }
 
 impl Default for EnvConfig {
@@ -84,6 +114,8 @@ impl Default for EnvConfig {
             interval: DEFAULT_INTERVAL,
             temporality: Temporality::Cumulative,
             histograms: Histograms::Explicit,
+            protocol: Protocol::HttpProtobuf,
+            unsupported_protocol: None,
         }
     }
 }
@@ -105,6 +137,7 @@ impl EnvConfig {
     /// | `OTEL_EXPORTER_OTLP_[METRICS_]HEADERS` | `k=v,k2=v2`, percent-decoded |
     /// | `OTEL_EXPORTER_OTLP_[METRICS_]TIMEOUT` | request timeout in milliseconds (10000) |
     /// | `OTEL_EXPORTER_OTLP_[METRICS_]COMPRESSION` | `gzip` or `none` |
+    /// | `OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL` | `http/protobuf` (default) or `http/json`; `grpc` is not supported (build fails) |
     /// | `OTEL_SERVICE_NAME` | resource `service.name` |
     /// | `OTEL_RESOURCE_ATTRIBUTES` | `k=v,k2=v2`, percent-decoded |
     /// | `OTEL_METRIC_EXPORT_INTERVAL` | milliseconds between exports (60000) |
@@ -148,6 +181,16 @@ impl EnvConfig {
                 "gzip" => c.compression = Compression::Gzip,
                 "none" => c.compression = Compression::None,
                 _ => warnings.push(format!("{k}={v:?}: only gzip and none are supported; using none")),
+            }
+        }
+        if let Some((k, v)) = specific("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") {
+            match v.to_ascii_lowercase().as_str() {
+                "http/protobuf" => c.protocol = Protocol::HttpProtobuf,
+                "http/json" => c.protocol = Protocol::HttpJson,
+                "grpc" => c.unsupported_protocol = Some(format!("{k}={v}")),
+                _ => {
+                    warnings.push(format!("{k}={v:?}: expected http/protobuf, http/json or grpc; using http/protobuf"))
+                }
             }
         }
         c.service_name = get("OTEL_SERVICE_NAME");
@@ -327,6 +370,40 @@ mod tests {
     }
 
     #[test]
+    fn protocol_the_specific_variable_wins_and_grpc_is_remembered_as_unsupported() {
+        let p = |vars: &[(&str, &str)]| {
+            let (c, w) = parse(vars);
+            (c.protocol, c.unsupported_protocol, w.len())
+        };
+        assert_eq!(p(&[]), (Protocol::HttpProtobuf, None, 0));
+        assert_eq!(p(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]), (Protocol::HttpJson, None, 0));
+        assert_eq!(p(&[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "HTTP/JSON")]), (Protocol::HttpJson, None, 0));
+        assert_eq!(
+            p(&[
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+                ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf")
+            ]),
+            (Protocol::HttpProtobuf, None, 0)
+        );
+        assert_eq!(
+            p(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")]),
+            (Protocol::HttpJson, None, 0),
+            "the metrics-specific setting wins over a generic grpc"
+        );
+        assert_eq!(
+            p(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]),
+            (Protocol::HttpProtobuf, Some("OTEL_EXPORTER_OTLP_PROTOCOL=grpc".to_owned()), 0),
+            "grpc is no warning: the build fails"
+        );
+        let (c, w) = parse(&[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/xml")]);
+        assert_eq!((c.protocol, c.unsupported_protocol), (Protocol::HttpProtobuf, None));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") && w[0].contains("http/xml"), "{w:?}");
+        assert_eq!(Protocol::HttpJson.content_type(), "application/json");
+        assert_eq!(Protocol::HttpProtobuf.content_type(), "application/x-protobuf");
+    }
+
+    #[test]
     fn invalid_values_warn_and_keep_the_default() {
         let (c, w) = parse(&[
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s"),
@@ -335,8 +412,9 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "sometimes"),
             ("OTEL_RESOURCE_ATTRIBUTES", "=x"),
             ("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "exponential"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "udp"),
         ]);
-        assert_eq!(w.len(), 6, "{w:?}");
+        assert_eq!(w.len(), 7, "{w:?}");
         assert_eq!(c, EnvConfig::default());
     }
 

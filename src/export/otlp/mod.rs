@@ -1,11 +1,20 @@
 //! OTLP/HTTP metrics push: each new snapshot becomes one `ExportMetricsServiceRequest`
-//! (protobuf, [`proto`]; gzip when configured) POSTed to `…/v1/metrics` with
-//! `Content-Type: application/x-protobuf` from the exporter's own thread — to an OpenTelemetry
+//! ([`proto`]) POSTed to `…/v1/metrics` from the exporter's own thread — to an OpenTelemetry
 //! Collector, Prometheus 3 (`/api/v1/otlp/v1/metrics`), Grafana Mimir or any OTLP receiver.
 //!
+//! **Protocol** ([`Protocol`], `OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL`, [`OtlpBuilder::protocol`]):
+//!
+//! | protocol | body | `Content-Type` |
+//! |---|---|---|
+//! | `http/protobuf` (default) | binary protobuf | `application/x-protobuf` |
+//! | `http/json` | the OTLP JSON encoding ([`json`]: lowerCamelCase keys, hex trace and span ids, enums as integers, 64-bit integers as strings) | `application/json` |
+//! | `grpc` | not supported: [`OtlpBuilder::build`] fails with [`ExportError::Unsupported`]; use one of the above on the receiver's OTLP/HTTP port (4318) | |
+//!
+//! Either body is gzip-compressed (`Content-Encoding: gzip`) when configured.
+//!
 //! **Configuration** comes from the OpenTelemetry SDK environment variables
-//! ([`EnvConfig::from_lookup`] lists them: endpoint, headers, timeout, compression, service
-//! name, resource attributes, export interval, temporality preference), read by
+//! ([`EnvConfig::from_lookup`] lists them: endpoint, protocol, headers, timeout, compression,
+//! service name, resource attributes, export interval, temporality preference), read by
 //! [`Otlp::builder`]; every builder method overrides what the environment said.
 //!
 //! **Mapping** (the OpenTelemetry/Prometheus compatibility rules, in reverse):
@@ -35,7 +44,8 @@
 //! **Delivery** is the shared exporter worker's: a bounded queue, retries with backoff on
 //! 429, 502, 503 and 504 (OTLP's retryable statuses) waiting at least the answer's
 //! `Retry-After`, other statuses refused for good, a bounded shutdown; see
-//! [`ExporterHandle`]. A successful answer's `partial_success` is decoded: its
+//! [`ExporterHandle`]. A successful answer's `partial_success` is decoded (protobuf, or JSON's
+//! `partialSuccess`: the answer's `Content-Type` says which, else the request's encoding): its
 //! `rejected_data_points` are logged and counted in [`ExportStats::rejected_samples`] and
 //! `shardmetrics_export_samples_total{exporter="otlp",outcome="rejected"}` (a batch's
 //! "samples" are its data points).
@@ -67,6 +77,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+pub mod json;
 pub mod proto;
 
 use std::{
@@ -77,7 +88,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-pub use config::{Compression, EnvConfig, Temporality, DEFAULT_ENDPOINT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+pub use config::{Compression, EnvConfig, Protocol, Temporality, DEFAULT_ENDPOINT, DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
 use prost::Message as _;
 use proto::{
     metric::Data, number_data_point, summary_data_point::ValueAtQuantile, AggregationTemporality,
@@ -584,7 +595,22 @@ fn hex_id(s: &str) -> Option<Vec<u8>> {
 
 /// Protobuf-encodes a request, gzip-compressed when asked: a request body.
 pub fn encode_body(req: &ExportMetricsServiceRequest, compression: Compression) -> Result<Vec<u8>, String> {
-    let raw = req.encode_to_vec();
+    compress(req.encode_to_vec(), compression)
+}
+
+/// A request body in `protocol`'s encoding (protobuf, or [`json`]), gzip-compressed when asked.
+pub fn encode_body_as(
+    req: &ExportMetricsServiceRequest,
+    protocol: Protocol,
+    compression: Compression,
+) -> Result<Vec<u8>, String> {
+    match protocol {
+        Protocol::HttpProtobuf => encode_body(req, compression),
+        Protocol::HttpJson => compress(json::encode(req).into_bytes(), compression),
+    }
+}
+
+fn compress(raw: Vec<u8>, compression: Compression) -> Result<Vec<u8>, String> {
     match compression {
         Compression::None => Ok(raw),
         Compression::Gzip => {
@@ -692,6 +718,14 @@ impl OtlpBuilder {
         self
     }
 
+    /// The request encoding (default from `OTEL_EXPORTER_OTLP_[METRICS_]PROTOCOL`, else
+    /// [`Protocol::HttpProtobuf`]); overrides a `grpc` the environment asked for.
+    pub fn protocol(mut self, p: Protocol) -> Self {
+        self.env.protocol = p;
+        self.env.unsupported_protocol = None;
+        self
+    }
+
     /// The resource attributes sent: `OTEL_RESOURCE_ATTRIBUTES` and
     /// [`resource_attribute`](Self::resource_attribute)s, `service.name`, then the SDK's
     /// `telemetry.sdk.{name,language,version}` (which nothing overrides).
@@ -717,7 +751,16 @@ impl OtlpBuilder {
     }
 
     /// Validates the configuration and registers the exporter's self-metrics in `registry`.
+    /// Fails with [`ExportError::Unsupported`] when the environment asks for OTLP over gRPC
+    /// (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`), which this exporter does not speak.
     pub fn build(self, registry: &Registry) -> Result<Otlp, ExportError> {
+        if let Some(setting) = &self.env.unsupported_protocol {
+            return Err(ExportError::Unsupported {
+                what: format!("OTLP over gRPC ({setting})"),
+                instead: "this exporter speaks OTLP/HTTP: use http/protobuf (the default) or http/json, to the \
+                          receiver's OTLP/HTTP port (4318, not gRPC's 4317)",
+            });
+        }
         http_client::check_url(&self.env.endpoint)?;
         for (k, v) in &self.env.headers {
             if ureq::http::HeaderName::try_from(k.as_str()).is_err()
@@ -736,6 +779,7 @@ impl OtlpBuilder {
             url: self.env.endpoint,
             headers: self.env.headers,
             compression: self.env.compression,
+            protocol: self.env.protocol,
             encoder,
         };
         Ok(Otlp { exporter: Exporter::new_with_rejected(registry, ID, sink, self.options) })
@@ -760,7 +804,10 @@ pub struct Otlp {
 
 impl fmt::Debug for Otlp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Otlp").field("endpoint", &self.exporter.sink.url).finish_non_exhaustive()
+        f.debug_struct("Otlp")
+            .field("endpoint", &self.exporter.sink.url)
+            .field("protocol", &self.exporter.sink.protocol)
+            .finish_non_exhaustive()
     }
 }
 
@@ -778,6 +825,11 @@ impl Otlp {
     /// The endpoint requests go to.
     pub fn endpoint(&self) -> &str {
         &self.exporter.sink.url
+    }
+
+    /// The encoding requests are sent in.
+    pub fn protocol(&self) -> Protocol {
+        self.exporter.sink.protocol
     }
 
     /// Sends one snapshot now on the calling thread, retrying with the configured backoff;
@@ -804,6 +856,7 @@ struct OtlpSink {
     agent: ureq::Agent,
     headers: Vec<(String, String)>,
     compression: Compression,
+    protocol: Protocol,
     encoder: Encoder,
 }
 
@@ -815,7 +868,7 @@ fn retryable(status: u16) -> bool {
 impl Sink for OtlpSink {
     fn encode(&self, snapshot: &Snapshot) -> Batch {
         let (req, points) = self.encoder.encode(snapshot);
-        Batch { seq: snapshot.seq(), samples: points, body: encode_body(&req, self.compression) }
+        Batch { seq: snapshot.seq(), samples: points, body: encode_body_as(&req, self.protocol, self.compression) }
     }
 
     fn send(&self, batch: &Batch, timeout: Duration) -> Result<(), SendError> {
@@ -824,7 +877,7 @@ impl Sink for OtlpSink {
 
     fn send_counting(&self, batch: &Batch, timeout: Duration) -> Result<u64, SendError> {
         let body = batch.body.as_ref().map_err(|e| SendError::Rejected { status: 0, body: e.clone() })?;
-        let mut req = self.agent.post(&self.url).header("Content-Type", CONTENT_TYPE);
+        let mut req = self.agent.post(&self.url).header("Content-Type", self.protocol.content_type());
         if self.compression == Compression::Gzip {
             req = req.header("Content-Encoding", "gzip");
         }
@@ -832,10 +885,28 @@ impl Sink for OtlpSink {
             req = req.header(k, v);
         }
         let mut resp = http_client::outcome_with(http_client::within(req, timeout).send(body.as_slice()), retryable)?;
+        // The answer is in the request's encoding (OTLP/HTTP asks receivers to answer with the
+        // request's Content-Type); a receiver that says otherwise is believed.
+        let answer_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+        let json = match answer_type.as_deref() {
+            Some(t) if t.starts_with(json::CONTENT_TYPE) => true,
+            Some(t) if t.starts_with(CONTENT_TYPE) || t.starts_with("application/protobuf") => false,
+            _ => self.protocol == Protocol::HttpJson,
+        };
         let answer = resp.body_mut().with_config().limit(64 * 1024).read_to_vec().unwrap_or_default();
-        let Ok(answer) = ExportMetricsServiceResponse::decode(answer.as_slice()) else {
-            log::debug!("shardmetrics otlp exporter: the receiver's answer is not an ExportMetricsServiceResponse");
-            return Ok(0);
+        let decoded = if json {
+            json::decode_response(&answer)
+        } else {
+            ExportMetricsServiceResponse::decode(answer.as_slice()).map_err(|e| e.to_string())
+        };
+        let answer = match decoded {
+            Ok(answer) => answer,
+            Err(e) => {
+                log::debug!(
+                    "shardmetrics otlp exporter: the receiver's answer is not an ExportMetricsServiceResponse: {e}"
+                );
+                return Ok(0);
+            }
         };
         let Some(partial) = answer.partial_success else { return Ok(0) };
         let rejected = u64::try_from(partial.rejected_data_points).unwrap_or(0);
@@ -1080,6 +1151,37 @@ mod tests {
     }
 
     #[test]
+    fn grpc_fails_the_build_and_the_builder_can_override_it() {
+        let r = Registry::builder().manual().build();
+        let (env, warnings) = EnvConfig::from_lookup(|k| (k == "OTEL_EXPORTER_OTLP_PROTOCOL").then(|| "grpc".into()));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let err = OtlpBuilder::from_config(env.clone()).build(&r).unwrap_err();
+        assert!(matches!(err, ExportError::Unsupported { .. }), "{err:?}");
+        let message = err.to_string();
+        for part in ["gRPC", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "not supported", "http/protobuf", "4318"] {
+            assert!(message.contains(part), "{part:?} in {message}");
+        }
+        let json = OtlpBuilder::from_config(env).protocol(Protocol::HttpJson).build(&r).unwrap();
+        assert_eq!(json.protocol(), Protocol::HttpJson);
+    }
+
+    #[test]
+    fn json_bodies_plain_and_gzip() {
+        let r = registry();
+        let (req, _) = encoder(&r, Temporality::Cumulative).encode(&r.flush());
+        let plain = encode_body_as(&req, Protocol::HttpJson, Compression::None).unwrap();
+        assert_eq!(plain, json::encode(&req).into_bytes());
+        let gz = encode_body_as(&req, Protocol::HttpJson, Compression::Gzip).unwrap();
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz.as_slice()), &mut unzipped).unwrap();
+        assert_eq!(unzipped, plain);
+        assert_eq!(
+            encode_body_as(&req, Protocol::HttpProtobuf, Compression::None),
+            encode_body(&req, Compression::None)
+        );
+    }
+
+    #[test]
     fn hex_ids() {
         assert_eq!(hex_id("00fF"), Some(vec![0, 255]));
         assert_eq!(hex_id("abc"), None);
@@ -1099,6 +1201,8 @@ mod tests {
             b().base_endpoint("http://p:9090/api/v1/otlp").build(&r).unwrap().endpoint(),
             "http://p:9090/api/v1/otlp/v1/metrics"
         );
+        assert_eq!(b().build(&r).unwrap().protocol(), Protocol::HttpProtobuf);
+        assert_eq!(b().protocol(Protocol::HttpJson).build(&r).unwrap().protocol(), Protocol::HttpJson);
         let mut built = b().timeout(Duration::from_secs(2));
         assert_eq!(built.options_mut().timeout, Duration::from_secs(2));
         assert_eq!(built.options_mut().interval, Some(DEFAULT_INTERVAL));
