@@ -45,7 +45,10 @@ pub fn now() -> Duration {
 }
 
 /// Times `iters` calls of `op(black_box(i))` on this thread, by [`now`]. `black_box(i)` keeps
-/// the compiler from folding or hoisting the work across iterations.
+/// the compiler from folding or hoisting the work across iterations. Never inlined (one call
+/// per sample, not per iteration), so `valgrind --tool=callgrind --toggle-collect='*time_loop*'`
+/// counts exactly the measured loop (`benches/callgrind.sh`).
+#[inline(never)]
 pub fn time_loop(iters: u64, op: impl Fn(u64)) -> Duration {
     let start = now();
     for i in 0..iters {
