@@ -440,17 +440,21 @@ impl Ctx<'_> {
         counts.push(h.count().saturating_sub(below));
         let delta = self.delta;
         let t = self.track(&s, h.count());
-        let (count, sum, buckets) = if delta && t.buckets.len() == counts.len() {
+        // Cumulative: the counts are the point's. Delta: the point gets the increases and the
+        // counts stay for the next export.
+        let (count, sum, buckets) = if !delta {
+            (h.count(), h.sum(), counts)
+        } else if t.buckets.len() == counts.len() {
             let d: Vec<u64> = counts.iter().zip(&t.buckets).map(|(c, p)| c.saturating_sub(*p)).collect();
-            (h.count() - t.count, h.sum().saturating_sub(t.sum), d)
+            let point = (h.count() - t.count, h.sum().saturating_sub(t.sum), d);
+            t.buckets = counts;
+            point
         } else {
-            (h.count(), h.sum(), counts.clone())
+            t.buckets.clone_from(&counts);
+            (h.count(), h.sum(), counts)
         };
         t.count = h.count();
         t.sum = h.sum();
-        if delta {
-            t.buckets = counts;
-        }
         let start = t.start;
         let (min, max) = min_max(h, unit, delta);
         self.points += 1;
@@ -478,28 +482,34 @@ impl Ctx<'_> {
         let info = s.family();
         let unit = info.unit();
         let native = crate::export::native::native_buckets(info, h)?;
-        let keys: Vec<(i32, u64)> = native.positive().collect();
-        let offset = keys.first().map_or(0, |&(k, _)| k - 1);
-        let mut counts = vec![0u64; keys.last().map_or(0, |&(k, _)| (k - 1 - offset) as usize + 1)];
-        for &(k, n) in &keys {
+        // The first and last keys (one pass, no copy), then the dense counts between them.
+        let mut keys = native.positive().map(|(k, _)| k);
+        let first = keys.next();
+        let (offset, len) = match (first, keys.last().or(first)) {
+            (Some(lo), Some(hi)) => (lo - 1, (hi - lo) as usize + 1),
+            _ => (0, 0),
+        };
+        let mut counts = vec![0u64; len];
+        for (k, n) in native.positive() {
             counts[(k - 1 - offset) as usize] = n;
         }
         let (scale, zero) = (native.schema(), native.zero_count());
         let delta = self.delta;
         let t = self.track(&s, h.count());
+        // Cumulative: the counts are the point's, moved. Delta: the point gets the increases and
+        // the counts stay for the next export.
         let (count, sum, zero_count, buckets) = if delta {
             let previous =
                 |i: i32| usize::try_from(i - t.offset).ok().and_then(|j| t.buckets.get(j)).copied().unwrap_or(0);
             let d = counts.iter().enumerate().map(|(j, &c)| c.saturating_sub(previous(offset + j as i32))).collect();
-            (h.count() - t.count, h.sum().saturating_sub(t.sum), zero.saturating_sub(t.zero), d)
+            let point = (h.count() - t.count, h.sum().saturating_sub(t.sum), zero.saturating_sub(t.zero), d);
+            (t.buckets, t.offset, t.zero) = (counts, offset, zero);
+            point
         } else {
-            (h.count(), h.sum(), zero, counts.clone())
+            (h.count(), h.sum(), zero, counts)
         };
         t.count = h.count();
         t.sum = h.sum();
-        if delta {
-            (t.buckets, t.offset, t.zero) = (counts, offset, zero);
-        }
         let start = t.start;
         let (min, max) = min_max(h, unit, delta);
         self.points += 1;
