@@ -127,20 +127,25 @@ fn run(body: &Body, iters: u64) -> Duration {
     handles.into_iter().map(|h| h.join().expect("hot loop thread")).max().unwrap_or_default()
 }
 
+/// The loop every variant runs: per item, the work, then `record(series, latency)` (nothing for
+/// `none`). One generic body, so the variants differ only in what they record.
+fn body(chain: bool, record: impl Fn(usize, u64) + Send + Sync + 'static) -> Body {
+    let t = table();
+    Arc::new(move |first, n| {
+        let mut acc = 0;
+        for i in first..first + n {
+            let h = work(t, seed(chain, i, acc));
+            let (s, l) = outcome(h);
+            record(s, l);
+            acc ^= h;
+        }
+        acc
+    })
+}
+
 /// Every variant, by name.
 fn variants(chain: bool) -> Vec<(&'static str, Body)> {
-    let t = table();
-    let mut v: Vec<(&'static str, Body)> = Vec::new();
-    v.push((
-        "none",
-        Arc::new(move |first, n| {
-            let mut acc = 0;
-            for i in first..first + n {
-                acc ^= work(t, seed(chain, i, acc));
-            }
-            acc
-        }),
-    ));
+    let mut v: Vec<(&'static str, Body)> = vec![("none", body(chain, |_, _| {}))];
 
     // shardmetrics (a manual registry: no aggregator thread competing for the 2 cores).
     let reg = Registry::builder().manual().build();
@@ -148,37 +153,21 @@ fn variants(chain: bool) -> Vec<(&'static str, Body)> {
     let family = reg.counter("requests_total").family(&["route", "status", "method"]).unwrap();
     let latency = reg.histogram("latency").unit(Unit::Nanoseconds).build().unwrap();
     let handles: Vec<_> = (0..32).map(|s| family.get(&labels(s)).unwrap()).collect();
-    {
-        let (items, latency) = (items.clone(), latency.clone());
-        v.push((
-            "shardmetrics/handles",
-            Arc::new(move |first, n| {
-                let mut acc = 0;
-                for i in first..first + n {
-                    let h = work(t, seed(chain, i, acc));
-                    let (s, l) = outcome(h);
-                    items.inc();
-                    handles[s].inc();
-                    latency.record(l);
-                    acc ^= h;
-                }
-                acc
-            }),
-        ));
-    }
+    let (i2, l2) = (items.clone(), latency.clone());
+    v.push((
+        "shardmetrics/handles",
+        body(chain, move |s, l| {
+            i2.inc();
+            handles[s].inc();
+            l2.record(l);
+        }),
+    ));
     v.push((
         "shardmetrics/with",
-        Arc::new(move |first, n| {
-            let mut acc = 0;
-            for i in first..first + n {
-                let h = work(t, seed(chain, i, acc));
-                let (s, l) = outcome(h);
-                items.inc();
-                family.with(&labels(s)).inc();
-                latency.record(l);
-                acc ^= h;
-            }
-            acc
+        body(chain, move |s, l| {
+            items.inc();
+            family.with(&labels(s)).inc();
+            latency.record(l);
         }),
     ));
 
@@ -193,37 +182,21 @@ fn variants(chain: bool) -> Vec<(&'static str, Body)> {
     )
     .unwrap();
     let p_handles: Vec<_> = (0..32).map(|s| p_family.with_label_values(&labels(s))).collect();
-    {
-        let (p_items, p_latency) = (p_items.clone(), p_latency.clone());
-        v.push((
-            "prometheus/handles",
-            Arc::new(move |first, n| {
-                let mut acc = 0;
-                for i in first..first + n {
-                    let h = work(t, seed(chain, i, acc));
-                    let (s, l) = outcome(h);
-                    p_items.inc();
-                    p_handles[s].inc();
-                    p_latency.observe(l as f64 * 1e-9);
-                    acc ^= h;
-                }
-                acc
-            }),
-        ));
-    }
+    let (i2, l2) = (p_items.clone(), p_latency.clone());
+    v.push((
+        "prometheus/handles",
+        body(chain, move |s, l| {
+            i2.inc();
+            p_handles[s].inc();
+            l2.observe(l as f64 * 1e-9);
+        }),
+    ));
     v.push((
         "prometheus/with",
-        Arc::new(move |first, n| {
-            let mut acc = 0;
-            for i in first..first + n {
-                let h = work(t, seed(chain, i, acc));
-                let (s, l) = outcome(h);
-                p_items.inc();
-                p_family.with_label_values(&labels(s)).inc();
-                p_latency.observe(l as f64 * 1e-9);
-                acc ^= h;
-            }
-            acc
+        body(chain, move |s, l| {
+            p_items.inc();
+            p_family.with_label_values(&labels(s)).inc();
+            p_latency.observe(l as f64 * 1e-9);
         }),
     ));
 
@@ -232,84 +205,51 @@ fn variants(chain: bool) -> Vec<(&'static str, Body)> {
     let pc_items = prometheus_client::metrics::counter::Counter::<u64>::default();
     let pc_family =
         prometheus_client::metrics::family::Family::<Pairs, prometheus_client::metrics::counter::Counter>::default();
-    let pc_latency = prometheus_client::metrics::histogram::Histogram::new(bounds.clone());
+    let pc_latency = prometheus_client::metrics::histogram::Histogram::new(bounds);
     let pairs = |s: usize| -> Pairs {
         let l = labels(s);
         [("route", l[0]), ("status", l[1]), ("method", l[2])]
     };
     let pc_handles: Vec<_> = (0..32).map(|s| pc_family.get_or_create(&pairs(s)).clone()).collect();
-    {
-        let (pc_items, pc_latency) = (pc_items.clone(), pc_latency.clone());
-        v.push((
-            "prometheus-client/handles",
-            Arc::new(move |first, n| {
-                let mut acc = 0;
-                for i in first..first + n {
-                    let h = work(t, seed(chain, i, acc));
-                    let (s, l) = outcome(h);
-                    pc_items.inc();
-                    pc_handles[s].inc();
-                    pc_latency.observe(l as f64 * 1e-9);
-                    acc ^= h;
-                }
-                acc
-            }),
-        ));
-    }
+    let (i2, l2) = (pc_items.clone(), pc_latency.clone());
+    v.push((
+        "prometheus-client/handles",
+        body(chain, move |s, l| {
+            i2.inc();
+            pc_handles[s].inc();
+            l2.observe(l as f64 * 1e-9);
+        }),
+    ));
     v.push((
         "prometheus-client/with",
-        Arc::new(move |first, n| {
-            let mut acc = 0;
-            for i in first..first + n {
-                let h = work(t, seed(chain, i, acc));
-                let (s, l) = outcome(h);
-                pc_items.inc();
-                pc_family.get_or_create(&pairs(s)).inc();
-                pc_latency.observe(l as f64 * 1e-9);
-                acc ^= h;
-            }
-            acc
+        body(chain, move |s, l| {
+            pc_items.inc();
+            pc_family.get_or_create(&pairs(s)).inc();
+            pc_latency.observe(l as f64 * 1e-9);
         }),
     ));
 
     // fast-telemetry (sharded atomics; `DynamicCounter` takes the label pairs per call).
     let ft_items = Arc::new(fast_telemetry::Counter::new(4));
-    let ft_handles: Arc<Vec<fast_telemetry::Counter>> =
-        Arc::new((0..32).map(|_| fast_telemetry::Counter::new(4)).collect());
+    let ft_handles: Vec<fast_telemetry::Counter> = (0..32).map(|_| fast_telemetry::Counter::new(4)).collect();
     let ft_bounds: Vec<u64> = (0..12).map(|k| 1_000 * 4u64.pow(k)).collect();
     let ft_latency = Arc::new(fast_telemetry::Histogram::new(&ft_bounds, 4));
-    let ft_family = Arc::new(fast_telemetry::DynamicCounter::new(4));
-    {
-        let (ft_items, ft_latency) = (ft_items.clone(), ft_latency.clone());
-        v.push((
-            "fast-telemetry/handles",
-            Arc::new(move |first, n| {
-                let mut acc = 0;
-                for i in first..first + n {
-                    let h = work(t, seed(chain, i, acc));
-                    let (s, l) = outcome(h);
-                    ft_items.inc();
-                    ft_handles[s].inc();
-                    ft_latency.record(l);
-                    acc ^= h;
-                }
-                acc
-            }),
-        ));
-    }
+    let ft_family = fast_telemetry::DynamicCounter::new(4);
+    let (i2, l2) = (ft_items.clone(), ft_latency.clone());
+    v.push((
+        "fast-telemetry/handles",
+        body(chain, move |s, l| {
+            i2.inc();
+            ft_handles[s].inc();
+            l2.record(l);
+        }),
+    ));
     v.push((
         "fast-telemetry/with",
-        Arc::new(move |first, n| {
-            let mut acc = 0;
-            for i in first..first + n {
-                let h = work(t, seed(chain, i, acc));
-                let (s, l) = outcome(h);
-                ft_items.inc();
-                ft_family.inc(&pairs(s));
-                ft_latency.record(l);
-                acc ^= h;
-            }
-            acc
+        body(chain, move |s, l| {
+            ft_items.inc();
+            ft_family.inc(&pairs(s));
+            ft_latency.record(l);
         }),
     ));
     v
