@@ -2,28 +2,26 @@
 //! are parsed by the official Python `opentelemetry-proto` package with protobuf's
 //! `json_format.Parse` (strict: an unknown or misspelt field fails it), after turning the hex
 //! `traceId`/`spanId` into the base64 that `json_format` expects for bytes — what OTLP/JSON
-//! receivers do specially. Every value is checked against the snapshot; the JSON and the
-//! protobuf encodings of the same requests decode to the same message; the environment selects
-//! the protocol (and `grpc` fails the build); a JSON answer's `partialSuccess` is counted.
+//! receivers do specially. Every value is checked against the snapshot and the text export, and
+//! the raw body against the OTLP/JSON rules; the JSON and the protobuf encodings of the same
+//! requests decode to the same message; the environment selects the protocol (and `grpc` fails
+//! the build); a JSON answer's `partialSuccess` is counted.
 //!
 //! Without `python3` and `opentelemetry-proto` the decoding tests print a SKIPPED line (and
-//! fail under CI=true): `bash .ci/install` installs the package.
+//! fail under CI=true): `bash .ci/install` installs the package. The receiver, the decoder, the
+//! registry, the cumulative check and the partial-success check are shared with tests/otlp.rs
+//! (tests/otlp_common/mod.rs).
 
 #![cfg(feature = "otlp")]
 
-use std::{
-    collections::HashMap,
-    io::{Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
-    process::Command,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
-    thread::JoinHandle,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+mod otlp_common;
 
+use std::collections::HashMap;
+
+use otlp_common::{
+    check_cumulative, check_three_rejected, decode, float, int, metric, populated, python_otlp, the_one_request,
+    Receiver,
+};
 use serde_json::Value as Json;
 use shardmetrics::{
     export::{
@@ -32,267 +30,18 @@ use shardmetrics::{
             proto::{self, any_value, AnyValue, KeyValue},
             Compression, Encoder, EnvConfig, Histograms, OtlpBuilder, Protocol, Temporality,
         },
-        Backoff, ExportError, ExporterBuilder,
+        ExportError,
     },
-    self_metrics,
-    series::{Series, Value},
-    Registry, Snapshot, Unit,
+    Unit,
 };
-use shardmetrics_test_support as common;
 
-// ---------------------------------------------------------------------------------------------
-// A loopback receiver (a small copy of tests/otlp.rs's).
-
-/// One request as the receiver read it.
-#[derive(Debug, Clone)]
-struct Request {
-    /// Lower-cased header names.
-    headers: HashMap<String, String>,
-    path: String,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-
-    /// The body, gunzipped when the request says so.
-    fn plain_body(&self) -> Vec<u8> {
-        if self.header("content-encoding") == Some("gzip") {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(self.body.as_slice()).read_to_end(&mut out).unwrap();
-            out
-        } else {
-            self.body.clone()
-        }
-    }
-}
-
-/// An answer: status, extra header lines, body.
-type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
-
-/// A listener whose thread reads each request, records it and answers what `answer` says for
-/// the n-th request. Stops when dropped.
-struct Receiver {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<Request>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Receiver {
-    fn start(answer: impl Fn(usize) -> Answer + Send + 'static) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (s, reqs) = (stop.clone(), requests.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(2));
-                    continue;
-                };
-                stream.set_nonblocking(false).unwrap();
-                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let Some(req) = read_request(&mut stream) else { continue };
-                let n = {
-                    let mut all = reqs.lock().unwrap();
-                    all.push(req);
-                    all.len() - 1
-                };
-                let (status, headers, body) = answer(n);
-                let mut head =
-                    format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
-                for (k, v) in headers {
-                    head.push_str(&format!("{k}: {v}\r\n"));
-                }
-                head.push_str("\r\n");
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(&body);
-                let _ = stream.flush();
-            }
-        });
-        Receiver { addr, requests, stop, thread: Some(thread) }
-    }
-
-    /// Answers 200 with an empty JSON response, as a Collector does to a JSON request.
-    fn ok() -> Receiver {
-        Receiver::start(|_| (200, vec![("Content-Type", "application/json".into())], b"{}".to_vec()))
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/v1/metrics", self.addr)
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn read_request(stream: &mut TcpStream) -> Option<Request> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    let head_end = loop {
-        let n = stream.read(&mut buf).ok().filter(|&n| n > 0)?;
-        raw.extend_from_slice(&buf[..n]);
-        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
-    let mut lines = head.lines();
-    let path = lines.next()?.split(' ').nth(1)?.to_owned();
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let mut body = raw[head_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut buf).ok().filter(|&n| n > 0)?;
-        body.extend_from_slice(&buf[..n]);
-    }
-    Some(Request { headers, path, body })
+/// The shared exporter, speaking OTLP/JSON.
+fn builder(url: &str) -> OtlpBuilder {
+    otlp_common::builder(url).protocol(Protocol::HttpJson)
 }
 
 // ---------------------------------------------------------------------------------------------
-// The independent decoder.
-
-/// Decodes bodies (plain: the test gunzips) with the official `opentelemetry-proto` classes and
-/// prints `json_format.MessageToDict` of each with the protocol's field names, trace and span
-/// ids in hex. A `json` body is parsed by `json_format.Parse` after its hex `traceId`/`spanId`
-/// became base64 (what OTLP/JSON receivers do before protobuf's JSON parser); a `protobuf` body
-/// by `ParseFromString`, and must re-serialise to its own length (nothing unknown dropped).
-const DECODE: &str = r#"
-import base64, json, sys
-from google.protobuf import json_format
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as svc
-def walk(x, keys, conv):
-    if isinstance(x, dict):
-        for k in keys:
-            if k in x:
-                x[k] = conv(x[k])
-        for v in x.values():
-            walk(v, keys, conv)
-    elif isinstance(x, list):
-        for v in x:
-            walk(v, keys, conv)
-out = []
-for path, kind in zip(sys.argv[1::2], sys.argv[2::2]):
-    data = open(path, "rb").read()
-    req = svc.ExportMetricsServiceRequest()
-    if kind == "json":
-        d = json.loads(data.decode("utf-8"))
-        walk(d, ("traceId", "spanId"), lambda h: base64.b64encode(bytes.fromhex(h)).decode())
-        json_format.Parse(json.dumps(d), req)  # strict: unknown fields fail
-    else:
-        req.ParseFromString(data)
-        assert len(req.SerializeToString()) == len(data), "re-serialises to a different length"
-    d = json_format.MessageToDict(req, preserving_proto_field_name=True)
-    walk(d, ("trace_id", "span_id"), lambda b: base64.b64decode(b).hex())
-    out.append(d)
-print(json.dumps(out))
-"#;
-
-/// Whether the official package is there (a SKIPPED line, or a failure under CI, if not).
-fn python_otlp() -> bool {
-    common::python_module("google.protobuf") && common::python_module("opentelemetry.proto")
-}
-
-/// Decodes (body, "json" | "protobuf") pairs with Python, one object each.
-fn decode(bodies: &[(Vec<u8>, &str)]) -> Vec<Json> {
-    let dir = common::temp_dir("otlp-json-python");
-    let mut args = vec!["-c".to_owned(), DECODE.to_owned()];
-    for (i, (body, kind)) in bodies.iter().enumerate() {
-        let path = dir.join(format!("body{i}.bin"));
-        std::fs::write(&path, body).unwrap();
-        args.push(path.display().to_string());
-        args.push((*kind).to_owned());
-    }
-    let out = Command::new("python3").args(&args).output().expect("python3");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
-    match serde_json::from_slice(&out.stdout).unwrap() {
-        Json::Array(v) => v,
-        other => panic!("{other}"),
-    }
-}
-
-/// The JSON requests the receiver got, decoded by Python.
-fn decode_requests(requests: &[Request]) -> Vec<Json> {
-    decode(&requests.iter().map(|r| (r.plain_body(), "json")).collect::<Vec<_>>())
-}
-
-/// A protobuf-JSON 64-bit integer (a string) or a number, as u64.
-fn int(v: &Json) -> u64 {
-    match v {
-        Json::String(s) => s.parse().unwrap(),
-        Json::Number(n) => n.as_u64().unwrap(),
-        Json::Null => 0,
-        other => panic!("not an integer: {other}"),
-    }
-}
-
-fn float(v: &Json) -> f64 {
-    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
-
-fn nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
-}
-
-fn metric<'a>(req: &'a Json, name: &str) -> &'a Json {
-    req["resource_metrics"][0]["scope_metrics"][0]["metrics"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == name)
-        .unwrap_or_else(|| panic!("no metric {name} in {req}"))
-}
-
-/// The attributes of a point or resource as (key, string value) pairs, sorted.
-fn attrs(v: &Json) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = v["attributes"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|kv| {
-                    (kv["key"].as_str().unwrap().to_owned(), kv["value"]["string_value"].as_str().unwrap().to_owned())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
-fn labels(s: &Series<'_>) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = s.labels().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    out.sort();
-    out
-}
-
-/// The data point of `data` (`sum`, `gauge`, …) with these attributes.
-fn point<'a>(m: &'a Json, data: &str, want: &[(String, String)]) -> &'a Json {
-    m[data]["data_points"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{} has no {data}: {m}", m["name"]))
-        .iter()
-        .find(|p| attrs(p) == want)
-        .unwrap_or_else(|| panic!("no point {want:?} in {m}"))
-}
+// The raw body.
 
 /// What the OTLP/JSON rules say of the raw body, before any JSON-to-protobuf parser forgives
 /// it: lowerCamelCase keys only, the temporality enum a number, 64-bit integers strings, ids
@@ -333,169 +82,6 @@ fn check_raw(body: &[u8]) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The registry under test (tests/otlp.rs's).
-
-fn populated() -> Registry {
-    let r = Registry::builder().manual().build();
-    let requests = r.counter("http_requests_total").help("Requests served").family(&["route", "status"]).unwrap();
-    requests.with(&["/api", "200"]).add(41);
-    requests.with(&["/api", "500"]).add(2);
-    requests.with(&["/static", "200"]).inc_with_exemplar(&[("trace_id", "0af7651916cd43dd8448eb211c80319c")]);
-    r.counter("cpu_seconds_total").unit(Unit::Nanoseconds).build().unwrap().add(2_250_000_000);
-    r.gauge("temperature").label("room", "lab").build().unwrap().set(-12.25);
-    r.gauge("queue_wait").unit(Unit::Milliseconds).build().unwrap().set(7.5);
-    let latency = r
-        .histogram("request_duration")
-        .help("Latency")
-        .unit(Unit::Nanoseconds)
-        .quantiles(&[0.5, 0.9, 0.99])
-        .label("route", "/api")
-        .build()
-        .unwrap();
-    for v in 1..=200u64 {
-        latency.record(v * 1_000_000);
-    }
-    latency.record_with_exemplar(
-        3_500_000_000,
-        &[("trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"), ("span_id", "00f067aa0ba902b7")],
-    );
-    let sizes = r.histogram("payload_bytes").unit(Unit::Bytes).buckets(&[64.0, 1024.0, 65536.0]).build().unwrap();
-    for v in [10, 100, 1000, 10_000, 100_000] {
-        sizes.record(v);
-    }
-    r
-}
-
-fn builder(url: &str) -> OtlpBuilder {
-    OtlpBuilder::from_config(EnvConfig::default())
-        .endpoint(url)
-        .protocol(Protocol::HttpJson)
-        .service_name("otlp-json-test")
-        .resource_attribute("deployment.environment", "ci")
-        .backoff(Backoff::new().initial(Duration::from_millis(5)).max_attempts(3))
-}
-
-/// The OTLP name the test expects for a family (empty: a self-metric, counted only).
-fn expected_name(s: &Series<'_>) -> &'static str {
-    match s.name() {
-        "http_requests_total" => "http_requests",
-        "cpu_seconds_total" => "cpu",
-        "temperature" => "temperature",
-        "queue_wait" => "queue_wait",
-        "request_duration" => "request_duration",
-        "payload_bytes" => "payload",
-        n if n.starts_with("shardmetrics_") => "",
-        other => panic!("unexpected family {other}"),
-    }
-}
-
-/// Checks every series of `snap` in the decoded cumulative request `req`; `exponential`: the
-/// histograms were sent as exponential ones.
-fn check_cumulative(req: &Json, snap: &Snapshot, registry: &Registry, exponential: bool) {
-    let (start, now) = (nanos(registry.started_at()), nanos(snap.taken_at()));
-    for s in snap.series() {
-        let name = expected_name(&s);
-        if name.is_empty() {
-            continue;
-        }
-        let m = metric(req, name);
-        let want = labels(&s);
-        let scale = if s.family().unit().is_time() { 1e9 } else { 1.0 };
-        match s.value() {
-            Value::Counter(c) => {
-                assert_eq!(m["sum"]["is_monotonic"], true);
-                assert_eq!(m["sum"]["aggregation_temporality"], "AGGREGATION_TEMPORALITY_CUMULATIVE");
-                let p = point(m, "sum", &want);
-                assert_eq!((int(&p["start_time_unix_nano"]), int(&p["time_unix_nano"])), (start, now), "{name}");
-                if s.family().unit().is_time() {
-                    assert_eq!(float(&p["as_double"]), c.total as f64 / 1e9, "{name}");
-                } else {
-                    assert_eq!(int(&p["as_int"]), c.total, "{name}");
-                }
-            }
-            Value::Gauge(g) => {
-                let p = point(m, "gauge", &want);
-                assert_eq!((float(&p["as_double"]), int(&p["time_unix_nano"])), (g, now), "{name}");
-            }
-            Value::Histogram(h) if exponential => {
-                let x = &m["exponential_histogram"];
-                assert_eq!(x["aggregation_temporality"], "AGGREGATION_TEMPORALITY_CUMULATIVE");
-                let p = point(m, "exponential_histogram", &want);
-                assert_eq!((int(&p["start_time_unix_nano"]), int(&p["time_unix_nano"])), (start, now), "{name}");
-                assert_eq!(int(&p["count"]), h.count(), "{name}");
-                assert_eq!(float(&p["sum"]), h.sum() as f64 / scale, "{name}");
-                let counts: u64 = p["positive"]["bucket_counts"].as_array().unwrap().iter().map(int).sum();
-                assert_eq!(counts + p.get("zero_count").map_or(0, int), h.count(), "{name}: every value in a bucket");
-                // The largest value lies in the last bucket: (base^(o+n−1), base^(o+n)].
-                let scale_ = p["scale"].as_i64().unwrap() as f64;
-                let last = p["positive"]["offset"].as_i64().unwrap_or(0) as f64
-                    + p["positive"]["bucket_counts"].as_array().unwrap().len() as f64;
-                let base = 2f64.powf(2f64.powf(-scale_));
-                let max = h.max().unwrap() as f64 / scale;
-                assert!(base.powf(last - 1.0) < max * (1.0 + 1e-12) && max <= base.powf(last) * (1.0 + 1e-12), "{p}");
-            }
-            Value::Histogram(h) => {
-                assert_eq!(m["histogram"]["aggregation_temporality"], "AGGREGATION_TEMPORALITY_CUMULATIVE");
-                let p = point(m, "histogram", &want);
-                assert_eq!((int(&p["start_time_unix_nano"]), int(&p["time_unix_nano"])), (start, now), "{name}");
-                assert_eq!(int(&p["count"]), h.count(), "{name}");
-                assert_eq!(float(&p["sum"]), h.sum() as f64 / scale, "{name}");
-                assert_eq!(float(&p["min"]), h.min().unwrap() as f64 / scale, "{name}");
-                assert_eq!(float(&p["max"]), h.max().unwrap() as f64 / scale, "{name}");
-                let bounds: Vec<f64> = p["explicit_bounds"].as_array().unwrap().iter().map(float).collect();
-                let counts: Vec<u64> = p["bucket_counts"].as_array().unwrap().iter().map(int).collect();
-                assert_eq!(counts.len(), bounds.len() + 1, "{name}");
-                assert_eq!(counts.iter().sum::<u64>(), h.count(), "{name}");
-                if name == "payload" {
-                    assert_eq!(bounds, [64.0, 1024.0, 65536.0]);
-                    assert_eq!(counts, [1, 2, 1, 1], "10 | 100, 1000 | 10000 | 100000, de-cumulated");
-                }
-            }
-        }
-    }
-    // Exemplars: the counter's trace id, the histogram's trace and span ids.
-    let c = point(
-        metric(req, "http_requests"),
-        "sum",
-        &[("route".into(), "/static".into()), ("status".into(), "200".into())],
-    );
-    assert_eq!(c["exemplars"][0]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
-    assert_eq!(int(&c["exemplars"][0]["as_int"]), 1);
-    let data = if exponential { "exponential_histogram" } else { "histogram" };
-    let h = point(metric(req, "request_duration"), data, &[("route".into(), "/api".into())]);
-    let e = &h["exemplars"][0];
-    assert_eq!(
-        (e["trace_id"].as_str(), e["span_id"].as_str()),
-        (Some("4bf92f3577b34da6a3ce929d0e0e4736"), Some("00f067aa0ba902b7"))
-    );
-    assert_eq!(float(&e["as_double"]), 3.5);
-    // The quantile series' summary.
-    let q = point(metric(req, "request_duration_quantiles"), "summary", &[("route".into(), "/api".into())]);
-    let hist = snap.histogram("request_duration", &[("route", "/api")]).unwrap();
-    assert_eq!(int(&q["count"]), hist.count());
-    let qs: Vec<(f64, f64)> =
-        q["quantile_values"].as_array().unwrap().iter().map(|v| (float(&v["quantile"]), float(&v["value"]))).collect();
-    let want: Vec<(f64, f64)> = [0.5, 0.9, 0.99].iter().map(|&x| (x, hist.quantile(x).unwrap() as f64 / 1e9)).collect();
-    assert_eq!(qs, want);
-    // Resource and scope.
-    let ra = attrs(&req["resource_metrics"][0]["resource"]);
-    for (k, v) in [
-        ("service.name", "otlp-json-test"),
-        ("deployment.environment", "ci"),
-        ("telemetry.sdk.name", "shardmetrics"),
-        ("telemetry.sdk.language", "rust"),
-        ("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
-    ] {
-        assert!(ra.contains(&(k.to_owned(), v.to_owned())), "{k}={v} in {ra:?}");
-    }
-    let scope = &req["resource_metrics"][0]["scope_metrics"][0]["scope"];
-    assert_eq!(
-        (&scope["name"], &scope["version"]),
-        (&Json::from("shardmetrics"), &Json::from(env!("CARGO_PKG_VERSION")))
-    );
-}
-
-// ---------------------------------------------------------------------------------------------
 // Tests.
 
 #[test]
@@ -504,7 +90,7 @@ fn python_parses_every_value_of_a_json_push() {
         return;
     }
     for (compression, exponential) in [(Compression::Gzip, false), (Compression::None, true)] {
-        let receiver = Receiver::ok();
+        let receiver = Receiver::ok_json();
         let r = populated();
         let histograms = if exponential { Histograms::Exponential } else { Histograms::Explicit };
         let otlp = builder(&receiver.url())
@@ -515,17 +101,10 @@ fn python_parses_every_value_of_a_json_push() {
             .unwrap();
         let snap = r.flush();
         otlp.send_once(&snap).unwrap();
-        let reqs = receiver.requests();
-        assert_eq!(reqs.len(), 1);
-        let req = &reqs[0];
-        assert_eq!(req.path, "/v1/metrics");
-        assert_eq!(req.header("content-type"), Some("application/json"));
         let gzip = (compression == Compression::Gzip).then_some("gzip");
-        assert_eq!(req.header("content-encoding"), gzip);
-        assert_eq!(req.header("x-tenant"), Some("blue"));
+        let (req, decoded) = the_one_request(&receiver, "json", gzip);
         check_raw(&req.plain_body());
-        let decoded = decode_requests(&reqs);
-        check_cumulative(&decoded[0], &snap, &r, exponential);
+        check_cumulative(&decoded, &snap, &r, exponential);
         let stats = otlp.stats();
         let points = snap.series().len() as u64 + 1;
         assert_eq!((stats.sent_batches, stats.sent_samples, stats.rejected_samples), (1, points, 0), "{stats:?}");
@@ -688,8 +267,8 @@ fn json_and_protobuf_decode_to_the_same_message() {
     for req in &requests {
         let text = json::encode(req);
         serde_json::from_str::<Json>(&text).unwrap_or_else(|e| panic!("invalid JSON ({e}): {text}"));
-        bodies.push((text.into_bytes(), "json"));
-        bodies.push((encode_body(req, Compression::None).unwrap(), "protobuf"));
+        bodies.push((text.into_bytes(), "json", "none"));
+        bodies.push((encode_body(req, Compression::None).unwrap(), "protobuf", "none"));
     }
     let decoded = decode(&bodies);
     assert_eq!(decoded.len(), 2 * requests.len());
@@ -744,7 +323,7 @@ fn difference(a: &Json, b: &Json, path: &str) -> Option<String> {
 
 #[test]
 fn the_environment_selects_json_and_grpc_fails_the_build() {
-    let receiver = Receiver::ok();
+    let receiver = Receiver::ok_json();
     let r = populated();
     let env = |vars: Vec<(&'static str, String)>| {
         let (c, w) = EnvConfig::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()));
@@ -796,20 +375,11 @@ fn partial_success_in_the_answer_is_counted() {
     for (content_type, body) in answers {
         let headers: Vec<(&'static str, String)> =
             content_type.map(|t| ("Content-Type", t.to_owned())).into_iter().collect();
-        let receiver = Receiver::start(move |_| (200, headers.clone(), body.clone()));
-        let r = populated();
-        let otlp = builder(&receiver.url()).build(&r).unwrap();
-        let snap = r.flush();
-        otlp.send_once(&snap).unwrap();
-        let s = otlp.stats();
-        let points = snap.series().len() as u64 + 1;
-        assert_eq!((s.sent_batches, s.sent_samples, s.rejected_samples), (1, points - 3, 3), "{content_type:?}: {s:?}");
-        let after = r.flush();
-        let outcome = |o| after.counter(self_metrics::EXPORT_SAMPLES, &[("exporter", "otlp"), ("outcome", o)]);
-        assert_eq!((outcome("sent"), outcome("rejected")), (Some(points - 3), Some(3)), "{content_type:?}");
+        check_three_rejected(builder, headers, body, &format!("{content_type:?}"));
     }
     // An answer that is not an ExportMetricsServiceResponse rejects nothing.
-    let receiver = Receiver::start(|_| (200, vec![("Content-Type", "application/json".into())], b"<html>".to_vec()));
+    let receiver =
+        Receiver::start(|_| Some((200, vec![("Content-Type", "application/json".into())], b"<html>".to_vec())));
     let r = populated();
     let otlp = builder(&receiver.url()).build(&r).unwrap();
     otlp.send_once(&r.flush()).unwrap();
