@@ -41,9 +41,7 @@ use std::{
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use opentelemetry::{metrics::MeterProvider as _, KeyValue as OtelKeyValue};
-use opentelemetry_proto::tonic::{
-    collector::metrics::v1::ExportMetricsServiceRequest as PeerRequest, metrics::v1::metric::Data as PeerData,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest as PeerRequest;
 use opentelemetry_sdk::{
     error::OTelSdkResult,
     metrics::{
@@ -258,41 +256,9 @@ fn our_shape(req: &ExportMetricsServiceRequest) -> Shape {
     s
 }
 
+/// The peer's request read through our messages (the same schema): its bytes decoded as ours.
 fn peer_shape(req: &PeerRequest) -> Shape {
-    let mut s = Shape::default();
-    let metrics = req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics);
-    for m in metrics.filter(|m| m.name.starts_with("bench_")) {
-        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
-        match m.data.as_ref().unwrap() {
-            PeerData::Sum(sum) => {
-                s.points += sum.data_points.len();
-                for p in &sum.data_points {
-                    let Some(Value::AsInt(v)) = p.value else { panic!("integer counter") };
-                    s.counter_total += v as u64;
-                }
-            }
-            PeerData::Histogram(h) => {
-                s.points += h.data_points.len();
-                s.histogram_count += h.data_points.iter().map(|p| p.count).sum::<u64>();
-                s.bounds = h.data_points.first().map(|p| p.explicit_bounds.clone());
-            }
-            PeerData::ExponentialHistogram(h) => {
-                s.points += h.data_points.len();
-                s.histogram_count += h.data_points.iter().map(|p| p.count).sum::<u64>();
-                s.exponential_buckets += h
-                    .data_points
-                    .iter()
-                    .map(|p| p.positive.as_ref().map_or(0, |b| b.bucket_counts.len()))
-                    .sum::<usize>();
-                for p in &h.data_points {
-                    let (lo, hi) = s.scales.unwrap_or((p.scale, p.scale));
-                    s.scales = Some((lo.min(p.scale), hi.max(p.scale)));
-                }
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    s
+    our_shape(&ExportMetricsServiceRequest::decode(req.encode_to_vec().as_slice()).expect("the same schema"))
 }
 
 fn gzip_len(body: &[u8]) -> usize {
