@@ -22,6 +22,9 @@ pub mod file;
 mod http_client;
 #[cfg(feature = "json")]
 pub mod json;
+// JSON string literals for the JSON render and OTLP/HTTP JSON.
+#[cfg(any(feature = "json", all(feature = "otlp", not(shardmetrics_loom))))]
+mod json_string;
 pub mod openmetrics;
 #[cfg(all(feature = "otlp", not(shardmetrics_loom)))]
 pub mod otlp;

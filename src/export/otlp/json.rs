@@ -28,6 +28,7 @@ use super::proto::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse, HistogramDataPoint,
     InstrumentationScope, KeyValue, Metric, NumberDataPoint, Resource, ResourceMetrics, ScopeMetrics, SummaryDataPoint,
 };
+use crate::export::json_string::string;
 
 /// `Content-Type` of an OTLP/HTTP JSON request (and of the receiver's answer to it).
 pub const CONTENT_TYPE: &str = "application/json";
@@ -220,7 +221,7 @@ fn key_value(out: &mut String, kv: &KeyValue) {
 fn any_value(out: &mut String, v: &AnyValue) {
     let mut o = Obj::open(out);
     match &v.value {
-        Some(any_value::Value::StringValue(s)) => string_value(o.key("stringValue"), s),
+        Some(any_value::Value::StringValue(s)) => string(o.key("stringValue"), s),
         Some(any_value::Value::BoolValue(b)) => o.key("boolValue").push_str(if *b { "true" } else { "false" }),
         Some(any_value::Value::IntValue(i)) => i64_value(o.key("intValue"), *i),
         Some(any_value::Value::DoubleValue(d)) => f64_value(o.key("doubleValue"), *d),
@@ -270,7 +271,7 @@ impl<'a> Obj<'a> {
 
     fn string(&mut self, name: &str, v: &str) {
         if !v.is_empty() {
-            string_value(self.key(name), v);
+            string(self.key(name), v);
         }
     }
 
@@ -394,38 +395,6 @@ fn base64_value(out: &mut String, bytes: &[u8]) {
             }
         }
     }
-    out.push('"');
-}
-
-/// A JSON string: `"` and `\` escaped, control characters as `\n`, `\t`, … or `\u00XX`; the
-/// rest (all of Unicode) as is.
-fn string_value(out: &mut String, s: &str) {
-    out.push('"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escaped = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        // `b` is ASCII, so `i` and `i + 1` are character boundaries.
-        out.push_str(&s[start..i]);
-        start = i + 1;
-        if escaped.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(escaped);
-        }
-    }
-    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -964,7 +933,7 @@ mod tests {
     fn strings_escape_every_control_character_and_keep_unicode() {
         let all: String = (0u8..0x20).map(char::from).chain("\"\\/é😀\u{2028}".chars()).collect();
         let mut s = String::new();
-        string_value(&mut s, &all);
+        string(&mut s, &all);
         assert_eq!(serde_json::from_str::<String>(&s).unwrap(), all);
         assert!(s.contains("\\u001f") && s.contains("\\n") && s.contains("é😀"), "{s}");
     }
