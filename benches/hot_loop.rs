@@ -32,8 +32,10 @@
 //! BENCHMARKS.md quotes: every variant timed in turn for `ROUNDS` rounds (so machine noise hits
 //! all of them alike), the median ns per item of each, and its overhead over `none` from the
 //! same rounds. `SHARDMETRICS_HOT_LOOP_ROUNDS=<n>` sets the rounds (default 21; 0 skips it; the
-//! `--test` smoke run skips it); `SHARDMETRICS_BENCH_CLOCK=cpu` times with each thread's CPU
-//! clock (`benches/common`).
+//! `--test` smoke run skips it); `SHARDMETRICS_HOT_LOOP_ONLY=<text>` keeps only `none` and the
+//! variants whose name contains the text (e.g. `shardmetrics`); `SHARDMETRICS_BENCH_CLOCK=cpu`
+//! times with each thread's CPU clock (`benches/common`). A criterion filter that matches no
+//! group (`-- interleaved-only`) runs the interleaved table alone.
 //!
 //! Run: `cargo bench --bench hot_loop`; smoke: `cargo bench --bench hot_loop -- --test`.
 
@@ -279,6 +281,10 @@ fn interleaved(workload: &str, variants: &[(&'static str, Body)]) {
         return;
     }
     const ITEMS: u64 = 2_000_000;
+    // `SHARDMETRICS_HOT_LOOP_ONLY=<text>`: only `none` and the variants whose name contains it.
+    let only = std::env::var("SHARDMETRICS_HOT_LOOP_ONLY").unwrap_or_default();
+    let variants: Vec<_> =
+        variants.iter().filter(|(name, _)| *name == "none" || name.contains(only.as_str())).collect();
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for _ in 0..rounds {
         for (k, (_, body)) in variants.iter().enumerate() {

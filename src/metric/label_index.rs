@@ -3,8 +3,8 @@
 //!
 //! # Structure
 //! An open-addressing table (linear probing, load factor ≤ 1/2) of pointers to entries. Each
-//! entry (hash, series, and its label values [encoded](encode) as a few words, which a look-up
-//! compares as one slice) is written once into the index's arenas (chunks that never move:
+//! entry (hash, series, and its label values [encoded](Entry) as a few words, which a look-up
+//! compares word by word) is written once into the index's arenas (chunks that never move:
 //! 40 bytes plus the key's words, no allocation of its own) and never changes; tables only grow
 //! (×2), and a replaced table is kept, not freed, until the index is dropped. Tables double, so
 //! all tables together hold fewer than twice the slots of the current one: memory stays O(n).
@@ -30,17 +30,23 @@ use crate::{
 
 /// One label set and its series. Immutable once published.
 ///
-/// The key is its [encoding](encode) in words: the values' lengths (two `u32` a word), then
-/// each value's bytes packed little-endian, zero-padded (an empty value takes no word). A look-up
-/// encodes the values it is given the same way (on the stack), hashes the words and compares
-/// them with an entry's key as one slice.
+/// The key is the label values encoded as words, in one of two layouts (the values decide which,
+/// so a look-up and the insert of the same tuple always agree; `shape` records it):
+///
+/// * **fixed** — at most [`FIXED_ARITY`] values of at most [`SHORT`] bytes each (nearly every
+///   label set): a header word holding the lengths (a byte each), then exactly two words per
+///   value ([`words`], branch-free). A look-up of a given arity has one layout: no loop, no
+///   branch on the values' lengths, one multiply per value for the hash.
+/// * **general** — anything else: the lengths two `u32` to a word, then each value's bytes
+///   packed eight to a word ([`encode_general`]).
 ///
 /// Entries and key words live in the index's arenas (chunks that never move or shrink), not in
 /// an allocation each: 40 bytes of entry and the key's words, no allocator header.
 struct Entry {
     hash: u64,
     store: Store,
-    arity: u32,
+    /// The layout and arity ([`shape`]).
+    shape: u32,
     key_len: u32,
     /// `key_len` words in the index's key arena.
     key: *const u64,
@@ -91,53 +97,90 @@ impl<T> Arena<T> {
     }
 }
 
-/// Words of the packed lengths of `arity` values.
-#[inline(always)]
-fn len_words(arity: usize) -> usize {
-    arity.div_ceil(2)
+/// Tuples of one to this many values, each of at most [`SHORT`] bytes, take the fixed layout.
+const FIXED_ARITY: usize = 4;
+
+/// The longest value of the fixed layout (two words).
+const SHORT: usize = 16;
+
+/// Words of a fixed-layout key of `arity` values: the header and two per value.
+const fn fixed_len(arity: usize) -> usize {
+    1 + 2 * arity
 }
 
-/// The words of a key: the values' lengths two to a word, then the values. When every value
-/// has at most [`SHORT`] bytes, each takes exactly two words (its bytes by [`words`]), so a
-/// look-up of a given arity has a fixed layout (loops unrolled); otherwise each value's bytes
-/// are packed into `⌈len / 8⌉` words. Either way the bytes are little-endian, zero-padded and
-/// read with (possibly overlapping) unaligned loads; the lengths come first, so the encoding of
-/// a tuple of a given arity is injective.
+/// An entry's `shape`: its arity, with [`GENERAL`] set for the general layout.
 #[inline(always)]
-fn encode(values: &[&str], mut push: impl FnMut(u64)) {
+const fn shape(arity: usize, general: bool) -> u32 {
+    arity as u32 | if general { GENERAL } else { 0 }
+}
+
+const GENERAL: u32 = 1 << 31;
+
+/// Whether `values` take the fixed layout.
+#[inline(always)]
+fn is_fixed(values: &[&str]) -> bool {
+    (1..=FIXED_ARITY).contains(&values.len()) && values.iter().all(|v| v.len() <= SHORT)
+}
+
+/// The header word of a fixed-layout key: value `i`'s length in byte `i`.
+#[inline(always)]
+fn header(values: &[&str]) -> u64 {
+    values.iter().enumerate().fold(0, |h, (i, v)| h | (v.len() as u64) << (8 * i))
+}
+
+/// A value of at most [`SHORT`] bytes as two words, read with (possibly overlapping) unaligned
+/// loads, no copy:
+///
+/// * 8–16 bytes: bytes `0..8` and bytes `n−8..n` (overlapping: together every byte);
+/// * 4–7 bytes: bytes `0..4` and `n−4..n` in the first word, 0;
+/// * 1–3 bytes: bytes `0`, `n/2` and `n−1` in the first word, 0;
+/// * empty: 0, 0.
+///
+/// Injective for each length (every byte is read, each at a fixed position); the key's header
+/// holds the lengths. One branch per class boundary: predicted for a label whose values stay in
+/// one class. (A branch-free version — every class loaded, from a zero block where the value is
+/// too short, and selected — was measured: +25 instructions a value, and no gain in the hot
+/// loop, whose cost is the recording's instruction count; see BENCHMARKS.md.)
+#[inline(always)]
+fn words(b: &[u8]) -> (u64, u64) {
+    let n = b.len();
+    debug_assert!(n <= SHORT);
+    if n >= 8 {
+        (read_u64(&b[..8]), read_u64(&b[n - 8..]))
+    } else if n >= 4 {
+        (u64::from(read_u32(&b[..4])) | u64::from(read_u32(&b[n - 4..])) << 32, 0)
+    } else if n > 0 {
+        (u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16, 0)
+    } else {
+        (0, 0)
+    }
+}
+
+/// The general layout's words: the values' lengths two to a word, then each value's bytes
+/// packed little-endian eight to a word, zero-padded; injective for a given arity.
+#[inline(always)]
+fn encode_general(values: &[&str], mut push: impl FnMut(u64)) {
     for pair in values.chunks(2) {
         push(pair.iter().enumerate().fold(0u64, |w, (i, v)| w | (v.len() as u64) << (32 * i)));
     }
-    if values.iter().all(|v| v.len() <= SHORT) {
-        for v in values {
-            let (lo, hi) = words(v.as_bytes());
-            push(lo);
-            push(hi);
-        }
-    } else {
-        for v in values {
-            for c in v.as_bytes().chunks(8) {
-                push(upto8(c));
-            }
+    for v in values {
+        for c in v.as_bytes().chunks(8) {
+            push(upto8(c));
         }
     }
 }
 
-/// The number of words [`encode`] writes for `values`.
+/// The number of words [`encode_general`] writes for `values`.
 #[inline(always)]
-fn encoded_len(values: &[&str]) -> usize {
-    let text = if values.iter().all(|v| v.len() <= SHORT) {
-        2 * values.len()
-    } else {
-        values.iter().map(|v| v.len().div_ceil(8)).sum::<usize>()
-    };
-    len_words(values.len()) + text
+fn general_len(values: &[&str]) -> usize {
+    values.len().div_ceil(2) + values.iter().map(|v| v.len().div_ceil(8)).sum::<usize>()
 }
 
-/// Keys of up to this many words are encoded on the stack by a look-up (two labels of up to
-/// ~55 bytes each, four of ~24); longer ones take [`LabelIndex::get_heap`].
+/// General keys of up to this many words are encoded on the stack by a look-up (two labels of
+/// up to ~55 bytes each, four of ~24); longer ones take [`LabelIndex::get_heap`].
 const INLINE: usize = 16;
 
+/// An open-addressing table of entry pointers, probed linearly from `hash & mask`.
 struct Table {
     slots: Box<[AtomicPtr<Entry>]>,
     mask: usize,
@@ -190,11 +233,14 @@ impl Default for Writer {
 // bookkeeping to another thread is as safe as moving the allocations themselves.
 unsafe impl Send for Writer {}
 
+/// Seeds of the hash: [`SEEDS`] random words per index.
+const SEEDS: usize = 2 + 2 * FIXED_ARITY;
+
 /// A grow-only map from label values to series with lock-free, write-free reads.
 pub(crate) struct LabelIndex {
     table: AtomicPtr<Table>,
     /// Random per index, so label values chosen by a client cannot be crafted to collide.
-    seeds: [u64; 2],
+    seeds: [u64; SEEDS],
     /// Serialises inserts and owns every entry and table (see [`IndexWriter`]).
     writer: Mutex<Writer>,
     /// The tables and entries the pointers own (see the `Send`/`Sync` note below).
@@ -208,23 +254,6 @@ pub(crate) struct LabelIndex {
 type LongHasher = hashbrown::DefaultHashBuilder;
 #[cfg(shardmetrics_loom)]
 type LongHasher = std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>;
-
-/// Values up to this many bytes are encoded with [`words`] (two loads a word, no copy).
-const SHORT: usize = 16;
-
-/// A value of at most [`SHORT`] bytes as two words: its bytes packed little-endian and
-/// zero-padded (bytes `0..8` in the first, `8..` in the second), read with (possibly
-/// overlapping) unaligned loads instead of a copy. Exact, so injective for a fixed length.
-#[inline(always)]
-fn words(b: &[u8]) -> (u64, u64) {
-    let n = b.len();
-    debug_assert!(n <= SHORT);
-    if n > 8 {
-        (read_u64(&b[..8]), upto8(&b[8..]))
-    } else {
-        (upto8(b), 0)
-    }
-}
 
 /// At most eight bytes packed little-endian, zero-padded: overlapping loads put every byte at
 /// its own position (overlapped bytes are the same byte, so OR-ing them is exact).
@@ -263,19 +292,52 @@ fn folded_multiply(x: u64, y: u64) -> u64 {
 impl LabelIndex {
     pub(crate) fn new() -> LabelIndex {
         let hasher = LongHasher::default();
+        let mut seeds = [0; SEEDS];
+        for (i, s) in seeds.iter_mut().enumerate() {
+            // Odd: a multiply by a seed never loses the low bit.
+            *s = hasher.hash_one(i as u64) | 1;
+        }
         LabelIndex {
             table: AtomicPtr::new(Box::into_raw(Table::with_capacity(8))),
-            seeds: [hasher.hash_one(0u64), hasher.hash_one(1u64) | 1],
+            seeds,
             writer: Mutex::new(Writer::default()),
             _owns: PhantomData,
         }
     }
 
-    /// The hash of an encoded key of `arity` values: one 64×64→128-bit multiply per two words
-    /// (foldhash-style), randomly seeded per index; the arity goes into the seed (a key of one
-    /// value and one of two values whose second is empty have the same words).
+    /// The hash of the fixed-layout key of `n` values in `key` (its first `1 + 2n` words): one
+    /// 64×64→128-bit multiply per value, each with its own pair of seeds (so the position of a
+    /// value counts) and the header mixed into the first, XOR-ed together. The multiplies are
+    /// independent (foldhash's parallel lanes): the hash is ready one multiply after the words,
+    /// not one per value. `n` is a constant where a look-up inlines this (loop unrolled).
     #[inline(always)]
-    fn hash(&self, key: &[u64], arity: usize) -> u64 {
+    fn hash_fixed(&self, key: &[u64; fixed_len(FIXED_ARITY)], n: usize) -> u64 {
+        let s = &self.seeds;
+        let mut hash = 0;
+        for i in 0..n.min(FIXED_ARITY) {
+            let header = if i == 0 { key[0] } else { 0 };
+            hash ^= folded_multiply(key[1 + 2 * i] ^ s[2 + 2 * i], key[2 + 2 * i] ^ s[3 + 2 * i] ^ header);
+        }
+        hash
+    }
+
+    /// The fixed-layout key of `values` (at most [`FIXED_ARITY`] values of at most [`SHORT`]
+    /// bytes): `[header, lo₀, hi₀, lo₁, hi₁, …]`, zeros after `fixed_len(values.len())` words.
+    #[inline(always)]
+    fn fixed_key(values: &[&str]) -> [u64; fixed_len(FIXED_ARITY)] {
+        let mut key = [0u64; fixed_len(FIXED_ARITY)];
+        key[0] = header(values);
+        for (i, v) in values.iter().take(FIXED_ARITY).enumerate() {
+            (key[1 + 2 * i], key[2 + 2 * i]) = words(v.as_bytes());
+        }
+        key
+    }
+
+    /// The hash of a general-layout key of `arity` values: one multiply per two words, in a
+    /// chain; the arity goes into the seed (a key of one value and one of two values whose
+    /// second is empty can have the same words).
+    #[inline(always)]
+    fn hash_general(&self, key: &[u64], arity: usize) -> u64 {
         // Two words a multiply; a missing last word reads as 0, which is unambiguous because the
         // lengths (the first words) fix how many words follow.
         key.chunks(2).fold(self.seeds[0] ^ arity as u64, |acc, c| {
@@ -286,11 +348,11 @@ impl LabelIndex {
     /// The series for `values`, if it was inserted (and published to this reader).
     ///
     /// # Performance characteristics
-    /// Wait-free and write-free: the values are encoded once into a few words on the stack
-    /// (each read with at most four loads), the words folded into the hash with one multiply
-    /// per two, then one Acquire load of the table and a linear probe that compares the stored
-    /// hash, then the key words as one slice. Tuples of up to four values take a path
-    /// specialised for their arity (loops unrolled).
+    /// Wait-free and write-free. For one to four values of up to 16 bytes: the values encoded
+    /// into a header and two words each on the stack (no branch on their lengths), one multiply
+    /// per value for the hash (independent of each other), one Acquire load of the table, one
+    /// of the home group's tags, the slot and entry its tag names, and the key compared as words
+    /// with one branch. Other tuples take the general layout (a loop over the values' words).
     #[inline(always)]
     pub(crate) fn get(&self, values: &[&str]) -> Option<Store> {
         match values.len() {
@@ -298,64 +360,61 @@ impl LabelIndex {
             2 => self.get_n::<2>(values),
             3 => self.get_n::<3>(values),
             4 => self.get_n::<4>(values),
-            _ => self.get_any(values),
+            _ => self.get_general(values),
         }
     }
 
     #[inline(always)]
     fn get_n<const N: usize>(&self, values: &[&str]) -> Option<Store> {
         let values: &[&str; N] = values.try_into().ok()?;
-        if values.iter().any(|v| v.len() > SHORT) {
-            return self.get_inline(values);
+        // One branch for all the values (predictable: a label's values are short or not).
+        if values.iter().fold(false, |long, v| long | (v.len() > SHORT)) {
+            return self.get_general(values);
         }
-        // The fixed layout: length words, then two words per value (N ≤ 4).
-        let mut buf = [0u64; 10];
-        let lens = len_words(N);
-        for (w, pair) in buf.iter_mut().zip(values.chunks(2)) {
-            *w = pair.iter().enumerate().fold(0u64, |w, (i, v)| w | (v.len() as u64) << (32 * i));
-        }
-        for (i, v) in values.iter().enumerate() {
-            (buf[lens + 2 * i], buf[lens + 2 * i + 1]) = words(v.as_bytes());
-        }
-        self.find(&buf[..lens + 2 * N], N)
+        let key = Self::fixed_key(values);
+        let hash = self.hash_fixed(&key, N);
+        self.probe(hash, |e| {
+            // Shape first: it fixes the key's length; then every word XOR-ed and OR-ed together
+            // (one branch, not one per word; a constant number of words, unrolled).
+            e.shape == shape(N, false)
+                && (0..fixed_len(N)).fold(0, |d, j| {
+                    // SAFETY: an entry of this shape has `fixed_len(N)` key words (`insert`
+                    // writes exactly that many for a fixed-layout tuple of N values), immutable
+                    // and live as in `Entry::key`.
+                    d | (unsafe { *e.key.add(j) } ^ key[j])
+                }) == 0
+        })
     }
 
     #[inline(never)]
-    fn get_any(&self, values: &[&str]) -> Option<Store> {
-        self.get_inline(values)
-    }
-
-    #[inline(always)]
-    fn get_inline(&self, values: &[&str]) -> Option<Store> {
-        if encoded_len(values) > INLINE {
+    fn get_general(&self, values: &[&str]) -> Option<Store> {
+        let len = general_len(values);
+        if len > INLINE {
             return self.get_heap(values);
         }
         let mut buf = [0u64; INLINE];
         let mut k = 0;
-        encode(values, |w| {
+        encode_general(values, |w| {
             buf[k] = w;
             k += 1;
         });
-        self.find(&buf[..k], values.len())
+        self.find_general(&buf[..k], values.len())
     }
 
-    /// The entry whose key is `key` (an encoding of `arity` values).
+    /// The general-layout entry whose key is `key` (an encoding of `arity` values).
     #[inline(always)]
-    fn find(&self, key: &[u64], arity: usize) -> Option<Store> {
-        let hash = self.hash(key, arity);
-        self.probe(hash, |e| {
-            let own = e.key();
-            e.arity as usize == arity && own.len() == key.len() && own.iter().zip(key).all(|(a, b)| a == b)
-        })
+    fn find_general(&self, key: &[u64], arity: usize) -> Option<Store> {
+        let hash = self.hash_general(key, arity);
+        self.probe(hash, |e| e.shape == shape(arity, true) && e.key() == key)
     }
 
-    /// A look-up whose key does not fit on the stack.
+    /// A general look-up whose key does not fit on the stack.
     #[cold]
     #[inline(never)]
     fn get_heap(&self, values: &[&str]) -> Option<Store> {
-        let mut key = Vec::with_capacity(encoded_len(values));
-        encode(values, |w| key.push(w));
-        self.find(&key, values.len())
+        let mut key = Vec::with_capacity(general_len(values));
+        encode_general(values, |w| key.push(w));
+        self.find_general(&key, values.len())
     }
 
     /// Linear probe from `hash` for the entry with that hash whose key satisfies `is_key`.
@@ -392,10 +451,17 @@ impl LabelIndex {
 
     /// Adds `values → store`; `writer` is the index's own (held through its mutex).
     fn insert(&self, writer: &mut Writer, values: &[&str], store: Store) {
-        // The key is encoded straight into the arena (no temporary).
-        let words = writer.keys.push_with(encoded_len(values), |push| encode(values, push));
-        let hash = self.hash(words, values.len());
-        let entry = Entry { hash, store, arity: values.len() as u32, key_len: words.len() as u32, key: words.as_ptr() };
+        // The key, in the layout a look-up of the same values takes, goes into the arena.
+        let (words, hash, shape) = if is_fixed(values) {
+            let key = Self::fixed_key(values);
+            let key_words = &key[..fixed_len(values.len())];
+            let words = writer.keys.push_with(key_words.len(), |push| key_words.iter().for_each(|&w| push(w)));
+            (words, self.hash_fixed(&key, values.len()), shape(values.len(), false))
+        } else {
+            let words = writer.keys.push_with(general_len(values), |push| encode_general(values, push));
+            (words, self.hash_general(words, values.len()), shape(values.len(), true))
+        };
+        let entry = Entry { hash, store, shape, key_len: words.len() as u32, key: words.as_ptr() };
         // Readers only ever read through this pointer (`AtomicPtr` wants `*mut`).
         let entry = writer.entries.push_with(1, |push| push(entry)).as_ptr().cast_mut();
         writer.len += 1;
@@ -476,6 +542,20 @@ const _: () = {
 };
 
 #[cfg(test)]
+impl LabelIndex {
+    /// The hash a look-up of `values` probes with (either layout).
+    fn hash_of(&self, values: &[&str]) -> u64 {
+        if is_fixed(values) {
+            self.hash_fixed(&Self::fixed_key(values), values.len())
+        } else {
+            let mut key = Vec::new();
+            encode_general(values, |w| key.push(w));
+            self.hash_general(&key, values.len())
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::shard::CounterLoc;
@@ -511,6 +591,10 @@ mod tests {
         idx.write().insert(&["q"], store(2));
         assert_eq!(idx.get(&["q", ""]), None);
         assert_eq!(idx.get(&["q"]), Some(store(2)));
+        // The empty tuple (general layout, like every arity the fixed one does not cover).
+        assert_eq!(idx.get(&[]), None);
+        idx.write().insert(&[], store(4));
+        assert_eq!(idx.get(&[]), Some(store(4)));
         // Keys too long to encode on the stack take the heap path, consistently.
         let huge = "h".repeat(300);
         idx.write().insert(&[&huge, "y"], store(3));
@@ -527,15 +611,35 @@ mod tests {
         u64::from_le_bytes(w)
     }
 
+    /// The classes of [`words`], the obvious way.
+    fn words_reference(b: &[u8]) -> (u64, u64) {
+        let n = b.len();
+        match n {
+            0 => (0, 0),
+            1..=3 => (u64::from(b[0]) | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]) << 16, 0),
+            4..=7 => (pack(&b[..4]) | pack(&b[n - 4..]) << 32, 0),
+            _ => (pack(&b[..8]), pack(&b[n - 8..])),
+        }
+    }
+
     #[test]
-    fn words_are_the_bytes_packed_and_zero_padded() {
+    fn words_are_the_length_class_loads() {
         let bytes: Vec<u8> = (1..=SHORT as u8).map(|b| b.wrapping_mul(37) | 1).collect();
         for n in 0..=SHORT {
-            let b = &bytes[..n];
-            let lo = pack(&b[..n.min(8)]);
-            let hi = if n > 8 { pack(&b[8..]) } else { 0 };
-            assert_eq!(words(b), (lo, hi), "length {n}");
+            assert_eq!(words(&bytes[..n]), words_reference(&bytes[..n]), "length {n}");
         }
+    }
+
+    /// Every value is its own allocation, exactly as long as the value, so under Miri
+    /// (`cargo +nightly miri test --lib label_index`) a load one byte out of bounds in any
+    /// length class is reported.
+    #[test]
+    fn words_read_only_the_values_bytes() {
+        for n in 0..=SHORT {
+            let boxed: Box<[u8]> = (0..n as u8).map(|b| b ^ 0x5a).collect();
+            assert_eq!(words(&boxed), words_reference(&boxed), "length {n}");
+        }
+        assert_eq!(words(&[]), (0, 0));
     }
 
     #[test]
@@ -620,9 +724,7 @@ mod tests {
         let (mut total, mut longest) = (0usize, 0usize);
         for k in &keys {
             let k: Vec<&str> = k.iter().map(String::as_str).collect();
-            let mut key = Vec::new();
-            encode(&k, |w| key.push(w));
-            let hash = idx.hash(&key, k.len());
+            let hash = idx.hash_of(&k);
             let mut i = hash as usize & table.mask;
             let mut steps = 1;
             // SAFETY: slots are non-null entries owned by the index until it drops.
