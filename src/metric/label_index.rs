@@ -35,8 +35,8 @@ use crate::{
 ///
 /// * **fixed** — at most [`FIXED_ARITY`] values of at most [`SHORT`] bytes each (nearly every
 ///   label set): a header word holding the lengths (a byte each), then exactly two words per
-///   value ([`words`], branch-free). A look-up of a given arity has one layout: no loop, no
-///   branch on the values' lengths, one multiply per value for the hash.
+///   value ([`words`]). A look-up of a given arity has one layout: no loop over the words, one
+///   multiply per value for the hash.
 /// * **general** — anything else: the lengths two `u32` to a word, then each value's bytes
 ///   packed eight to a word ([`encode_general`]).
 ///
@@ -233,7 +233,8 @@ impl Default for Writer {
 // bookkeeping to another thread is as safe as moving the allocations themselves.
 unsafe impl Send for Writer {}
 
-/// Seeds of the hash: [`SEEDS`] random words per index.
+/// Random seeds per index: two for the general layout's hash, two per value position of the
+/// fixed one's.
 const SEEDS: usize = 2 + 2 * FIXED_ARITY;
 
 /// A grow-only map from label values to series with lock-free, write-free reads.
@@ -349,10 +350,10 @@ impl LabelIndex {
     ///
     /// # Performance characteristics
     /// Wait-free and write-free. For one to four values of up to 16 bytes: the values encoded
-    /// into a header and two words each on the stack (no branch on their lengths), one multiply
-    /// per value for the hash (independent of each other), one Acquire load of the table, one
-    /// of the home group's tags, the slot and entry its tag names, and the key compared as words
-    /// with one branch. Other tuples take the general layout (a loop over the values' words).
+    /// into a header and two words each on the stack (a length-class branch per value), one
+    /// multiply per value for the hash (independent of each other), one Acquire load of the
+    /// table, a linear probe comparing the stored hash, then the shape and the key's words.
+    /// Other tuples take the general layout (a loop over the values' words, out of line).
     #[inline(always)]
     pub(crate) fn get(&self, values: &[&str]) -> Option<Store> {
         match values.len() {
@@ -375,7 +376,7 @@ impl LabelIndex {
         let hash = self.hash_fixed(&key, N);
         self.probe(hash, |e| {
             // Shape first: it fixes the key's length; then every word XOR-ed and OR-ed together
-            // (one branch, not one per word; a constant number of words, unrolled).
+            // into one test (a constant number of words, unrolled).
             e.shape == shape(N, false)
                 && (0..fixed_len(N)).fold(0, |d, j| {
                     // SAFETY: an entry of this shape has `fixed_len(N)` key words (`insert`
