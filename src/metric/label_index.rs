@@ -21,7 +21,7 @@
 //!   older table may miss an entry inserted since; it then takes the caller's slow path, which
 //!   looks again under the mutex.
 
-use std::{hash::BuildHasher, marker::PhantomData};
+use std::{hash::BuildHasher, marker::PhantomData, ptr::NonNull};
 
 use crate::{
     store::Store,
@@ -180,25 +180,56 @@ fn general_len(values: &[&str]) -> usize {
 /// up to ~55 bytes each, four of ~24); longer ones take [`LabelIndex::get_heap`].
 const INLINE: usize = 16;
 
-/// An open-addressing table of entry pointers, probed linearly from `hash & mask`.
+/// Eight slots, one cache line: the unit a table is allocated in, so its slots start on a
+/// 64-byte boundary and the low six bits of their address are free for the capacity's log
+/// (see [`Table::tagged`]).
+#[repr(align(64))]
+struct Line([AtomicPtr<Entry>; 8]);
+
+/// An open-addressing table of entry pointers, probed linearly from `hash & mask`. Owned by the
+/// writer (under the index's mutex); readers reach its slots only through the tagged pointer
+/// the index publishes ([`Table::tagged`]), so a look-up loads one word, then the slot.
+///
+/// The lines are held through a raw pointer (from `Box::into_raw`), not a `Box`: moving a `Box`
+/// asserts unique access to what it points at, which readers holding the published pointer
+/// would contradict (Miri's Stacked Borrows reports it when the writer retires a table).
 struct Table {
-    slots: Box<[AtomicPtr<Entry>]>,
-    mask: usize,
+    lines: NonNull<[Line]>,
 }
 
 impl Table {
-    fn with_capacity(slots: usize) -> Box<Table> {
-        debug_assert!(slots.is_power_of_two());
-        let slots: Box<[AtomicPtr<Entry>]> = (0..slots).map(|_| AtomicPtr::new(std::ptr::null_mut())).collect();
-        let mask = slots.len() - 1;
-        Box::new(Table { slots, mask })
+    fn with_capacity(slots: usize) -> Table {
+        debug_assert!(slots.is_power_of_two() && slots >= 8);
+        let lines: Box<[Line]> =
+            (0..slots / 8).map(|_| Line(std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())))).collect();
+        // SAFETY: `Box::into_raw` never returns null.
+        Table { lines: unsafe { NonNull::new_unchecked(Box::into_raw(lines)) } }
+    }
+
+    fn cap(&self) -> usize {
+        self.lines.len() * 8
+    }
+
+    fn slot(&self, i: usize) -> &AtomicPtr<Entry> {
+        // SAFETY: `lines` is a live allocation this table owns (freed only in its `Drop`), only
+        // ever accessed through shared references (its slots are atomics).
+        let lines = unsafe { self.lines.as_ref() };
+        &lines[i / 8].0[i % 8]
+    }
+
+    /// The first slot's address with log₂ of the capacity in its low six bits (the lines are
+    /// 64-byte aligned and the capacity is below 2⁶⁴): what a reader needs, in one word.
+    fn tagged(&self) -> *mut AtomicPtr<Entry> {
+        let base = self.lines.as_ptr().cast::<AtomicPtr<Entry>>();
+        base.map_addr(|a| a | self.cap().trailing_zeros() as usize)
     }
 
     /// Stores `e` in the first free slot of its probe sequence. Writer only.
     fn place(&self, e: *mut Entry, hash: u64) {
-        let mut i = hash as usize & self.mask;
+        let mask = self.cap() - 1;
+        let mut i = hash as usize & mask;
         loop {
-            let slot = &self.slots[i];
+            let slot = self.slot(i);
             // Relaxed: only the (single, serialised) writer stores slots, and it sees its own
             // stores.
             if slot.load(Ordering::Relaxed).is_null() {
@@ -206,32 +237,36 @@ impl Table {
                 slot.store(e, Ordering::Release);
                 return;
             }
-            i = (i + 1) & self.mask;
+            i = (i + 1) & mask;
         }
     }
 }
 
-/// The writer's side, kept under the index's mutex: the entry count and every retired table
-/// (freed, with the entries, when the index drops).
-struct Writer {
-    /// Entries inserted (every one is in the current table and in `entries`).
-    len: usize,
-    retired: Vec<*mut Table>,
-    entries: Arena<Entry>,
-    keys: Arena<u64>,
-}
-
-impl Default for Writer {
-    fn default() -> Writer {
-        Writer { len: 0, retired: Vec::new(), entries: Arena::new(1024), keys: Arena::new(8192) }
+impl Drop for Table {
+    fn drop(&mut self) {
+        // SAFETY: `lines` came from `Box::into_raw` and is freed once, here. A table drops only
+        // with its index (`&mut`: no reader is left) — retired tables are kept until then.
+        drop(unsafe { Box::from_raw(self.lines.as_ptr()) });
     }
 }
 
-// SAFETY: the raw pointers in `Writer` (retired tables, from `Box::into_raw`, and the
-// entries' key pointers in its arena) are owned by the index they belong to and dereferenced
-// only by it, under its mutex, by readers as the module docs describe, or in `Drop`; moving the
-// bookkeeping to another thread is as safe as moving the allocations themselves.
-unsafe impl Send for Writer {}
+// SAFETY: a `Table` owns its lines like a `Box<[Line]>` (which is `Send` and `Sync`: its slots
+// are atomics); the raw pointer only avoids the `Box`'s uniqueness assertion when it moves.
+unsafe impl Send for Table {}
+// SAFETY: as above; shared access only ever reads or atomically writes the slots.
+unsafe impl Sync for Table {}
+
+/// The writer's side, kept under the index's mutex: the entry count, the current table and
+/// every retired one (kept until the index drops: a reader may still be probing it), and the
+/// arenas of entries and key words.
+struct Writer {
+    /// Entries inserted (every one is in the current table and in `entries`).
+    len: usize,
+    current: Table,
+    retired: Vec<Table>,
+    entries: Arena<Entry>,
+    keys: Arena<u64>,
+}
 
 /// Random seeds per index: two for the general layout's hash, two per value position of the
 /// fixed one's.
@@ -239,7 +274,8 @@ const SEEDS: usize = 2 + 2 * FIXED_ARITY;
 
 /// A grow-only map from label values to series with lock-free, write-free reads.
 pub(crate) struct LabelIndex {
-    table: AtomicPtr<Table>,
+    /// The current table's slots, tagged with log₂ of its capacity ([`Table::tagged`]).
+    table: AtomicPtr<AtomicPtr<Entry>>,
     /// Random per index, so label values chosen by a client cannot be crafted to collide.
     seeds: [u64; SEEDS],
     /// Serialises inserts and owns every entry and table (see [`IndexWriter`]).
@@ -298,10 +334,17 @@ impl LabelIndex {
             // Odd: a multiply by a seed never loses the low bit.
             *s = hasher.hash_one(i as u64) | 1;
         }
+        let current = Table::with_capacity(8);
         LabelIndex {
-            table: AtomicPtr::new(Box::into_raw(Table::with_capacity(8))),
+            table: AtomicPtr::new(current.tagged()),
             seeds,
-            writer: Mutex::new(Writer::default()),
+            writer: Mutex::new(Writer {
+                len: 0,
+                current,
+                retired: Vec::new(),
+                entries: Arena::new(1024),
+                keys: Arena::new(8192),
+            }),
             _owns: PhantomData,
         }
     }
@@ -422,13 +465,15 @@ impl LabelIndex {
     #[inline(always)]
     fn probe(&self, hash: u64, is_key: impl Fn(&Entry) -> bool) -> Option<Store> {
         // Acquire: pairs with the Release publish of a grown table in `insert`.
-        let table = self.table.load(Ordering::Acquire);
-        // SAFETY: `table` is never null and is freed only in `Drop` (see the module docs).
-        let table = unsafe { &*table };
-        let mut i = hash as usize & table.mask;
+        let tagged = self.table.load(Ordering::Acquire);
+        let mask = (1usize << (tagged.addr() & 63)) - 1;
+        let slots = tagged.map_addr(|a| a & !63);
+        let mut i = hash as usize & mask;
         loop {
-            // SAFETY: `i` is masked by `mask = slots.len() - 1` (a power of two minus one).
-            let slot = unsafe { table.slots.get_unchecked(i) };
+            // SAFETY: `slots` is the first of `mask + 1` contiguous slots of a table the index
+            // owns until it drops (current or retired, never freed before: see the module docs),
+            // and `i ≤ mask`.
+            let slot = unsafe { &*slots.add(i) };
             // Acquire: pairs with the Release slot store in `Table::place`.
             let e = slot.load(Ordering::Acquire);
             if e.is_null() {
@@ -440,7 +485,7 @@ impl LabelIndex {
             if e.hash == hash && is_key(e) {
                 return Some(e.store);
             }
-            i = (i + 1) & table.mask;
+            i = (i + 1) & mask;
         }
     }
 
@@ -466,29 +511,26 @@ impl LabelIndex {
         // Readers only ever read through this pointer (`AtomicPtr` wants `*mut`).
         let entry = writer.entries.push_with(1, |push| push(entry)).as_ptr().cast_mut();
         writer.len += 1;
-        // Relaxed: this thread is the only writer of `table` (serialised by the caller).
-        let current = self.table.load(Ordering::Relaxed);
-        // SAFETY: as in `get`; the writer also owns the right to read it under the mutex.
-        let cap = unsafe { &*current }.slots.len();
+        let cap = writer.current.cap();
         if writer.len * 2 > cap {
             let grown = Table::with_capacity(cap * 2);
-            // SAFETY: `current` is live (freed only in `Drop`).
-            for slot in unsafe { &*current }.slots.iter() {
+            for i in 0..cap {
                 // Relaxed: this thread wrote every slot (under the mutex).
-                let e = slot.load(Ordering::Relaxed);
+                let e = writer.current.slot(i).load(Ordering::Relaxed);
                 if !e.is_null() {
-                    // SAFETY: a non-null slot is a live entry, freed only in `Drop`.
+                    // SAFETY: a non-null slot is a live entry of the arena, freed only when the
+                    // index drops.
                     grown.place(e, unsafe { (*e).hash });
                 }
             }
             grown.place(entry, hash);
             // Release: the grown table (and every slot in it) is complete before readers can
             // load it.
-            self.table.store(Box::into_raw(grown), Ordering::Release);
-            writer.retired.push(current);
+            self.table.store(grown.tagged(), Ordering::Release);
+            let old = std::mem::replace(&mut writer.current, grown);
+            writer.retired.push(old);
         } else {
-            // SAFETY: `current` is live (freed only in `Drop`).
-            unsafe { &*current }.place(entry, hash);
+            writer.current.place(entry, hash);
         }
     }
 }
@@ -509,26 +551,6 @@ impl IndexWriter<'_> {
     /// under this guard).
     pub(crate) fn insert(&mut self, values: &[&str], store: Store) {
         self.index.insert(&mut self.writer, values, store);
-    }
-}
-
-impl Drop for LabelIndex {
-    /// Frees every table and entry (`&mut self`: no reader or writer is left).
-    fn drop(&mut self) {
-        let writer = self.writer.get_mut();
-        #[cfg(not(shardmetrics_loom))]
-        let writer = writer.unwrap_or_else(std::sync::PoisonError::into_inner);
-        #[cfg(shardmetrics_loom)]
-        let writer = writer.unwrap();
-        let current = self.table.load(Ordering::Relaxed);
-        // The entries and keys are freed with the writer's arenas, after this.
-        writer.len = 0;
-        for t in writer.retired.drain(..).chain(std::iter::once(current)) {
-            // SAFETY: each table pointer came from `Box::into_raw` and is freed exactly once
-            // here (the current one is not in `retired`); `&mut self` excludes readers.
-            drop(unsafe { Box::from_raw(t) });
-        }
-        self.table.store(std::ptr::null_mut(), Ordering::Relaxed);
     }
 }
 
@@ -720,17 +742,18 @@ mod tests {
                 idx.write().insert(&k, store(i));
             }
         }
-        // SAFETY: the table is live (freed only when `idx` drops) and no writer runs.
-        let table = unsafe { &*idx.table.load(Ordering::Acquire) };
+        let guard = idx.write();
+        let table = &guard.writer.current;
+        let mask = table.cap() - 1;
         let (mut total, mut longest) = (0usize, 0usize);
         for k in &keys {
             let k: Vec<&str> = k.iter().map(String::as_str).collect();
             let hash = idx.hash_of(&k);
-            let mut i = hash as usize & table.mask;
+            let mut i = hash as usize & mask;
             let mut steps = 1;
             // SAFETY: slots are non-null entries owned by the index until it drops.
-            while unsafe { &*table.slots[i].load(Ordering::Acquire) }.hash != hash {
-                i = (i + 1) & table.mask;
+            while unsafe { &*table.slot(i).load(Ordering::Acquire) }.hash != hash {
+                i = (i + 1) & mask;
                 steps += 1;
             }
             total += steps;
