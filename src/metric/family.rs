@@ -182,11 +182,11 @@ impl<M: Metric> Family<M> {
     /// probe comparing the stored hash, then the key's words.
     ///
     /// Compiles to (x86-64, rustc 1.95, callgrind on `benches/hot_path.rs`, the bench loop's own
-    /// instructions included): 108 instructions for `with(&[v]).inc()`, 146 for two values,
-    /// 185 for three (`.inc()` is about 11 of them); no `memcpy`/`bcmp`. Per value: its pointer
+    /// instructions included): 111 instructions for `with(&[v]).inc()`, 149 for two values,
+    /// 188 for three (`.inc()` is about 11 of them); no `memcpy`/`bcmp`. Per value: its pointer
     /// and length, a length-class branch (predicted while a label's values stay in one class:
     /// under 4, 4–7, 8–16 bytes), two or three loads of its bytes, one `mul`; then one load of
-    /// the table, one of the slot, the entry's hash and shape compares, and the key words
+    /// the table word (its slots' address and capacity), one of the slot, the entry's hash and shape compares, and the key words
     /// compared with one branch. Writes nothing but the counter cell. (Forced inline it is
     /// ~25 instructions shorter but measured ~1 ns slower in the hot-path bench, and it grows
     /// every call site; `#[inline]` leaves it to the compiler.)
