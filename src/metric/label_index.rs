@@ -184,43 +184,63 @@ const INLINE: usize = 16;
 /// 64-byte boundary and the low six bits of their address are free for the capacity's log
 /// (see [`Table::tagged`]).
 #[repr(align(64))]
-struct Line([AtomicPtr<Entry>; 8]);
+struct Line([AtomicPtr<Entry>; LINE]);
+
+/// Slots per [`Line`].
+const LINE: usize = 8;
+
+/// A table's lines, owned like a `Box<[Line]>` but held through a raw pointer (from
+/// `Box::into_raw`): moving a `Box` asserts unique access to what it points at, which readers
+/// holding the published pointer would contradict (Miri's Stacked Borrows reports it when the
+/// writer retires a table).
+struct Lines(NonNull<[Line]>);
+
+impl Drop for Lines {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `Box::into_raw` and is freed once, here. A table drops
+        // only with its index (`&mut`: no reader is left) — retired tables are kept until then.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+// SAFETY: `Lines` owns its allocation like a `Box<[Line]>`, which is `Send` and `Sync` (the
+// slots are atomics); only the pointer's type differs. (The rest of a `Table` gets its `Send`
+// and `Sync` from the auto traits.)
+unsafe impl Send for Lines {}
+// SAFETY: as above; shared access only ever reads or atomically writes the slots.
+unsafe impl Sync for Lines {}
 
 /// An open-addressing table of entry pointers, probed linearly from `hash & mask`. Owned by the
 /// writer (under the index's mutex); readers reach its slots only through the tagged pointer
 /// the index publishes ([`Table::tagged`]), so a look-up loads one word, then the slot.
-///
-/// The lines are held through a raw pointer (from `Box::into_raw`), not a `Box`: moving a `Box`
-/// asserts unique access to what it points at, which readers holding the published pointer
-/// would contradict (Miri's Stacked Borrows reports it when the writer retires a table).
 struct Table {
-    lines: NonNull<[Line]>,
+    lines: Lines,
 }
 
 impl Table {
     fn with_capacity(slots: usize) -> Table {
-        debug_assert!(slots.is_power_of_two() && slots >= 8);
+        debug_assert!(slots.is_power_of_two() && slots >= LINE);
         let lines: Box<[Line]> =
-            (0..slots / 8).map(|_| Line(std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())))).collect();
+            (0..slots / LINE).map(|_| Line(std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())))).collect();
         // SAFETY: `Box::into_raw` never returns null.
-        Table { lines: unsafe { NonNull::new_unchecked(Box::into_raw(lines)) } }
+        Table { lines: Lines(unsafe { NonNull::new_unchecked(Box::into_raw(lines)) }) }
     }
 
     fn cap(&self) -> usize {
-        self.lines.len() * 8
+        self.lines.0.len() * LINE
     }
 
     fn slot(&self, i: usize) -> &AtomicPtr<Entry> {
-        // SAFETY: `lines` is a live allocation this table owns (freed only in its `Drop`), only
-        // ever accessed through shared references (its slots are atomics).
-        let lines = unsafe { self.lines.as_ref() };
-        &lines[i / 8].0[i % 8]
+        // SAFETY: the lines are a live allocation this table owns (freed only when it drops),
+        // only ever accessed through shared references (the slots are atomics).
+        let lines = unsafe { self.lines.0.as_ref() };
+        &lines[i / LINE].0[i % LINE]
     }
 
     /// The first slot's address with log₂ of the capacity in its low six bits (the lines are
     /// 64-byte aligned and the capacity is below 2⁶⁴): what a reader needs, in one word.
     fn tagged(&self) -> *mut AtomicPtr<Entry> {
-        let base = self.lines.as_ptr().cast::<AtomicPtr<Entry>>();
+        let base = self.lines.0.as_ptr().cast::<AtomicPtr<Entry>>();
         base.map_addr(|a| a | self.cap().trailing_zeros() as usize)
     }
 
@@ -241,20 +261,6 @@ impl Table {
         }
     }
 }
-
-impl Drop for Table {
-    fn drop(&mut self) {
-        // SAFETY: `lines` came from `Box::into_raw` and is freed once, here. A table drops only
-        // with its index (`&mut`: no reader is left) — retired tables are kept until then.
-        drop(unsafe { Box::from_raw(self.lines.as_ptr()) });
-    }
-}
-
-// SAFETY: a `Table` owns its lines like a `Box<[Line]>` (which is `Send` and `Sync`: its slots
-// are atomics); the raw pointer only avoids the `Box`'s uniqueness assertion when it moves.
-unsafe impl Send for Table {}
-// SAFETY: as above; shared access only ever reads or atomically writes the slots.
-unsafe impl Sync for Table {}
 
 /// The writer's side, kept under the index's mutex: the entry count, the current table and
 /// every retired one (kept until the index drops: a reader may still be probing it), and the
@@ -555,10 +561,11 @@ impl IndexWriter<'_> {
 }
 
 // `LabelIndex` is `Send + Sync` by the auto traits, not by an `unsafe impl`: its raw pointers
-// sit in `AtomicPtr`s (always `Send + Sync`) and `_owns` makes the auto traits follow what it
-// owns, so a future `!Send`/`!Sync` field of a table takes them away instead of being covered
-// silently (an entry's one raw pointer is covered by the `unsafe impl`s on `Entry`). Shared
-// access is the read protocol in the module docs.
+// sit in `AtomicPtr`s (always `Send + Sync`) and `_owns` makes the auto traits follow what
+// readers share (the mutex alone would ask only `Send` of what it guards), so a future
+// `!Send`/`!Sync` field of a table takes them away instead of being covered silently (an
+// entry's one raw pointer and a table's lines are covered by the `unsafe impl`s on `Entry` and
+// `Lines`). Shared access is the read protocol in the module docs.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
     send_sync::<LabelIndex>();
